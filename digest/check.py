@@ -1,0 +1,71 @@
+"""`digest check`: every problem in config, content, subscribers and templates, without sending."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from digest.errors import DigestError
+from digest.models import Problem, Selection, Subscriber
+from digest.pipeline import Run
+
+
+def check(run: Run) -> list[Problem]:
+    config = run.config
+    source = str(config.source or "config")
+    problems: list[Problem] = list(run.problems)
+    if not config.newsletter.postal_address.strip():
+        problems.append(
+            Problem(
+                source, "newsletter.postal_address is empty (CAN-SPAM wants one in every footer)", severity="warning"
+            )
+        )
+    if config.sending.unsubscribe_url:
+        if not config.sending.unsubscribe_url.startswith("https://"):
+            problems.append(Problem(source, "sending.unsubscribe_url must be https:// for one-click unsubscribe"))
+        try:
+            run.unsubscribe_url(Subscriber(email="check@example.com"))
+        except DigestError as exc:
+            problems.append(Problem(source, str(exc)))
+    problems.extend(check_templates(run))
+    return problems
+
+
+def check_templates(run: Run) -> list[Problem]:
+    """Compile a full-size digest (max_articles of the newest articles) and measure it."""
+    config = run.config
+    where = str(config.templates.path)
+    candidates = [a for a in sorted(run.content.articles, key=lambda a: a.date, reverse=True) if not a.draft]
+    articles = tuple(candidates[: config.selection.max_articles])
+    if not articles:
+        return [Problem(where, "no articles to test the templates with", severity="warning")]
+    probe = Subscriber(email="reader.with.a.long.address@example.com", name="Alexandra Montgomery-Smythe")
+    from digest.models import Choice
+
+    selection = Selection(probe, tuple(Choice(a, "check") for a in articles), run.at, run.at)
+    # A private pool holding exactly these articles: the check must not depend on the date.
+    sized = replace(run, pool=articles)
+    try:
+        email = sized.prepared.email(selection, run.values(probe))
+    except DigestError as exc:
+        return [Problem(where, str(exc))]
+    problems = []
+    limit = config.templates.max_html_kb * 1000
+    kb = email.html_bytes / 1000
+    if email.html_bytes > limit:
+        problems.append(
+            Problem(
+                where,
+                f"a {len(articles)}-article digest is {kb:.1f} KB of HTML, over the {config.templates.max_html_kb} KB "
+                "limit (Gmail clips at about 102 KB and hides the unsubscribe link)",
+            )
+        )
+    if len(email.subject) > config.templates.max_subject_chars:
+        problems.append(
+            Problem(
+                where,
+                f"subject is {len(email.subject)} characters (over {config.templates.max_subject_chars}); "
+                "mail apps will cut it",
+                severity="warning",
+            )
+        )
+    return problems

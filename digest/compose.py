@@ -1,0 +1,373 @@
+"""Composition: templates -> MJML -> HTML (+ text part, subject, preheader).
+
+Two paths produce byte-identical HTML:
+
+* `Composer.prepare(pool, edition)` compiles ONE document holding every candidate article, with a
+  marker before each article block, and cuts it into a frame and per-article blocks. Each
+  subscriber's email is then assembled from those pieces: MJML and premailer run once per edition,
+  not once per subscriber (premailer alone costs ~18 ms an email).
+* `Composer.compose_direct(selection, ...)` renders one subscriber's email from scratch. It is the
+  reference the fast path is tested against, and the benchmark's naive baseline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import formataddr
+from functools import cached_property
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import jinja2
+import mjml
+from markupsafe import Markup
+from premailer import Premailer
+
+from digest import personalize
+from digest.config import Config
+from digest.errors import TemplateError
+from digest.models import Article, Edition, Email, Selection, Subscriber
+
+MJML_TEMPLATE = "digest.mjml.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+SUBJECT_TEMPLATE = "subject.j2"
+PREHEADER_TEMPLATE = "preheader.j2"
+
+ARTICLE_MARKER = "<!--digest:article-->"
+END_MARKER = "<!--digest:end-->"
+PREHEADER_TOKEN = "__DGC_preheader__"  # content-level: replaced once per distinct content
+
+
+@dataclass(frozen=True)
+class Content:
+    """What every subscriber with the same articles receives, with per-recipient tokens unfilled."""
+
+    key: tuple[str, ...]
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+    @property
+    def article_ids(self) -> tuple[str, ...]:
+        return self.key
+
+
+def _autoescape(name: str | None) -> bool:
+    # select_autoescape() does not know .mjml names; all our markup templates must escape
+    return (
+        bool(name)
+        and not name.endswith((".txt.j2", ".txt"))
+        and name
+        not in (
+            SUBJECT_TEMPLATE,
+            PREHEADER_TEMPLATE,
+        )
+    )
+
+
+def add_utm(url: str, params: Mapping[str, str]) -> str:
+    if not params or not url.startswith(("http://", "https://")):
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    query += list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def one_line(text: str) -> str:
+    """Headers must not carry newlines (header injection) and read better collapsed."""
+    return " ".join(text.split())
+
+
+class Composer:
+    """Renders digests with the templates of one config. Reuse one per run: it caches templates."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        loader = jinja2.FileSystemLoader(str(config.templates.path))
+        self.env = jinja2.Environment(
+            loader=loader,
+            autoescape=_autoescape,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False,
+        )
+
+    # --- template context ----------------------------------------------------------------------
+
+    def _template(self, name: str) -> jinja2.Template:
+        try:
+            return self.env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"{self.config.templates.path}/{exc.name}: template not found") from None
+
+    def _render(self, name: str, **context: Any) -> str:
+        template = self._template(name)
+        try:
+            return template.render(**context)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
+        except (jinja2.UndefinedError, AttributeError, TypeError, ValueError) as exc:
+            line = _template_line(exc, template)
+            raise TemplateError(f"{template.filename or name}{f':{line}' if line else ''}: {exc}") from None
+
+    def utm(self, edition: Edition) -> dict[str, str]:
+        t = self.config.tracking
+        if not t.utm:
+            return {}
+        return {
+            "utm_source": t.utm_source,
+            "utm_medium": t.utm_medium,
+            "utm_campaign": t.utm_campaign.replace("{edition}", edition.id),
+        }
+
+    def article_view(self, article: Article, edition: Edition) -> dict[str, Any]:
+        local = article.date.astimezone(self.config.tz)
+        return {
+            "id": article.id,
+            "title": article.title,
+            "link": add_utm(article.url, self.utm(edition)),
+            "url": article.url,
+            "excerpt": article.excerpt,
+            "author": article.author,
+            "tags": list(article.tags),
+            "categories": list(article.categories),
+            "cover_url": article.cover_url,
+            "cover_alt": article.cover_alt,
+            "date": local,
+            "date_label": f"{local.day} {local:%b %Y}",
+        }
+
+    @cached_property
+    def newsletter_view(self) -> dict[str, Any]:
+        n = self.config.newsletter
+        return {
+            "name": n.name,
+            "site_url": n.site_url,
+            "site_host": urlsplit(n.site_url).hostname or n.site_url,
+            "postal_address": n.postal_address,
+            "intro": n.intro,
+            "logo_url": n.logo_url,
+            "logo_alt": n.logo_alt or n.name,
+            "from_email": n.from_email,
+        }
+
+    def _context(
+        self, articles: Sequence[Article], edition: Edition, recipient: personalize.RecipientView, **extra: Any
+    ) -> dict[str, Any]:
+        return {
+            "newsletter": self.newsletter_view,
+            "edition": edition,
+            "articles": [self.article_view(a, edition) for a in articles],
+            "recipient": recipient,
+            **extra,
+        }
+
+    # --- the pieces ----------------------------------------------------------------------------
+
+    def render_mjml(
+        self, articles: Sequence[Article], edition: Edition, recipient: personalize.RecipientView, preheader: str
+    ) -> str:
+        return self._render(
+            MJML_TEMPLATE,
+            **self._context(
+                articles,
+                edition,
+                recipient,
+                preheader=preheader,
+                article_start=Markup(f"<mj-raw>{ARTICLE_MARKER}</mj-raw>"),
+                articles_end=Markup(f"<mj-raw>{END_MARKER}</mj-raw>"),
+            ),
+        )
+
+    def compile_mjml(self, source: str) -> str:
+        """mjml-python, then premailer with the settings the notes found necessary."""
+        try:
+            # fonts={}: the default font list adds a Google Fonts <link> (a network fetch per open)
+            html = mjml.mjml2html(source, fonts={})
+        except (ValueError, TypeError) as exc:
+            raise TemplateError(f"{MJML_TEMPLATE}: MJML does not compile: {exc}") from None
+        return Premailer(
+            html,
+            allow_network=False,  # the default downloads linked stylesheets for every email
+            strip_important=False,  # keeps !important in the media queries: mobile layout needs it
+            cssutils_logging_level=logging.CRITICAL,  # ~28 warnings per sheet about mso-* otherwise
+            disable_validation=True,
+        ).transform()
+
+    def render_text(self, articles: Sequence[Article], edition: Edition, recipient: personalize.RecipientView) -> str:
+        text = self._render(TEXT_TEMPLATE, **self._context(articles, edition, recipient))
+        # Keep the author's blank lines but never more than one in a row.
+        lines = [line.rstrip() for line in text.strip().splitlines()]
+        out: list[str] = []
+        for line in lines:
+            if line or (out and out[-1]):
+                out.append(line)
+        return "\n".join(out) + "\n"
+
+    def render_line(
+        self, name: str, articles: Sequence[Article], edition: Edition, recipient: personalize.RecipientView
+    ) -> str:
+        return one_line(self._render(name, **self._context(articles, edition, recipient)))
+
+    # --- the fast path -------------------------------------------------------------------------
+
+    def _compile_frame(self, pool: Sequence[Article], edition: Edition) -> tuple[str, list[str], str]:
+        html = self.compile_mjml(self.render_mjml(pool, edition, personalize.TOKENS, PREHEADER_TOKEN))
+        body, end, tail = html.partition(END_MARKER)
+        parts = body.split(ARTICLE_MARKER)
+        if not end or len(parts) != len(pool) + 1:
+            raise TemplateError(
+                f"{MJML_TEMPLATE}: put {{{{ article_start }}}} before each article block and "
+                "{{ articles_end }} after the loop (needed to compile each article once)"
+            )
+        return parts[0], parts[1:], tail
+
+    def prepare(self, pool: Sequence[Article], edition: Edition) -> PreparedEdition:
+        """Compile the frame and every candidate article once for this edition.
+
+        MJML adds a component's CSS to the <head> only when the document uses it (mj-image's
+        mobile rules, for one). If the frame alone lacks CSS that some block brings, the head would
+        depend on the selection and assembled emails would differ from direct ones; so the frame is
+        also compiled with no articles, and when the two heads differ every distinct content is
+        compiled on its own instead (still once per content, never per subscriber).
+        """
+        head, bodies, tail = self._compile_frame(pool, edition)
+        exact = True
+        if pool:
+            empty_head, _, empty_tail = self._compile_frame((), edition)
+            exact = (empty_head, empty_tail) == (head, tail)
+        blocks = {a.id: personalize.tag_html(b) for a, b in zip(pool, bodies, strict=True)}
+        return PreparedEdition(
+            self, edition, personalize.tag_html(head), blocks, personalize.tag_html(tail), exact=exact
+        )
+
+    # --- the reference path --------------------------------------------------------------------
+
+    def compose_direct(self, selection: Selection, edition: Edition, values: Mapping[str, str]) -> Email:
+        """Render one subscriber's email from scratch with real values. Slow; the reference."""
+        articles = selection.articles
+        recipient = personalize.values_view(values)
+        preheader = self.render_line(PREHEADER_TEMPLATE, articles, edition, recipient)
+        html = self.compile_mjml(self.render_mjml(articles, edition, recipient, preheader))
+        html = html.replace(ARTICLE_MARKER, "").replace(END_MARKER, "")
+        return self.make_email(
+            selection.subscriber,
+            subject=self.render_line(SUBJECT_TEMPLATE, articles, edition, recipient),
+            preheader=preheader,
+            html=html,
+            text=self.render_text(articles, edition, recipient),
+            article_ids=selection.content_key,
+            values=values,
+        )
+
+    def make_email(
+        self,
+        subscriber: Subscriber,
+        *,
+        subject: str,
+        preheader: str,
+        html: str,
+        text: str,
+        article_ids: tuple[str, ...],
+        values: Mapping[str, str],
+    ) -> Email:
+        n = self.config.newsletter
+        return Email(
+            subscriber=subscriber,
+            from_addr=formataddr((self.config.from_name, n.from_email)),
+            to_addr=formataddr((subscriber.name, subscriber.email)),
+            subject=subject,
+            preheader=preheader,
+            html=html,
+            text=text,
+            article_ids=article_ids,
+            reply_to=n.reply_to,
+            headers=list_headers(self.config, values),
+        )
+
+
+def list_headers(config: Config, values: Mapping[str, str]) -> dict[str, str]:
+    """List-Id and, with a real HTTPS unsubscribe endpoint, RFC 8058 one-click headers."""
+    s = config.sending
+    headers = {"List-Id": f"<{s.list_id or config.newsletter.from_email.replace('@', '.')}>"}
+    url = values.get("unsubscribe_url", "")
+    if s.unsubscribe_url and url.startswith("https://"):
+        targets = [f"<{url}>"]
+        if s.unsubscribe_mailto:
+            targets.append(f"<mailto:{s.unsubscribe_mailto}?subject=unsubscribe>")
+        headers["List-Unsubscribe"] = ", ".join(targets)
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers
+
+
+@dataclass
+class PreparedEdition:
+    """An edition's compiled frame and article blocks; assembles each distinct content once."""
+
+    composer: Composer
+    edition: Edition
+    head: str
+    blocks: Mapping[str, str]
+    tail: str
+    exact: bool = True  #: False: the frame depends on the selection; compile each content whole
+    _cache: dict[tuple[str, ...], Content] = field(default_factory=dict, repr=False)
+
+    def content(self, selection: Selection) -> Content:
+        key = selection.content_key
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        articles = selection.articles
+        c = self.composer
+        tokens = personalize.TOKENS
+        preheader = c.render_line(PREHEADER_TEMPLATE, articles, self.edition, tokens)
+        if self.exact:
+            html = self.head + "".join(self.blocks[a.id] for a in articles) + self.tail
+        else:
+            source = c.render_mjml(articles, self.edition, tokens, PREHEADER_TOKEN)
+            html = personalize.tag_html(c.compile_mjml(source).replace(ARTICLE_MARKER, "").replace(END_MARKER, ""))
+        # The preheader sits in the frame but depends on the articles: it is a content-level token,
+        # escaped as the text node it is (its own recipient tokens are then tagged as HTML text).
+        html = html.replace(PREHEADER_TOKEN, personalize.tag_html(personalize.escape_text(preheader)))
+        content = Content(
+            key=key,
+            subject=personalize.tag_plain(c.render_line(SUBJECT_TEMPLATE, articles, self.edition, tokens)),
+            preheader=personalize.tag_plain(preheader),
+            html=html,
+            text=personalize.tag_plain(c.render_text(articles, self.edition, tokens)),
+        )
+        self._cache[key] = content
+        return content
+
+    def email(self, selection: Selection, values: Mapping[str, str]) -> Email:
+        """One subscriber's final email: shared content with their fields filled in."""
+        content = self.content(selection)
+        fill = personalize.fill
+        return self.composer.make_email(
+            selection.subscriber,
+            subject=fill(content.subject, values),
+            preheader=fill(content.preheader, values),
+            html=fill(content.html, values),
+            text=fill(content.text, values),
+            article_ids=content.key,
+            values=values,
+        )
+
+
+def _template_line(exc: BaseException, template: jinja2.Template) -> int | None:
+    """The template line of an error raised while rendering, from the traceback."""
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == template.filename or tb.tb_frame.f_globals.get("__jinja_template__"):
+            try:
+                line = template.get_corresponding_lineno(tb.tb_lineno)
+            except Exception:  # noqa: BLE001 - best effort only
+                pass
+        tb = tb.tb_next
+    return line

@@ -1,0 +1,288 @@
+"""The config schema, loading and validation.
+
+One TOML file (`digest.toml` by default). Each section is a frozen dataclass whose fields carry a
+`doc`; the README's config reference is written from the same facts. Relative paths resolve from
+the config file's folder, so `digest --config other/digest.toml` works from anywhere. Secrets are
+never read from the file: only the *names* of environment variables live here.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digest.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "digest.toml"
+
+
+def opt(default: Any, doc: str) -> Any:
+    """A config field with a default and a one-line description."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class NewsletterConfig:
+    name: str = opt("My Newsletter", "Shown in the header, the From name default and subjects.")
+    from_email: str = opt("newsletter@example.com", "Sender address (your domain must have SPF/DKIM/DMARC).")
+    from_name: str = opt("", "Display name of the sender; defaults to `name`.")
+    reply_to: str = opt("", "Reply-To address; empty for none.")
+    site_url: str = opt("https://example.com", "Base URL: relative links and cover images resolve against it.")
+    postal_address: str = opt("", "Physical postal address for the footer (CAN-SPAM wants one).")
+    timezone: str = opt("UTC", "IANA zone for naive dates, editions and display, e.g. Europe/London.")
+    default_name: str = opt("there", "Used in the greeting when a subscriber has no name.")
+    logo_url: str = opt("", "Absolute https URL of a masthead logo (about 600x120); empty for a text masthead.")
+    logo_alt: str = opt("", "Alt text of the logo; defaults to `name`.")
+    intro: str = opt("", "Optional paragraph under the header of every digest (plain text).")
+
+
+@dataclass(frozen=True)
+class ContentConfig:
+    path: Path = opt(Path("content"), "Folder of articles (.md, .markdown, .mdx, .html), searched recursively.")
+    article_url: str = opt(
+        "",
+        "Link pattern, e.g. https://example.com/posts/{slug}; fields {slug} {year} {month} {day} {path}. "
+        "Empty: the article's own `url`/`source`/`link`, else site_url + /{slug}.",
+    )
+    excerpt_chars: int = opt(280, "Longest excerpt shown, cut at a word boundary.")
+
+
+@dataclass(frozen=True)
+class SubscribersConfig:
+    path: Path = opt(Path("subscribers/subscribers.csv"), "CSV or JSON subscriber list.")
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    window_days: int = opt(7, "How far back articles are considered.")
+    max_articles: int = opt(10, "Most articles in one digest.")
+    min_articles: int = opt(1, "Fewer than this: no email for that subscriber this time.")
+    exclude_tags: list[str] = opt([], "Articles with any of these tags are never sent.")
+    catch_up_days: int = opt(
+        28,
+        "After a missed edition the window reaches back to the subscriber's last delivery, but no further than this.",
+    )
+
+
+@dataclass(frozen=True)
+class TemplatesConfig:
+    path: Path = opt(Path("templates"), "Folder with digest.mjml.j2, digest.txt.j2, subject.j2, preheader.j2.")
+    max_html_kb: int = opt(100, "HTML size limit in KB (Gmail clips at about 102 KB).")
+    max_subject_chars: int = opt(78, "Subjects longer than this get a warning.")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    utm: bool = opt(True, "Add utm_* parameters to article links.")
+    utm_source: str = opt("newsletter", "utm_source value.")
+    utm_medium: str = opt("email", "utm_medium value.")
+    utm_campaign: str = opt("{edition}", "utm_campaign value; {edition} becomes the edition id.")
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    path: Path = opt(Path("state"), "Folder for the send ledger and caches.")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    path: Path = opt(Path("outbox"), "Where `digest build` (and the outbox transport) write .eml files.")
+
+
+@dataclass(frozen=True)
+class SendingConfig:
+    transport: str = opt("outbox", "outbox, sendgrid or smtp.")
+    unsubscribe_url: str = opt(
+        "", "One-click unsubscribe endpoint, e.g. https://news.example.com/unsubscribe; a signed token is appended."
+    )
+    unsubscribe_mailto: str = opt("", "Optional mailto address added to List-Unsubscribe.")
+    secret_env: str = opt("DIGEST_SECRET", "Environment variable holding the token-signing secret.")
+    list_id: str = opt("", "List-Id header value, e.g. weekly.example.com; empty: derived from from_email.")
+
+
+@dataclass(frozen=True)
+class SendGridConfig:
+    api_key_env: str = opt("SENDGRID_API_KEY", "Environment variable holding the API key.")
+    host: str = opt("https://api.sendgrid.com", "API host (EU: https://api.eu.sendgrid.com).")
+    timeout: float = opt(30.0, "Seconds before a request times out.")
+    categories: list[str] = opt([], "Categories added to every message (at most 10).")
+    asm_group_id: int = opt(0, "Unsubscribe group id; 0 for none.")
+    max_retries: int = opt(5, "Retries of one request on 429/5xx/refused connections.")
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = opt("localhost", "SMTP server.")
+    port: int = opt(587, "SMTP port.")
+    security: str = opt("starttls", "starttls, ssl or none.")
+    username_env: str = opt("SMTP_USERNAME", "Environment variable holding the user name (empty: no login).")
+    password_env: str = opt("SMTP_PASSWORD", "Environment variable holding the password.")
+    timeout: float = opt(30.0, "Seconds before a connection times out.")
+
+
+SECTIONS: dict[str, type] = {
+    "newsletter": NewsletterConfig,
+    "content": ContentConfig,
+    "subscribers": SubscribersConfig,
+    "selection": SelectionConfig,
+    "templates": TemplatesConfig,
+    "tracking": TrackingConfig,
+    "state": StateConfig,
+    "output": OutputConfig,
+    "sending": SendingConfig,
+    "sendgrid": SendGridConfig,
+    "smtp": SmtpConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration, loaded once and passed explicitly."""
+
+    newsletter: NewsletterConfig = field(default_factory=NewsletterConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
+    subscribers: SubscribersConfig = field(default_factory=SubscribersConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    templates: TemplatesConfig = field(default_factory=TemplatesConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    sending: SendingConfig = field(default_factory=SendingConfig)
+    sendgrid: SendGridConfig = field(default_factory=SendGridConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    source: Path | None = None  #: the file it came from
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.newsletter.timezone)
+
+    @property
+    def from_name(self) -> str:
+        return self.newsletter.from_name or self.newsletter.name
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", Path: "a path string"}
+
+
+def _check_value(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+            raise ConfigError(f"{where} must be a list of strings")
+        return list(value)
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    # bool is an int in Python; a `true` where a number belongs is still a mistake
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is Path:
+        ok = isinstance(value, str)
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        raise ConfigError(f"{where} must be {_TYPE_NAMES.get(hint, hint)}, got {value!r}")
+    return value
+
+
+def parse_config(data: dict[str, Any], *, base: Path, source: str = "config") -> Config:
+    """Validate a parsed TOML mapping; relative paths resolve from `base`."""
+    sections: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{name}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        cls = SECTIONS[name]
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, raw in value.items():
+            where = f"{source}: {name}.{key}"
+            if key not in known:
+                raise ConfigError(f"{where} is not a known key (known: {', '.join(sorted(known))})")
+            kwargs[key] = _check_value(raw, hints[key], where)
+        sections[name] = cls(**kwargs)
+    config = Config(**sections)
+    config = _resolve_paths(config, base)
+    _validate(config, source)
+    return config
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    import dataclasses
+
+    updated: dict[str, Any] = {}
+    for name in SECTIONS:
+        section = getattr(config, name)
+        changes = {
+            f.name: (base / Path(getattr(section, f.name))).resolve()
+            for f in fields(section)
+            if typing.get_type_hints(type(section))[f.name] is Path
+        }
+        if changes:
+            updated[name] = dataclasses.replace(section, **changes)
+    return dataclasses.replace(config, **updated)
+
+
+def _validate(config: Config, source: str) -> None:
+    try:
+        ZoneInfo(config.newsletter.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{source}: newsletter.timezone {config.newsletter.timezone!r} is not an IANA time zone"
+        ) from None
+    s = config.selection
+    if s.window_days < 1:
+        raise ConfigError(f"{source}: selection.window_days must be at least 1")
+    if s.max_articles < 1 or s.min_articles < 0 or s.min_articles > s.max_articles:
+        raise ConfigError(f"{source}: selection needs 0 <= min_articles <= max_articles and max_articles >= 1")
+    if config.sending.transport not in ("outbox", "sendgrid", "smtp"):
+        raise ConfigError(f"{source}: sending.transport must be outbox, sendgrid or smtp")
+    if config.smtp.security not in ("starttls", "ssl", "none"):
+        raise ConfigError(f"{source}: smtp.security must be starttls, ssl or none")
+    if config.sendgrid.categories and len(config.sendgrid.categories) > 10:
+        raise ConfigError(f"{source}: sendgrid.categories holds at most 10 (SendGrid's limit)")
+    if not config.newsletter.site_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: newsletter.site_url must start with http:// or https://")
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Load and validate the config file (`./digest.toml` when no path is given)."""
+    path = Path(path) if path else Path.cwd() / DEFAULT_CONFIG_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (use --config PATH)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8-sig"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    config = parse_config(data, base=path.resolve().parent, source=str(path))
+    import dataclasses
+
+    return dataclasses.replace(config, source=path.resolve())
+
+
+def describe_schema() -> list[tuple[str, str, Any, str]]:
+    """(section, key, default, doc) for every option: the README reference and a test use it."""
+    rows = []
+    for name, cls in SECTIONS.items():
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            rows.append((name, f.name, default, f.metadata.get("doc", "")))
+    return rows

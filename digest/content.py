@@ -1,0 +1,399 @@
+"""Reading articles: any front-matter dialect -> `Article`.
+
+Real content folders are messy (Jekyll, Hugo, Astro, Next.js and feed importers each spell dates,
+tags and images their own way). Every reader problem becomes a `Problem` naming the file; the file
+is skipped and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+from zoneinfo import ZoneInfo
+
+import frontmatter
+import yaml
+
+from digest.config import Config
+from digest.models import Article, Problem
+
+ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".html", ".htm"})
+DATE_KEYS = ("date", "pubDate", "publishDate", "published", "pubdate", "publish_date", "created")
+EXCERPT_KEYS = ("excerpt", "description", "summary", "spoiler")
+COVER_KEYS = ("coverImage", "heroImage", "image", "images", "socialImage", "cover", "cover_image")
+COVER_ALT_KEYS = ("coverAlt", "coverImageAlt", "heroImageAlt", "imageAlt", "image_alt", "alt")
+URL_KEYS = ("url", "source", "link", "canonical_url", "canonicalURL")
+TAG_KEYS = ("tags",)
+CATEGORY_KEYS = ("category", "categories")
+
+_FILENAME_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[-_](.*))?$")
+# '2023-12-25 00:00:00 +0000': fromisoformat wants no space before the offset
+_SPACE_OFFSET = re.compile(r"\s+([+-]\d{2}:?\d{2}|Z)$")
+_TEXT_DATE_FORMATS = ("%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%d %b %Y", "%B %d %Y", "%Y/%m/%d")
+
+
+@dataclass(frozen=True)
+class ContentIndex:
+    """All readable articles of a folder, and what was wrong with the others."""
+
+    articles: tuple[Article, ...]
+    problems: tuple[Problem, ...]
+
+
+class ArticleProblem(Exception):
+    """Internal: why one file is not an article. Becomes a `Problem`, never escapes this module."""
+
+    def __init__(self, message: str, line: int | None = None, field: str | None = None):
+        super().__init__(message)
+        self.line = line
+        self.field = field
+
+
+def iter_article_files(folder: Path) -> Iterator[Path]:
+    """Article files under `folder`, sorted for a stable order; hidden folders are skipped."""
+    paths = [
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in ARTICLE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+    yield from sorted(paths)
+
+
+def load_articles(config: Config) -> ContentIndex:
+    """Read every article of the configured content folder."""
+    folder = config.content.path
+    if not folder.is_dir():
+        return ContentIndex((), (Problem(str(folder), "content folder not found"),))
+    articles: list[Article] = []
+    problems: list[Problem] = []
+    seen: dict[tuple[str, datetime], Path] = {}
+    for path in iter_article_files(folder):
+        try:
+            article = read_article(path, folder, config)
+        except ArticleProblem as exc:
+            problems.append(Problem(str(path), str(exc), line=exc.line, field=exc.field))
+            continue
+        key = (" ".join(article.title.casefold().split()), article.date)
+        if key in seen:
+            problems.append(Problem(str(path), f"same title and date as {seen[key]}; counted once", severity="warning"))
+            continue
+        seen[key] = path
+        articles.append(article)
+    return ContentIndex(tuple(articles), tuple(problems))
+
+
+def read_article(path: Path, folder: Path, config: Config) -> Article:
+    """Parse one file into an `Article`, or raise `ArticleProblem` saying why not."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ArticleProblem(f"cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ArticleProblem(f"not UTF-8 (byte {exc.start})") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        post = frontmatter.loads(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        # +2: marks are 0-based and counted from after the opening '---' line
+        line = mark.line + 2 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ArticleProblem(f"front matter is not valid YAML: {reason}", line=line) from None
+    meta: dict[str, Any] = post.metadata if isinstance(post.metadata, dict) else {}
+    if not meta:
+        raise ArticleProblem("no front matter (expected a '---' YAML block with title and date)")
+    return build_article(meta, post.content, path, folder, config)
+
+
+def build_article(meta: dict[str, Any], body: str, path: Path, folder: Path, config: Config) -> Article:
+    tz = config.tz
+    site = config.newsletter.site_url
+    title = meta.get("title")
+    if title is None or not str(title).strip():
+        raise ArticleProblem("no title", field="title")
+    title = " ".join(str(title).split())
+
+    rel = path.relative_to(folder)
+    stem = rel.stem
+    if stem.lower() == "index" and len(rel.parts) > 1:  # Hugo/Astro page bundles: folder/index.md
+        stem = rel.parts[-2]
+    date_key = next((k for k in DATE_KEYS if meta.get(k) not in (None, "", False, True)), None)
+    if date_key is not None:
+        published = parse_date(meta[date_key], tz)
+        if published is None:
+            raise ArticleProblem(f"{date_key}: cannot read {meta[date_key]!r} as a date", field=date_key)
+    else:
+        published = date_from_filename(stem, tz)
+        if published is None:
+            raise ArticleProblem("no date (no date/pubDate/publishDate/published, no YYYY-MM-DD file name)")
+
+    match = _FILENAME_DATE.match(stem)
+    slug = str(meta.get("slug") or (match.group(4) if match and match.group(4) else stem)).strip("/")
+
+    draft = _truthy(meta.get("draft")) or meta.get("published") is False
+    tags = normalise_terms(meta.get("tags"))
+    categories = normalise_terms([*_as_list(meta.get("category")), *_as_list(meta.get("categories"))])
+
+    excerpt_raw = next((meta[k] for k in EXCERPT_KEYS if isinstance(meta.get(k), str) and meta[k].strip()), None)
+    limit = config.content.excerpt_chars
+    if excerpt_raw is not None:
+        excerpt = clean_excerpt(excerpt_raw, limit)
+    else:
+        excerpt = cut_words(body_to_text(body, is_html=path.suffix.lower() in (".html", ".htm")), limit)
+
+    cover_url, cover_alt = _cover(meta, site)
+    if not cover_alt:
+        cover_alt = title
+
+    url = _article_url(meta, config, slug, published, rel)
+    return Article(
+        id=rel.with_suffix("").as_posix(),
+        path=path,
+        title=title,
+        date=published,
+        url=url,
+        excerpt=excerpt,
+        slug=slug,
+        author=_author(meta.get("author")),
+        tags=tags,
+        categories=categories,
+        cover_url=cover_url,
+        cover_alt=cover_alt,
+        draft=draft,
+    )
+
+
+# --- dates ---------------------------------------------------------------------------------------
+
+
+def parse_date(value: Any, tz: ZoneInfo) -> datetime | None:
+    """Any of the date forms seen in the wild -> aware UTC datetime. Naive means the newsletter's zone."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        dt = datetime.combine(value, time())
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        # epoch seconds, as some importers write
+        return datetime.fromtimestamp(value, UTC) if value > 10**8 else None
+    elif isinstance(value, str):
+        parsed = _parse_date_string(value.strip())
+        if parsed is None:
+            return None
+        dt = parsed
+    else:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=tz)
+    return dt.astimezone(UTC)
+
+
+def _parse_date_string(text: str) -> datetime | None:
+    if not text:
+        return None
+    candidate = _SPACE_OFFSET.sub(r"\1", text)
+    try:
+        return datetime.fromisoformat(candidate)
+    except ValueError:
+        pass
+    for fmt in _TEXT_DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    try:  # RFC 2822, as in RSS: 'Mon, 21 Jul 2025 10:00:00 +0000'
+        return email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def date_from_filename(stem: str, tz: ZoneInfo) -> datetime | None:
+    match = _FILENAME_DATE.match(stem)
+    if not match:
+        return None
+    try:
+        day = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return None
+    return parse_date(day, tz)
+
+
+# --- tags, authors, links ------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.split(",")
+    if isinstance(value, list | tuple):
+        return list(value)
+    return []
+
+
+def normalise_terms(value: Any) -> tuple[str, ...]:
+    """Tags or categories from a list, a string or a comma-separated string.
+
+    Non-strings (None, numbers) are dropped; duplicates differing only in case count once,
+    keeping the first spelling for display.
+    """
+    seen: set[str] = set()
+    out: list[str] = []
+    for item in _as_list(value):
+        if not isinstance(item, str):
+            continue
+        term = " ".join(item.split())
+        key = term.casefold()
+        if term and key not in seen:
+            seen.add(key)
+            out.append(term)
+    return tuple(out)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1", "on")
+    return bool(value)
+
+
+def _author(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("name", "")
+    if isinstance(value, list):
+        return ", ".join(_author(v) for v in value if v)
+    return " ".join(str(value).split()) if value else ""
+
+
+def _cover(meta: dict[str, Any], site: str) -> tuple[str, str]:
+    alt = next((str(meta[k]) for k in COVER_ALT_KEYS if isinstance(meta.get(k), str)), "")
+    for key in COVER_KEYS:
+        value = meta.get(key)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if isinstance(value, dict):  # Astro/Hugo: {src: ..., alt: ...}
+            alt = alt or str(value.get("alt") or "")
+            value = value.get("src") or value.get("url")
+        if isinstance(value, str) and value.strip():
+            return urljoin(site.rstrip("/") + "/", value.strip()), alt
+    return "", alt
+
+
+def _article_url(meta: dict[str, Any], config: Config, slug: str, published: datetime, rel: Path) -> str:
+    site = config.newsletter.site_url.rstrip("/") + "/"
+    pattern = config.content.article_url
+    if pattern:
+        local = published.astimezone(config.tz)
+        return pattern.format(
+            slug=slug,
+            year=f"{local.year:04d}",
+            month=f"{local.month:02d}",
+            day=f"{local.day:02d}",
+            path=rel.with_suffix("").as_posix(),
+        )
+    own = next((meta[k] for k in URL_KEYS if isinstance(meta.get(k), str) and meta[k].strip()), None)
+    if own:
+        return urljoin(site, own.strip())
+    return urljoin(site, slug)
+
+
+# --- excerpts ------------------------------------------------------------------------------------
+
+
+class _TextExtractor(HTMLParser):
+    """HTML -> text; script/style contents are dropped, block ends become spaces."""
+
+    _SKIP = {"script", "style", "template", "noscript"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: Iterable[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skipping += 1
+        self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP and self._skipping:
+            self._skipping -= 1
+        self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+_MD_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^```.*?^```[^\n]*$", re.S | re.M), " "),  # fenced code
+    (re.compile(r"^~~~.*?^~~~[^\n]*$", re.S | re.M), " "),
+    (re.compile(r"^(import|export)\s.*$", re.M), " "),  # MDX
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), " "),  # images
+    (re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),  # links
+    (re.compile(r"\[([^\]]*)\]\[[^\]]*\]"), r"\1"),  # reference links
+    (re.compile(r"^\s{0,3}#{1,6}\s*", re.M), ""),  # headings
+    (re.compile(r"^\s{0,3}>\s?", re.M), ""),  # quotes
+    (re.compile(r"^\s*[-*+]\s+", re.M), ""),  # bullets
+    (re.compile(r"^\s*(\*\s*){3,}$|^\s*(-\s*){3,}$", re.M), " "),  # rules
+    (re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),
+    (re.compile(r"(?<![\w*])[*_](\S(?:.*?\S)?)[*_](?![\w*])"), r"\1"),
+    (re.compile(r"`([^`]*)`"), r"\1"),
+)
+
+
+def body_to_text(body: str, *, is_html: bool = False, max_chars: int = 6000) -> str:
+    """A plain-text rendering of the start of a body, for derived excerpts.
+
+    Only the start is looked at: an excerpt never needs more, and a 12,000-article folder must
+    load in seconds, so no full markdown render here.
+    """
+    head = body[:max_chars]
+    if not is_html:
+        for pattern, repl in _MD_RULES:
+            head = pattern.sub(repl, head)
+    parser = _TextExtractor()
+    parser.feed(head)
+    parser.close()
+    return " ".join("".join(parser.parts).split())
+
+
+def cut_words(text: str, limit: int) -> str:
+    """Cut at a word boundary and end with an ellipsis when anything was dropped."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit + 1]
+    space = cut.rfind(" ")
+    cut = cut[:space] if space > limit // 2 else text[:limit]
+    return cut.rstrip(" ,;:-–—") + "…"
+
+
+_CUT_TAIL = re.compile(r"(?:\.\.\.|…)\s*$")
+
+
+def clean_excerpt(text: str, limit: int) -> str:
+    """A front-matter excerpt, shown cleanly.
+
+    Feed importers cut excerpts mid-word ("... collaborations, ex..."): a word fragment glued to
+    the dots is dropped, and the cut shows as one ellipsis.
+    """
+    text = " ".join(text.split())
+    if _CUT_TAIL.search(text):
+        body = _CUT_TAIL.sub("", text)
+        if body and body[-1].isalnum() and " " in body:
+            body = body[: body.rfind(" ")]
+        text = body.rstrip(" ,;:-–—") + "…"
+        if len(text) <= limit:
+            return text
+        text = text[:-1]
+    return cut_words(text, limit)

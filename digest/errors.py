@@ -1,0 +1,41 @@
+"""The one exception family. The CLI turns any `DigestError` into a one-line message."""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(DigestError):
+    """The config file is missing, unreadable, or has an unknown key or a wrong type."""
+
+
+class ContentError(DigestError):
+    """An article could not be read (bad YAML, no title, no date ...)."""
+
+
+class SubscriberError(DigestError):
+    """A subscriber list or one of its rows is invalid."""
+
+
+class TemplateError(DigestError):
+    """A template failed to render or compile."""
+
+
+class SendError(DigestError):
+    """A send could not go on (a refused API key, a locked ledger ...)."""
+
+
+class AuthError(SendError):
+    """The provider refused our credentials: stop at once, retrying cannot help."""
+
+
+class LedgerError(DigestError):
+    """The send ledger is unusable."""
+
+
+class DigestWarning(UserWarning):
+    """Warnings of ours; the test suite turns them into failures."""

@@ -1,0 +1,167 @@
+"""The typed, immutable data that flows between the stages.
+
+content + subscribers -> selection -> composition -> transport. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: where it is and why. Reported, never fatal to a run."""
+
+    source: str  #: a file path (or "config", "templates" ...)
+    message: str
+    line: int | None = None
+    severity: Severity = "error"
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        return f"{where}: {self.severity}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Edition:
+    """One issue of the newsletter: its id (e.g. 2026-W48), a label for readers, and its moment."""
+
+    id: str
+    label: str
+    at: datetime  #: aware; selection and "now" for this edition
+
+
+@dataclass(frozen=True)
+class Article:
+    """One article of the content folder, normalised from whatever front-matter dialect it used."""
+
+    id: str  #: stable id: the path relative to the content folder, without suffix
+    path: Path
+    title: str
+    date: datetime  #: always timezone-aware, UTC
+    url: str  #: absolute link to the article on the site
+    excerpt: str  #: plain text, already cut; untrusted (escape when rendering)
+    slug: str = ""
+    author: str = ""
+    tags: tuple[str, ...] = ()  #: display forms, de-duplicated case-insensitively
+    categories: tuple[str, ...] = ()
+    cover_url: str = ""
+    cover_alt: str = ""
+    draft: bool = False
+
+    @property
+    def tag_keys(self) -> frozenset[str]:
+        return frozenset(t.casefold() for t in self.tags)
+
+    @property
+    def category_keys(self) -> frozenset[str]:
+        return frozenset(c.casefold() for c in self.categories)
+
+
+def _frozen_mapping(value: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    return MappingProxyType(dict(value or {}))
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One row of the subscriber list."""
+
+    email: str
+    name: str = ""
+    tags: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    status: str = "active"
+    attributes: Mapping[str, str] = field(default_factory=_frozen_mapping)
+    source: str = ""  #: "file:line" the row came from, for messages
+
+    @property
+    def id(self) -> str:
+        """The key of this subscriber in the ledger: the address, case-folded."""
+        return self.email.casefold()
+
+    @property
+    def tag_keys(self) -> frozenset[str]:
+        return frozenset(t.casefold() for t in self.tags)
+
+    @property
+    def category_keys(self) -> frozenset[str]:
+        return frozenset(c.casefold() for c in self.categories)
+
+    @property
+    def has_preferences(self) -> bool:
+        return bool(self.tags or self.categories)
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0] if self.name.strip() else ""
+
+    def __hash__(self) -> int:  # attributes is a mapping; identity is the address
+        return hash(self.id)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An article chosen for one subscriber, and why."""
+
+    article: Article
+    reason: str  #: e.g. "matched: ai, robotics" or "newest"
+    score: int = 0
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What one subscriber gets at one moment (possibly nothing, with the reason)."""
+
+    subscriber: Subscriber
+    choices: tuple[Choice, ...]
+    at: datetime
+    window_start: datetime
+    skipped: str | None = None  #: why no email, when there is none
+
+    @property
+    def articles(self) -> tuple[Article, ...]:
+        return tuple(c.article for c in self.choices)
+
+    @property
+    def gets_email(self) -> bool:
+        return self.skipped is None and bool(self.choices)
+
+    @property
+    def content_key(self) -> tuple[str, ...]:
+        """Subscribers with the same key receive identical content (bar per-recipient fields)."""
+        return tuple(a.id for a in self.articles)
+
+
+@dataclass(frozen=True)
+class Email:
+    """One subscriber's composed digest, ready for a transport.
+
+    `html`, `text` and `subject` are final: per-recipient fields are filled in.
+    """
+
+    subscriber: Subscriber
+    from_addr: str
+    to_addr: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    article_ids: tuple[str, ...]
+    headers: Mapping[str, str] = field(default_factory=_frozen_mapping)
+    reply_to: str = ""
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))

@@ -1,0 +1,142 @@
+"""Per-recipient fields: rendered as tokens once, filled in per recipient afterwards.
+
+Templates see `recipient.first_name`, `recipient.email`, `recipient.unsubscribe_url`, ... When a
+digest is compiled once for many subscribers those print as tokens (`__DG_first_name__`); after
+MJML and CSS inlining each token is tagged with the context it landed in (HTML text, an HTML
+attribute, or plain text) so that filling it escapes exactly as lxml would have had the value been
+rendered directly. The SendGrid transport sends the same tagged tokens as substitutions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from digest.models import Subscriber
+
+#: Fields every recipient has. Attributes (extra CSV columns) come as `attr_<name>`.
+FIELDS = ("first_name", "name", "email", "preferences", "unsubscribe_url", "preferences_url")
+
+_TOKEN = re.compile(r"__DG_([a-z0-9]+(?:_[a-z0-9]+)*)__")
+_TAGGED = re.compile(r"__DG([HAP])_([a-z0-9]+(?:_[a-z0-9]+)*)__")
+_ATTR_KEY = re.compile(r"[^a-z0-9]+")
+
+
+def attr_field(key: str) -> str:
+    return "attr_" + _ATTR_KEY.sub("_", key.casefold()).strip("_")
+
+
+def token(field: str) -> str:
+    return f"__DG_{field}__"
+
+
+class RecipientView:
+    """What templates call `recipient`: attribute access looks a field up (a token or a value)."""
+
+    def __init__(self, lookup: Callable[[str], str]):
+        self._lookup = lookup
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in FIELDS:
+            raise AttributeError(f"recipient has no field {name!r} (fields: {', '.join(FIELDS)})")
+        return self._lookup(name)
+
+    @property
+    def attributes(self) -> _AttributesView:
+        return _AttributesView(self._lookup)
+
+
+class _AttributesView:
+    def __init__(self, lookup: Callable[[str], str]):
+        self._lookup = lookup
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._lookup(attr_field(name))
+
+    __getitem__ = __getattr__
+
+
+TOKENS = RecipientView(token)
+
+
+def values_view(values: Mapping[str, str]) -> RecipientView:
+    return RecipientView(lambda f: values.get(f, ""))
+
+
+def recipient_values(
+    subscriber: Subscriber, *, default_name: str, unsubscribe_url: str, preferences_url: str = ""
+) -> dict[str, str]:
+    """The raw (unescaped) value of every field for one subscriber."""
+    prefs = ", ".join(subscriber.tags + subscriber.categories)
+    values = {
+        "first_name": subscriber.first_name or default_name,
+        "name": subscriber.name or default_name,
+        "email": subscriber.email,
+        "preferences": prefs or "all topics",
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url or unsubscribe_url,
+    }
+    for key, value in subscriber.attributes.items():
+        values[attr_field(key)] = value
+    return values
+
+
+def escape_text(value: str) -> str:
+    """As lxml serialises a text node."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_attr(value: str) -> str:
+    """As lxml serialises an attribute value (double-quoted; single quotes stay)."""
+    return escape_text(value).replace('"', "&quot;")
+
+
+def tag_html(html: str) -> str:
+    """Tag each token with its context: `H` inside text, `A` inside a tag (an attribute value).
+
+    Runs once per compiled piece, never per recipient.
+    """
+    out: list[str] = []
+    last = 0
+    for m in _TOKEN.finditer(html):
+        # Inside a tag when the nearest '<' before the token is later than the nearest '>'.
+        in_tag = html.rfind("<", 0, m.start()) > html.rfind(">", 0, m.start())
+        out.append(html[last : m.start()])
+        out.append(f"__DG{'A' if in_tag else 'H'}_{m.group(1)}__")
+        last = m.end()
+    out.append(html[last:])
+    return "".join(out)
+
+
+def tag_plain(text: str) -> str:
+    return _TOKEN.sub(lambda m: f"__DGP_{m.group(1)}__", text)
+
+
+_ESCAPERS = {"H": escape_text, "A": escape_attr, "P": lambda v: v}
+
+
+def fill(text: str, values: Mapping[str, str]) -> str:
+    """Replace tagged tokens with values, escaped for their context. Unknown fields become ''."""
+    return _TAGGED.sub(lambda m: _ESCAPERS[m.group(1)](values.get(m.group(2), "")), text)
+
+
+def substitutions(text_parts: tuple[str, ...], values: Mapping[str, str]) -> dict[str, str]:
+    """Token -> escaped value for every tagged token used in the given parts (SendGrid substitutions)."""
+    subs: dict[str, str] = {}
+    for part in text_parts:
+        for m in _TAGGED.finditer(part):
+            subs.setdefault(m.group(0), _ESCAPERS[m.group(1)](values.get(m.group(2), "")))
+    return subs
+
+
+@dataclass(frozen=True)
+class Personal:
+    """Per-recipient header values a transport needs beside the body."""
+
+    unsubscribe_url: str
+    list_unsubscribe: str  #: the List-Unsubscribe header value, or '' when none applies

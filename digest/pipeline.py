@@ -1,0 +1,146 @@
+"""One run of the pipeline at one moment: load, select, compose. Shared by build, send and preview.
+
+Data flows one way: content + subscribers -> selection -> composition. Side effects (writing
+files, sending) belong to the callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+from digest import personalize
+from digest.compose import Composer, PreparedEdition
+from digest.config import Config
+from digest.content import ContentIndex, load_articles
+from digest.errors import SubscriberError
+from digest.message import to_bytes
+from digest.models import Article, Edition, Email, Problem, Selection, Subscriber
+from digest.schedule import edition_for
+from digest.selection import NO_HISTORY, History, candidate_pool, select, window_start
+from digest.subscribers import SubscriberList, load_subscribers
+from digest.tokens import make_token, secret_from_env
+
+
+@dataclass
+class Run:
+    """Everything loaded for one edition. Build with `open_run`; compiles lazily."""
+
+    config: Config
+    edition: Edition
+    content: ContentIndex
+    subscribers: SubscriberList
+    pool: tuple[Article, ...]
+    composer: Composer
+
+    @property
+    def at(self) -> datetime:
+        return self.edition.at
+
+    @property
+    def window_start(self) -> datetime:
+        """Start of the default window (a subscriber's own may reach back to their last delivery)."""
+        return window_start(self.at, self.config.selection, NO_HISTORY)
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        return self.content.problems + self.subscribers.problems
+
+    @cached_property
+    def prepared(self) -> PreparedEdition:
+        return self.composer.prepare(self.pool, self.edition)
+
+    @cached_property
+    def _secret(self) -> bytes | None:
+        if not self.config.sending.unsubscribe_url:
+            return None
+        return secret_from_env(self.config.sending.secret_env)
+
+    def unsubscribe_url(self, subscriber: Subscriber) -> str:
+        """The signed one-click URL when an endpoint is configured, else a mailto to the sender."""
+        base = self.config.sending.unsubscribe_url
+        if base and self._secret is not None:
+            sep = "&" if "?" in base else "?"
+            return f"{base}{sep}token={make_token(subscriber.id, self._secret)}"
+        return f"mailto:{self.config.newsletter.from_email}?subject=unsubscribe"
+
+    def values(self, subscriber: Subscriber) -> dict[str, str]:
+        return personalize.recipient_values(
+            subscriber,
+            default_name=self.config.newsletter.default_name,
+            unsubscribe_url=self.unsubscribe_url(subscriber),
+        )
+
+    def select(self, subscriber: Subscriber, history: History = NO_HISTORY) -> Selection:
+        return select(subscriber, self.pool, self.at, self.config.selection, history)
+
+    def selections(
+        self,
+        only: Iterable[str] = (),
+        history: Callable[[Subscriber], History] = lambda s: NO_HISTORY,
+    ) -> Iterator[Selection]:
+        """Each subscriber's selection, in list order; `only` restricts to those addresses."""
+        for subscriber in self.subscribers_for(only):
+            yield self.select(subscriber, history(subscriber))
+
+    def subscribers_for(self, only: Iterable[str] = ()) -> tuple[Subscriber, ...]:
+        wanted = {e.casefold() for e in only}
+        if not wanted:
+            return self.subscribers.subscribers
+        found = tuple(s for s in self.subscribers.subscribers if s.id in wanted)
+        missing = wanted - {s.id for s in found}
+        if missing:
+            raise SubscriberError(f"not in {self.config.subscribers.path}: {', '.join(sorted(missing))}")
+        return found
+
+    def email(self, selection: Selection) -> Email:
+        return self.prepared.email(selection, self.values(selection.subscriber))
+
+
+def open_run(config: Config, at: datetime, edition_id: str | None = None, content: ContentIndex | None = None) -> Run:
+    content = content if content is not None else load_articles(config)
+    return Run(
+        config=config,
+        edition=edition_for(at, config.tz, edition_id),
+        content=content,
+        subscribers=load_subscribers(config.subscribers.path),
+        pool=candidate_pool(content.articles, at, config.selection),
+        composer=Composer(config),
+    )
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    edition: Edition
+    written: tuple[Path, ...]
+    no_email: tuple[Selection, ...]
+    problems: tuple[Problem, ...]
+    oversized: tuple[tuple[str, int], ...]  #: (address, bytes) over the HTML limit
+
+
+def eml_name(subscriber: Subscriber) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "@._-+" else "_" for ch in subscriber.email.casefold())
+    return f"{safe}.eml"
+
+
+def build(run: Run, out_dir: Path, only: Iterable[str] = ()) -> BuildReport:
+    """Write each subscriber's digest as the .eml it would be sent as."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    limit = run.config.templates.max_html_kb * 1000
+    written: list[Path] = []
+    no_email: list[Selection] = []
+    oversized: list[tuple[str, int]] = []
+    for selection in run.selections(only):
+        if not selection.gets_email:
+            no_email.append(selection)
+            continue
+        email = run.email(selection)
+        if email.html_bytes > limit:
+            oversized.append((email.subscriber.email, email.html_bytes))
+        path = out_dir / eml_name(email.subscriber)
+        path.write_bytes(to_bytes(email, date=run.at, edition_id=run.edition.id))
+        written.append(path)
+    return BuildReport(run.edition, tuple(written), tuple(no_email), run.problems, tuple(oversized))

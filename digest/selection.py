@@ -1,0 +1,85 @@
+"""Choosing each subscriber's articles. Pure functions: no I/O, no clock.
+
+Ordering rule: a subscriber with preferences gets only articles matching at least one of them,
+ranked by how many they match, then newest first, then by id (so ties are stable across runs).
+One without preferences gets the newest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from digest.config import SelectionConfig
+from digest.models import Article, Choice, Selection, Subscriber
+
+
+@dataclass(frozen=True)
+class History:
+    """What one subscriber already got, as the ledger knows it."""
+
+    last_delivery: datetime | None = None
+    sent_article_ids: frozenset[str] = field(default_factory=frozenset)
+
+
+NO_HISTORY = History()
+
+
+def candidate_pool(articles: Iterable[Article], at: datetime, settings: SelectionConfig) -> tuple[Article, ...]:
+    """Articles any subscriber could get at `at`: published, not drafts, not excluded, recent enough.
+
+    Computed once per edition; the earliest start is the catch-up limit, per-subscriber windows
+    narrow it further in `select`.
+    """
+    earliest = at - timedelta(days=max(settings.window_days, settings.catch_up_days))
+    excluded = {t.casefold() for t in settings.exclude_tags}
+    pool = [a for a in articles if not a.draft and earliest <= a.date <= at and not (a.tag_keys & excluded)]
+    pool.sort(key=lambda a: (-a.date.timestamp(), a.id))
+    return tuple(pool)
+
+
+def window_start(at: datetime, settings: SelectionConfig, history: History) -> datetime:
+    """The default window is the last `window_days`; after a missed edition it reaches back to the
+    subscriber's last delivery (never past `catch_up_days`), so nobody silently loses a week."""
+    start = at - timedelta(days=settings.window_days)
+    if history.last_delivery is not None:
+        start = max(history.last_delivery, at - timedelta(days=settings.catch_up_days))
+    return start
+
+
+def match(article: Article, subscriber: Subscriber) -> tuple[str, ...]:
+    """The article's tags and categories that the subscriber asked for, in display form."""
+    return tuple(t for t in article.tags if t.casefold() in subscriber.tag_keys) + tuple(
+        c for c in article.categories if c.casefold() in subscriber.category_keys
+    )
+
+
+def select(
+    subscriber: Subscriber,
+    pool: Sequence[Article],
+    at: datetime,
+    settings: SelectionConfig,
+    history: History = NO_HISTORY,
+) -> Selection:
+    """One subscriber's articles at one moment. `pool` comes from `candidate_pool` (newest first)."""
+    start = window_start(at, settings, history)
+    if not subscriber.active:
+        return Selection(subscriber, (), at, start, skipped=f"status is {subscriber.status}")
+    fresh = [a for a in pool if start <= a.date <= at and not a.draft and a.id not in history.sent_article_ids]
+    choices: list[Choice]
+    if subscriber.has_preferences:
+        scored = [(m, a) for a in fresh if (m := match(a, subscriber))]
+        # pool is newest first and sort is stable: equal scores stay newest first
+        scored.sort(key=lambda pair: -len(pair[0]))
+        choices = [Choice(a, "matched: " + ", ".join(m), len(m)) for m, a in scored]
+    else:
+        choices = [Choice(a, "newest (no preferences)") for a in fresh]
+    choices = choices[: settings.max_articles]
+    if len(choices) < max(settings.min_articles, 1):
+        if not choices:
+            why = "no matching articles in the window" if subscriber.has_preferences else "no articles in the window"
+        else:
+            why = f"only {len(choices)} matching article(s), fewer than min_articles={settings.min_articles}"
+        return Selection(subscriber, (), at, start, skipped=why)
+    return Selection(subscriber, tuple(choices), at, start)

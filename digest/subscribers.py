@@ -1,0 +1,180 @@
+"""Reading subscriber lists (CSV, or a JSON list of objects) into `Subscriber` records.
+
+A bad row (invalid address, duplicate, unknown status) is reported with file and line and
+skipped; the rest of the list goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from digest.models import Problem, Subscriber
+
+STATUSES = frozenset({"active", "unsubscribed", "bounced", "complained", "cleaned", "pending", "paused"})
+# Spellings other tools export, mapped onto ours.
+STATUS_ALIASES = {"subscribed": "active", "enabled": "active", "": "active", "spam": "complained"}
+KNOWN_COLUMNS = frozenset({"email", "name", "tags", "categories", "category", "status"})
+
+# Deliberately simple: one @, no spaces, a dotted domain. Full RFC 5322 parsing accepts addresses
+# no mailbox provider does; anything stricter belongs to the provider's own validation.
+_EMAIL = re.compile(
+    r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
+_SPLIT = re.compile(r"[;,]")
+
+
+@dataclass(frozen=True)
+class SubscriberList:
+    subscribers: tuple[Subscriber, ...]
+    problems: tuple[Problem, ...]
+
+    @property
+    def active(self) -> tuple[Subscriber, ...]:
+        return tuple(s for s in self.subscribers if s.active)
+
+
+def is_valid_email(address: str) -> bool:
+    return bool(_EMAIL.match(address)) and len(address) <= 254
+
+
+def split_terms(value: Any) -> tuple[str, ...]:
+    """A preference cell: 'ai; robotics' or 'ai, robotics' or a list; case-insensitive de-dup."""
+    items = _SPLIT.split(value) if isinstance(value, str) else value if isinstance(value, list) else []
+    seen: set[str] = set()
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            continue
+        term = " ".join(item.split())
+        if term and term.casefold() not in seen:
+            seen.add(term.casefold())
+            out.append(term)
+    return tuple(out)
+
+
+def load_subscribers(path: Path) -> SubscriberList:
+    """Read a CSV or JSON subscriber list."""
+    if not path.is_file():
+        return SubscriberList((), (Problem(str(path), "subscriber list not found"),))
+    rows = _json_rows(path) if path.suffix.lower() == ".json" else _csv_rows(path)
+    subscribers: list[Subscriber] = []
+    problems: list[Problem] = []
+    first_line: dict[str, int] = {}
+    for line, row in rows:
+        if isinstance(row, Problem):
+            problems.append(row)
+            continue
+        try:
+            sub = _subscriber(row, f"{path}:{line}")
+        except ValueError as exc:
+            problems.append(Problem(str(path), str(exc), line=line))
+            continue
+        if sub.id in first_line:
+            problems.append(
+                Problem(str(path), f"duplicate address {sub.email} (first on line {first_line[sub.id]})", line=line)
+            )
+            continue
+        first_line[sub.id] = line
+        subscribers.append(sub)
+    return SubscriberList(tuple(subscribers), tuple(problems))
+
+
+def _subscriber(row: dict[str, Any], source: str) -> Subscriber:
+    email = str(row.get("email") or "").strip()
+    if not email:
+        raise ValueError("no email")
+    if not is_valid_email(email):
+        raise ValueError(f"invalid email address {email!r}")
+    status = str(row.get("status") or "").strip().lower()
+    status = STATUS_ALIASES.get(status, status)
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {row.get('status')!r} (known: {', '.join(sorted(STATUSES))})")
+    attributes = {
+        k: str(v).strip()
+        for k, v in row.items()
+        if k not in KNOWN_COLUMNS and v not in (None, "") and isinstance(v, str | int | float)
+    }
+    categories = split_terms(row.get("categories")) + split_terms(row.get("category"))
+    return Subscriber(
+        email=email,
+        name=" ".join(str(row.get("name") or "").split()),
+        tags=split_terms(row.get("tags")),
+        categories=split_terms(list(categories)),
+        status=status,
+        attributes=attributes,
+        source=source,
+    )
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        yield 0, Problem(str(path), f"cannot read: {exc}")
+        return
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    if reader.fieldnames is None:
+        yield 1, Problem(str(path), "empty subscriber list", line=1)
+        return
+    reader.fieldnames = [(f or "").strip().lower() for f in reader.fieldnames]
+    if "email" not in reader.fieldnames:
+        yield 1, Problem(str(path), "no 'email' column in the header", line=1)
+        return
+    for row in reader:
+        line = reader.line_num
+        if None in row:  # more cells than header columns: a shifted row would mis-file data
+            yield line, Problem(str(path), "more cells than header columns", line=line)
+            continue
+        if not any((v or "").strip() for v in row.values()):
+            continue
+        yield line, row
+
+
+def _json_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    """Rows of a JSON list, each with the line its object starts on (for messages)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        yield 0, Problem(str(path), f"cannot read: {exc}")
+        return
+    except json.JSONDecodeError as exc:
+        yield exc.lineno, Problem(str(path), f"not valid JSON: {exc.msg}", line=exc.lineno)
+        return
+    start = 0
+    if isinstance(data, dict) and isinstance(data.get("subscribers"), list):
+        data = data["subscribers"]
+        start = re.search(r'"subscribers"\s*:\s*', text).end()  # type: ignore[union-attr]
+    if not isinstance(data, list):
+        yield 1, Problem(str(path), "expected a JSON list of subscriber objects", line=1)
+        return
+    decoder = json.JSONDecoder()
+    pos = text.index("[", start) + 1
+    for item in data:
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        _, end = decoder.raw_decode(text, pos)
+        line = text.count("\n", 0, pos) + 1
+        pos = end
+        if not isinstance(item, dict):
+            yield line, Problem(str(path), "expected an object", line=line)
+            continue
+        yield line, _flatten_json(item)
+
+
+def _flatten_json(item: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in item.items() if k not in ("preferences", "active")}
+    prefs = item.get("preferences") if isinstance(item.get("preferences"), dict) else {}
+    for key in ("tags", "categories"):
+        value = prefs.get(key, item.get(key))
+        if value is not None:
+            row[key] = value
+    if "status" not in row and "active" in item:
+        row["status"] = "active" if item["active"] is True else "unsubscribed"
+    return row
