@@ -1,0 +1,51 @@
+"""Shared fixtures: a temp copy of the sample newsletter, configs built in code, a fixed clock."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from digest.config import Config, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+LONDON = ZoneInfo("Europe/London")
+#: The sample newsletter's articles are dated the week of 2026-11-23.
+SAMPLE_AT = datetime(2026, 11, 30, 0, 0, tzinfo=LONDON)
+
+
+def copy_sample(dest: Path) -> Path:
+    """A private copy of the sample newsletter (tests must never write into the repo)."""
+    for name in ("content", "templates", "subscribers"):
+        shutil.copytree(ROOT / name, dest / name)
+    shutil.copy(ROOT / "digest.toml", dest / "digest.toml")
+    return dest / "digest.toml"
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    """Path of digest.toml in a temp copy of the sample newsletter."""
+    return copy_sample(tmp_path)
+
+
+@pytest.fixture
+def sample_config(sample: Path) -> Config:
+    return load_config(sample)
+
+
+def make_config(tmp_path: Path, **sections: dict) -> Config:
+    """A config rooted at tmp_path; templates default to the repo's own."""
+    data = {"newsletter": {"timezone": "Europe/London", "name": "Test Weekly"}, **sections}
+    data.setdefault("templates", {"path": str(ROOT / "templates")})
+    return parse_config(data, base=tmp_path, source=str(tmp_path / "digest.toml"))
+
+
+def write_article(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,205 @@
+"""Composition with real jinja2, mjml-python and premailer."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import lxml.html
+import pytest
+from conftest import SAMPLE_AT, make_config, write_article
+
+from digest.compose import add_utm
+from digest.config import load_config
+from digest.errors import TemplateError
+from digest.pipeline import open_run
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+REGEN = os.environ.get("DIGEST_REGEN_GOLDEN") == "1"
+
+
+@pytest.fixture
+def run(sample_config):
+    return open_run(sample_config, SAMPLE_AT)
+
+
+def selection_for(run, email):
+    return run.select(next(s for s in run.subscribers.subscribers if s.email == email))
+
+
+def test_golden_render(run):
+    """One sample digest, compared on disk. Refresh: DIGEST_REGEN_GOLDEN=1 pytest tests/test_compose.py"""
+    email = run.email(selection_for(run, "grace@example.org"))
+    for name, actual in (
+        ("grace.html", email.html),
+        ("grace.txt", email.text),
+        ("grace.subject", email.subject + "\n"),
+    ):
+        path = GOLDEN / name
+        if REGEN:
+            path.write_text(actual, encoding="utf-8")
+        assert actual == path.read_text(encoding="utf-8"), f"{name} differs from the golden copy"
+
+
+def test_email_parts(run):
+    email = run.email(selection_for(run, "chloe.dubois@example.net"))
+    html, text = email.html, email.text
+    assert "Hi Chloé," in html and "Hi Chloé," in text
+    assert 'name="color-scheme"' in html
+    assert "The Weekly Circuit, 12 Example Street" in html and "12 Example Street" in text
+    assert "mailto:weekly@circuit.example.com?subject=unsubscribe" in html
+    assert email.preheader and email.preheader.split(" · ")[0] in html  # mj-preview
+    for article in selection_for(run, "chloe.dubois@example.net").articles:
+        assert article.title.replace("&", "&amp;") in html or article.title in text
+    # covers carry width and alt
+    imgs = re.findall(r"<img [^>]*>", html)
+    assert imgs and all('alt="' in i and 'width="' in i for i in imgs)
+    # mobile media queries keep !important (premailer strips it by default)
+    assert re.search(r"@media[^{]*max-width[^{]*\{[^}]*\{[^}]*!important", html)
+    assert "fonts.googleapis" not in html
+    # utm parameters on article links
+    assert "utm_source=newsletter&amp;utm_medium=email&amp;utm_campaign=2026-W49" in html
+    assert "utm_campaign=2026-W49" in text
+
+
+def test_utm_can_be_turned_off(tmp_path, sample):
+    text = sample.read_text() + "\n[tracking]\nutm = false\n"
+    sample.write_text(text)
+    run = open_run(load_config(sample), SAMPLE_AT)
+    email = run.email(selection_for(run, "ada@example.com"))
+    assert "utm_" not in email.html and "utm_" not in email.text
+
+
+def test_add_utm_keeps_existing_query():
+    url = add_utm("https://x.example/p?src=rss&utm_source=old", {"utm_source": "nl", "utm_medium": "email"})
+    assert url == "https://x.example/p?src=rss&utm_source=nl&utm_medium=email"
+    assert add_utm("mailto:a@b.c", {"utm_source": "x"}) == "mailto:a@b.c"
+
+
+HOSTILE_TITLE = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
+HOSTILE_EXCERPT = "<b>bold</b> <img onerror=alert(2) src=y>"
+
+
+def test_hostile_article_fields_arrive_as_text(tmp_path):
+    write_article(
+        tmp_path / "content",
+        "evil.md",
+        f"---\ntitle: '{HOSTILE_TITLE}'\ndate: 2026-11-29\nexcerpt: '{HOSTILE_EXCERPT}'\n"
+        "author: '<i>Mallory</i>'\ntags: ['<svg onload=alert(3)>']\n"
+        "coverImage: 'https://img.example.com/x.png\" onerror=\"alert(4)'\n---\nBody\n",
+    )
+    config = make_config(tmp_path, content={"path": "content"})
+    run = open_run(config, SAMPLE_AT)
+    email = run.email(run.select(personalize_sub()))
+    html = email.html
+    assert "<script" not in html and "<svg" not in html and "<i>Mallory" not in html
+    tree = lxml.html.fromstring(html)
+    assert not tree.xpath("//script | //svg | //b | //i")
+    assert not [el for el in tree.iter() if any(k.startswith("on") for k in el.attrib)]
+    # the quote in the cover URL stayed inside the src attribute
+    (cover,) = [img.get("src") for img in tree.xpath("//img") if "img.example.com" in img.get("src")]
+    assert cover.startswith('https://img.example.com/x.png"') and cover.endswith("alert(4)")
+    assert '&lt;script&gt;alert("x")&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt;' in html
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html
+    # the plain-text part shows the text as written
+    assert HOSTILE_TITLE in email.text
+
+
+def personalize_sub():
+    from digest.models import Subscriber
+
+    return Subscriber(email="o.brien@example.com", name='Chloé "Q" <O\'Brien> & co')
+
+
+def test_recipient_fields_are_escaped_in_html_and_raw_in_text(sample_config):
+    run = open_run(sample_config, SAMPLE_AT)
+    sub = personalize_sub()
+    email = run.email(run.select(sub))
+    assert "Hi Chloé," in email.html  # first_name is the first word
+    values = run.values(sub)
+    values["first_name"] = '<b>"Q"</b> & co'
+    email = run.prepared.email(run.select(sub), values)
+    assert 'Hi &lt;b&gt;"Q"&lt;/b&gt; &amp; co,' in email.html
+    assert 'Hi <b>"Q"</b> & co,' in email.text
+
+
+def test_fast_path_is_byte_identical_to_direct_compile(run):
+    """The per-article compile-once path equals rendering each subscriber from scratch."""
+    assert run.prepared.exact
+    for sub in run.subscribers.subscribers:
+        selection = run.select(sub)
+        if not selection.gets_email:
+            continue
+        values = run.values(sub)
+        fast = run.prepared.email(selection, values)
+        direct = run.composer.compose_direct(selection, run.edition, values)
+        assert (fast.html, fast.text, fast.subject, fast.preheader) == (
+            direct.html,
+            direct.text,
+            direct.subject,
+            direct.preheader,
+        ), sub.email
+
+
+def test_frame_depending_on_selection_falls_back_to_whole_compiles(sample):
+    # Without a logo the frame has no mj-image, so the head's CSS depends on whether a chosen
+    # article has a cover: the composer must notice and stay exact.
+    sample.write_text(sample.read_text().replace('logo_url = "https://circuit.example.com/images/logo.png"\n', ""))
+    run = open_run(load_config(sample), SAMPLE_AT)
+    assert not run.prepared.exact
+    sel = selection_for(run, "jo.mueller@example.com")  # one article, no cover
+    values = run.values(sel.subscriber)
+    assert run.prepared.email(sel, values).html == run.composer.compose_direct(sel, run.edition, values).html
+
+
+def test_ten_article_digest_stays_under_the_clip_limit(run):
+    email = run.email(selection_for(run, "ada@example.com"))
+    assert len(email.article_ids) == 10
+    assert email.html_bytes < 100_000
+
+
+def test_template_errors_name_file_and_line(sample):
+    tpl = sample.parent / "templates" / "digest.mjml.j2"
+    tpl.write_text(tpl.read_text().replace("{{ newsletter.name }}</a>", "{{ newsletter.nam }}</a>"))
+    run = open_run(load_config(sample), SAMPLE_AT)
+    with pytest.raises(TemplateError, match=r"digest\.mjml\.j2:\d+: .*nam"):
+        run.prepared  # noqa: B018
+    tpl.write_text("{% if %}")
+    run = open_run(load_config(sample), SAMPLE_AT)
+    with pytest.raises(TemplateError, match=r"digest\.mjml\.j2:1: "):
+        run.prepared  # noqa: B018
+
+
+def test_missing_markers_are_explained(sample):
+    tpl = sample.parent / "templates" / "digest.mjml.j2"
+    tpl.write_text(tpl.read_text().replace("{{ article_start }}", ""))
+    run = open_run(load_config(sample), SAMPLE_AT)
+    with pytest.raises(TemplateError, match="article_start"):
+        run.prepared  # noqa: B018
+
+
+def test_subject_and_preheader_are_single_lines(run):
+    email = run.email(selection_for(run, "ada@example.com"))
+    assert "\n" not in email.subject and "\n" not in email.preheader
+    assert email.subject.endswith("(+9 more)")
+
+
+def test_composer_reuses_article_blocks(run):
+    """Two subscribers sharing an article get the very same compiled block."""
+    prepared = run.prepared
+    a = selection_for(run, "chloe.dubois@example.net")
+    b = selection_for(run, "sam.rivera@example.net")
+    shared = set(a.content_key) & set(b.content_key)
+    assert shared
+    for article_id in shared:
+        block = prepared.blocks[article_id]
+        assert block in prepared.content(a).html and block in prepared.content(b).html
+
+
+def test_tokens_never_leak_into_final_emails(run):
+    for sub in run.subscribers.subscribers:
+        sel = run.select(sub)
+        if sel.gets_email:
+            email = run.email(sel)
+            assert "__DG" not in email.html + email.text + email.subject + email.preheader

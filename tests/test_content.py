@@ -1,0 +1,202 @@
+"""Reading articles: every front-matter dialect of tests/data/content/, one file per case."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import DATA, make_config, write_article
+
+from digest.content import clean_excerpt, cut_words, load_articles, parse_date
+from digest.models import Article
+
+FIXTURES = DATA / "content"
+
+
+@pytest.fixture(scope="module")
+def index():
+    config = make_config(
+        FIXTURES.parent,
+        content={"path": str(FIXTURES)},
+        newsletter={"timezone": "Europe/London", "site_url": "https://blog.example.com"},
+    )
+    return load_articles(config)
+
+
+def by_file(index, name: str) -> Article:
+    matches = [a for a in index.articles if a.path.name == name]
+    assert matches, f"{name} was not read: {[str(p) for p in index.problems]}"
+    return matches[0]
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # naive dates and times are in the newsletter's zone (London: GMT in November, BST in July)
+        ("date_yaml_date.md", utc(2026, 11, 20)),
+        ("date_yaml_datetime.md", utc(2026, 11, 24, 10, 30)),
+        ("date_string_iso.md", utc(2026, 11, 21)),
+        ("date_string_with_offset.md", utc(2026, 11, 22)),
+        ("date_string_zulu_millis.md", utc(2026, 11, 23, 10)),
+        ("date_string_long_form.md", utc(2026, 11, 24)),
+        ("2026-11-21-date_from_filename.md", utc(2026, 11, 21)),
+        ("2026-1-5-date_from_short_filename.md", utc(2026, 1, 5)),
+    ],
+)
+def test_date_forms(index, name, expected):
+    assert by_file(index, name).date == expected
+
+
+@pytest.mark.parametrize("name", ["date_key_pubdate.md", "date_key_publishdate.md", "date_key_published.md"])
+def test_date_keys(index, name):
+    article = by_file(index, name)
+    assert article.date.tzinfo is not None and article.date.year == 2026
+
+
+def test_summer_naive_date_uses_zone_offset():
+    from zoneinfo import ZoneInfo
+
+    assert parse_date("2025-07-21", ZoneInfo("Europe/London")) == utc(2025, 7, 20, 23)
+    assert parse_date("2023-12-25 00:00:00 +0000", ZoneInfo("Europe/London")) == utc(2023, 12, 25)
+    assert parse_date("July 27, 2021", ZoneInfo("UTC")) == utc(2021, 7, 27)
+    assert parse_date("not a date", ZoneInfo("UTC")) is None
+
+
+def test_tag_forms(index):
+    assert by_file(index, "tags_list.md").tags == ("Ai", "Robotics", "Climate")
+    assert by_file(index, "tags_single_string.md").tags == ("Python",)
+    assert by_file(index, "tags_comma_string.md").tags == ("ai", "Robotics", "climate")
+    # None and numbers dropped
+    assert by_file(index, "tags_with_none_and_numbers.md").tags == ("Ai",)
+    assert by_file(index, "categories_list.md").categories == ("Science", "Space")
+
+
+def test_tags_match_case_insensitively_but_display_as_written(index):
+    article = by_file(index, "tags_list.md")
+    assert "ai" in article.tag_keys and "AI".casefold() in article.tag_keys
+    assert article.tags[0] == "Ai"
+
+
+@pytest.mark.parametrize("name", ["excerpt_key_description.md", "excerpt_key_summary.md", "excerpt_key_spoiler.md"])
+def test_excerpt_keys(index, name):
+    assert by_file(index, name).excerpt  # taken from the key, not derived
+    assert "Short body" not in by_file(index, name).excerpt
+
+
+def test_excerpt_cut_midword_is_shown_cleanly(index):
+    excerpt = by_file(index, "excerpt_cut_midword.md").excerpt
+    assert excerpt.endswith("collaborations…")
+    assert "ex..." not in excerpt and "..." not in excerpt
+
+
+def test_excerpt_derived_from_markdown(index):
+    excerpt = by_file(index, "excerpt_derived_from_markdown.md").excerpt
+    assert excerpt.endswith("…") and len(excerpt) <= 281
+    assert not any(mark in excerpt for mark in ("**", "](", "```", "# "))
+
+
+def test_excerpt_derived_from_html_drops_script_and_decodes_entities(index):
+    excerpt = by_file(index, "excerpt_derived_from_html.md").excerpt
+    assert "alert(1)" not in excerpt and "<p>" not in excerpt
+    assert "&amp;" not in excerpt and "&" in excerpt
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("cover_coverimage.md", "https://"),
+        ("cover_heroimage.md", "https://"),
+        ("cover_images_list.md", "https://"),
+        ("cover_socialimage.md", "https://"),
+        ("cover_cover.md", "https://"),
+        ("cover_image_relative.md", "https://blog.example.com/img/rel.png"),
+    ],
+)
+def test_cover_keys(index, name, url):
+    article = by_file(index, name)
+    assert article.cover_url.startswith(url)
+    assert article.cover_alt  # falls back to the title
+
+
+def test_bodies_and_extensions(index):
+    assert by_file(index, "html_body.html").excerpt
+    assert by_file(index, "markdown_body.markdown").excerpt
+    assert by_file(index, "mdx_body.mdx").excerpt
+    assert not any(a.path.suffix == ".txt" for a in index.articles)
+
+
+def test_crlf_bom_and_non_ascii(index):
+    assert by_file(index, "crlf_line_endings.md").tags
+    bom = by_file(index, "utf8_bom.md")
+    assert not bom.title.startswith("\ufeff") and bom.tags
+    assert any(ord(ch) > 127 for ch in by_file(index, "non_ascii.md").title)
+
+
+def test_draft_and_future_are_read_but_flagged(index):
+    assert by_file(index, "draft.md").draft
+    assert by_file(index, "future.md").date.year == 2030
+
+
+def test_duplicate_counts_once_with_a_warning(index):
+    dupes = [a for a in index.articles if a.title == "Duplicate article title"]
+    assert len(dupes) == 1
+    assert any("duplicate_b.md" in p.source and p.severity == "warning" for p in index.problems)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("broken_yaml.md", "not valid YAML"), ("no_title.md", "no title"), ("no_date.md", "no date")],
+)
+def test_bad_files_are_reported_and_skipped(index, name, reason):
+    problems = [p for p in index.problems if p.source.endswith(name)]
+    assert len(problems) == 1 and reason in problems[0].message and problems[0].severity == "error"
+    assert not any(a.path.name == name for a in index.articles)
+
+
+def test_yaml_error_names_a_line(index):
+    problem = next(p for p in index.problems if p.source.endswith("broken_yaml.md"))
+    assert problem.line is not None and problem.line >= 2
+    assert str(problem).startswith(f"{problem.source}:{problem.line}: error:")
+
+
+def test_every_fixture_is_accounted_for(index):
+    """Nothing is silently dropped: each article file is read or reported."""
+    files = {p.name for p in FIXTURES.iterdir() if p.suffix != ".txt"}
+    read = {a.path.name for a in index.articles}
+    reported = {Path(p.source).name for p in index.problems}
+    assert files == read | reported
+
+
+def test_article_url_pattern_and_fallbacks(tmp_path):
+    folder = tmp_path / "content"
+    write_article(folder, "2026-11-20-hello-world.md", "---\ntitle: Hello\n---\nBody\n")
+    write_article(folder, "own.md", "---\ntitle: Own\ndate: 2026-11-20\nsource: https://elsewhere.example.org/x\n---\n")
+    patterned = load_articles(
+        make_config(tmp_path, content={"path": "content", "article_url": "https://ex.com/{year}/{slug}"})
+    )
+    assert {a.url for a in patterned.articles} == {"https://ex.com/2026/hello-world", "https://ex.com/2026/own"}
+    plain = load_articles(make_config(tmp_path, content={"path": "content"}))
+    assert {a.url for a in plain.articles} == {"https://example.com/hello-world", "https://elsewhere.example.org/x"}
+
+
+def test_one_unreadable_file_does_not_stop_the_rest(tmp_path):
+    folder = tmp_path / "content"
+    write_article(folder, "good.md", "---\ntitle: Good\ndate: 2026-11-20\n---\n")
+    (folder / "latin1.md").write_bytes("---\ntitle: caf\xe9\ndate: 2026-11-20\n---\n".encode("latin-1"))
+    write_article(folder, "bad_date.md", "---\ntitle: Bad\ndate: someday\n---\n")
+    index = load_articles(make_config(tmp_path, content={"path": "content"}))
+    assert [a.title for a in index.articles] == ["Good"]
+    messages = sorted(p.message for p in index.problems)
+    assert messages[0].startswith("date: cannot read 'someday'") and "UTF-8" in messages[1]
+
+
+def test_cut_words_and_clean_excerpt():
+    assert cut_words("one two three four", 100) == "one two three four"
+    assert cut_words("alpha beta gamma delta", 12) == "alpha beta…"
+    assert clean_excerpt("word1 word2 fragm...", 100) == "word1 word2…"
+    assert clean_excerpt("A finished sentence ...", 100) == "A finished sentence…"
