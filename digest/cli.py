@@ -133,3 +133,31 @@ def check(obj: Context, at: str | None, strict: bool) -> None:
     click.echo(f"{errors} error(s), {warnings} warning(s)")
     if errors or (strict and warnings):
         sys.exit(1)
+
+
+@main.command()
+@at_option
+@click.option("--edition", "edition_id", metavar="ID", help="Edition id (default: the ISO week of --at).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address (others expose data).")
+@click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--no-open", is_flag=True, help="Do not open a browser.")
+@click.option("--get", "get_path", metavar="PATH", help="Print one page (e.g. /); exit 1 unless HTTP 200.")
+@pass_ctx
+def preview(
+    obj: Context, at: str | None, edition_id: str | None, host: str, port: int, no_open: bool, get_path: str | None
+) -> None:
+    """Every subscriber's digest in the browser, updated live as you edit."""
+    from digest.web.live import PreviewState
+    from digest.web.preview import get_page, serve
+
+    config = obj.config()  # a missing or invalid config stops here; later errors show in the page
+    state = PreviewState(config.source, at, edition_id)
+    if get_path is not None:
+        status, body = get_page(state, get_path)
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        if status != 200:
+            click.echo(f"error: GET {get_path} answered HTTP {status}", err=True)
+            sys.exit(1)
+        return
+    serve(state, host=host, port=port, open_browser=not no_open)

@@ -1,0 +1,1 @@
+"""Web apps: the local preview (`digest preview`); later the public endpoints (unsubscribe, webhooks)."""

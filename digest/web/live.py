@@ -1,0 +1,249 @@
+"""The preview's live state: one cached `Run`, rebuilt when its inputs change on disk.
+
+Every page reads the same `Snapshot` until a file changes; the watcher then rebuilds it and bumps a
+version that open pages poll over Server-Sent Events. A failed build is cached as an error too, so
+a broken template shows on every page (HTTP 500) until the next edit, and the server keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from digest.errors import DigestError
+from digest.models import Email, Problem, Selection
+from digest.pipeline import Run
+
+log = logging.getLogger("digest.web")
+
+
+@dataclass
+class Snapshot:
+    """One successful build: the run, `digest check`'s problems and every subscriber's selection."""
+
+    run: Run
+    problems: tuple[Problem, ...]
+    selections: dict[str, Selection]  #: by subscriber id, in list order
+    token: str  #: the version this was built at; a page holding another token is stale
+    _emails: dict[str, Email] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def email(self, selection: Selection) -> Email:
+        """The subscriber's email from the run's composer (the one `build` and `send` use)."""
+        key = selection.subscriber.id
+        with self._lock:
+            cached = self._emails.get(key)
+        if cached is None:
+            cached = self.run.email(selection)
+            with self._lock:
+                self._emails[key] = cached
+        return cached
+
+    @property
+    def article_counts(self) -> Counter[str]:
+        """How many subscribers get each article this edition."""
+        counts: Counter[str] = Counter()
+        for selection in self.selections.values():
+            if selection.gets_email:
+                counts.update(a.id for a in selection.articles)
+        return counts
+
+
+@dataclass(frozen=True)
+class BuildFailure:
+    """Why the edition could not be built; shown instead of every page until the next change."""
+
+    error: Exception
+    token: str
+
+    @property
+    def message(self) -> str:
+        if isinstance(self.error, DigestError):
+            return str(self.error)
+        return f"internal error: {type(self.error).__name__}: {self.error}"
+
+
+class PreviewError(DigestError):
+    """Raised by `PreviewState.snapshot` when the current inputs do not build."""
+
+    def __init__(self, failure: BuildFailure):
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+@dataclass(frozen=True)
+class WatchTargets:
+    """What to watch: folders recursively, and single files (through their folder, see `Watcher`)."""
+
+    folders: tuple[Path, ...]
+    files: tuple[Path, ...]
+
+
+class PreviewState:
+    """Loads config, content, subscribers and templates for one moment, and keeps the result."""
+
+    def __init__(self, config_path: Path, at: str | None = None, edition_id: str | None = None):
+        self.config_path = Path(config_path).resolve()
+        self.at = at
+        self.edition_id = edition_id
+        # A fresh id per server: a page left open across a restart sees a new token and reloads.
+        self._boot = secrets.token_hex(4)
+        self._version = 0
+        self._cached: Snapshot | BuildFailure | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def token(self) -> str:
+        return f"{self._boot}.{self._version}"
+
+    def snapshot(self) -> Snapshot:
+        """The current build; raises `PreviewError` when it failed."""
+        with self._lock:
+            if self._cached is None:
+                self._cached = self._build()
+            cached = self._cached
+        if isinstance(cached, BuildFailure):
+            raise PreviewError(cached)
+        return cached
+
+    def changed(self, what: str = "") -> None:
+        """Inputs changed: rebuild now, so the reload that open pages get finds a warm cache."""
+        with self._lock:
+            self._version += 1
+            self._cached = None
+            self._cached = self._build()
+        if isinstance(self._cached, BuildFailure):
+            log.warning("rebuilt after %s: %s", what or "a change", self._cached.message)
+        else:
+            log.info("rebuilt after %s", what or "a change")
+
+    def _build(self) -> Snapshot | BuildFailure:
+        from digest.check import check
+        from digest.config import load_config
+        from digest.pipeline import open_run
+        from digest.schedule import parse_at
+
+        token = self.token
+        try:
+            config = load_config(self.config_path)
+            run = open_run(config, parse_at(self.at, config.tz), self.edition_id)
+            # Compile the edition now: a template error must fail the whole preview (HTTP 500 with
+            # its file and line), not hide as one line in check's list.
+            run.prepared  # noqa: B018 - a cached_property; evaluated for its error
+            problems = tuple(check(run))
+            selections = {s.subscriber.id: s for s in run.selections()}
+        except Exception as exc:  # noqa: BLE001 - a bug in a template or our code must not stop the server
+            if not isinstance(exc, DigestError):
+                log.exception("preview build failed")
+            return BuildFailure(exc, token)
+        return Snapshot(run, problems, selections, token)
+
+    def watch_targets(self) -> WatchTargets:
+        """The config file, and from the last config that loaded: content, templates, subscribers."""
+        from digest.config import load_config
+
+        files = [self.config_path]
+        folders: list[Path] = []
+        try:
+            config = load_config(self.config_path)
+        except DigestError:
+            config = None  # only the config file itself matters until it loads again
+        if config is not None:
+            folders += [config.content.path, config.templates.path]
+            files.append(config.subscribers.path)
+        return WatchTargets(tuple(folders), tuple(files))
+
+
+class Watcher:
+    """Watches the inputs in background threads and calls `state.changed` on every edit.
+
+    Folders are watched recursively. Single files are watched through their parent folder, not
+    recursively: editors save by replacing the file, which ends a watch on the file itself, and a
+    recursive watch of the config's folder would cover .venv and the outbox.
+    """
+
+    def __init__(self, state: PreviewState, *, on_change: Callable[[str], None] | None = None):
+        self.state = state
+        self.on_change = on_change or state.changed
+        self._stop = threading.Event()
+        self._generation = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._supervise, name="digest-preview-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._generation.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _supervise(self) -> None:
+        # Each generation watches one set of targets; a config edit that moves a folder ends it.
+        while not self._stop.is_set():
+            self._generation = generation = threading.Event()
+            if self._stop.is_set():
+                break
+            targets = self.state.watch_targets()
+            groups = _groups(targets)
+            threads = [
+                threading.Thread(target=self._loop, args=(paths, recursive, keep, targets, generation), daemon=True)
+                for paths, recursive, keep in groups
+            ]
+            for thread in threads:
+                thread.start()
+            if not threads:
+                generation.wait(1.0)  # nothing exists to watch yet; look again shortly
+            for thread in threads:
+                thread.join()
+
+    def _loop(
+        self,
+        paths: list[Path],
+        recursive: bool,
+        keep: Callable[[object, str], bool] | None,
+        targets: WatchTargets,
+        generation: threading.Event,
+    ) -> None:
+        import watchfiles
+
+        kwargs = {"watch_filter": keep} if keep is not None else {}
+        try:
+            for changes in watchfiles.watch(
+                *paths,
+                recursive=recursive,
+                stop_event=generation,
+                debounce=400,
+                step=50,
+                rust_timeout=500,
+                ignore_permission_denied=True,
+                raise_interrupt=False,
+                **kwargs,
+            ):
+                names = sorted({Path(p).name for _, p in changes})
+                self.on_change(", ".join(names[:3]) + (" ..." if len(names) > 3 else ""))
+                if self.state.watch_targets() != targets:
+                    generation.set()
+        except Exception:  # noqa: BLE001 - a watch failure must not take the preview down
+            log.exception("file watching failed; restarting it")
+            self._stop.wait(1.0)
+            generation.set()
+
+
+def _groups(targets: WatchTargets) -> list[tuple[list[Path], bool, Callable[[object, str], bool] | None]]:
+    """(paths, recursive, filter) for each watch thread; paths that do not exist are left out."""
+    groups: list[tuple[list[Path], bool, Callable[[object, str], bool] | None]] = []
+    folders = [p for p in dict.fromkeys(targets.folders) if p.is_dir()]
+    if folders:
+        groups.append((folders, True, None))  # watchfiles' default filter skips swap files and .git
+    wanted = {str(f) for f in targets.files}
+    parents = [p for p in dict.fromkeys(f.parent for f in targets.files) if p.is_dir()]
+    if parents:
+        groups.append((parents, False, lambda _change, path: path in wanted))
+    return groups

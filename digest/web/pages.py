@@ -1,0 +1,170 @@
+"""What the preview pages show, computed from a `Snapshot`: plain data for the HTML templates.
+
+Nothing here renders an email: every email comes from `Snapshot.email`, i.e. the run's composer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from html.parser import HTMLParser
+from urllib.parse import quote
+
+from digest.config import Config
+from digest.models import Article, Email, Selection, Subscriber
+from digest.personalize import escape_text
+from digest.web.live import Snapshot
+
+#: Gmail cuts the HTML part at about 102 KB and hides the rest, unsubscribe link included.
+GMAIL_CLIP_BYTES = 102_000
+
+
+def subscriber_url(subscriber: Subscriber) -> str:
+    return "/subscribers/" + quote(subscriber.email, safe="@+")
+
+
+def preferences(subscriber: Subscriber) -> str:
+    return ", ".join(subscriber.tags + subscriber.categories)
+
+
+@dataclass(frozen=True)
+class ArticleRow:
+    article: Article
+    date: datetime  #: in the newsletter's zone
+    subscribers: int  #: how many get it this edition
+    in_window: bool  #: inside the default window (older pool articles only reach catch-up readers)
+
+
+@dataclass(frozen=True)
+class SubscriberRow:
+    subscriber: Subscriber
+    selection: Selection
+    url: str
+    preferences: str
+
+    @property
+    def search_text(self) -> str:
+        s = self.subscriber
+        # lower(), not casefold(): the page filters with JavaScript's toLowerCase
+        return " ".join([s.email, s.name, s.status, self.preferences, self.selection.skipped or ""]).lower()
+
+
+def index_context(snap: Snapshot) -> dict[str, object]:
+    run = snap.run
+    config = run.config
+    tz = config.tz
+    counts = snap.article_counts
+    articles = [ArticleRow(a, a.date.astimezone(tz), counts[a.id], a.date >= run.window_start) for a in run.pool]
+    rows = [
+        SubscriberRow(s.subscriber, s, subscriber_url(s.subscriber), preferences(s.subscriber))
+        for s in snap.selections.values()
+    ]
+    return {
+        "config": config,
+        "edition": run.edition,
+        "window_start": run.window_start.astimezone(tz),
+        "at": run.at.astimezone(tz),
+        "articles": articles,
+        "subscribers": rows,
+        "getting": sum(1 for r in rows if r.selection.gets_email),
+        "problems": sorted(snap.problems, key=lambda p: (p.severity != "error", p.source, p.line or 0)),
+        "input_problems": [p for p in snap.problems if p.severity == "error"],
+    }
+
+
+@dataclass(frozen=True)
+class Size:
+    bytes: int
+    limit: int  #: the config's max_html_kb, in bytes
+
+    @property
+    def kb(self) -> float:
+        return self.bytes / 1000
+
+    @property
+    def percent_of_clip(self) -> float:
+        return min(100.0, 100 * self.bytes / GMAIL_CLIP_BYTES)
+
+    @property
+    def over(self) -> bool:
+        return self.bytes > min(self.limit, GMAIL_CLIP_BYTES)
+
+
+class _Images(HTMLParser):
+    """Collects the src of every <img> without an alt attribute (screen readers read the URL)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.without_alt: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img" and not any(name == "alt" for name, _ in attrs):
+            self.without_alt.append(dict(attrs).get("src") or "")
+
+
+def warnings_for(email: Email, selection: Selection, config: Config) -> list[str]:
+    """What an editor should fix before sending this subscriber's digest."""
+    out: list[str] = []
+    for choice in selection.choices:
+        a = choice.article
+        if not a.cover_url:
+            out.append(f"“{a.title}” has no cover image ({a.path.name}).")
+        elif not a.cover_alt:
+            out.append(f"“{a.title}”: the cover image has no alt text ({a.path.name}).")
+    parser = _Images()
+    parser.feed(email.html)
+    for src in parser.without_alt:
+        out.append(f"An image has no alt attribute: {src or '(no src)'}.")
+    limit = config.templates.max_subject_chars
+    if len(email.subject) > limit:
+        out.append(
+            f"The subject is {len(email.subject)} characters, over templates.max_subject_chars = {limit}: "
+            "mail apps will cut it."
+        )
+    postal = config.newsletter.postal_address.strip()
+    if not postal:
+        out.append("No postal address: set newsletter.postal_address (CAN-SPAM wants one in every email).")
+    elif escape_text(postal) not in email.html:
+        out.append("newsletter.postal_address is set but the HTML does not show it (check the footer template).")
+    size = Size(email.html_bytes, config.templates.max_html_kb * 1000)
+    if size.over:
+        out.append(
+            f"The HTML is {size.kb:.1f} KB: Gmail clips above about 102 KB and hides the rest, "
+            "unsubscribe link included."
+        )
+    return out
+
+
+def subscriber_context(snap: Snapshot, subscriber: Subscriber) -> dict[str, object]:
+    """Everything about one subscriber; `email` is None when they get no digest this edition."""
+    run = snap.run
+    config = run.config
+    selection = snap.selections[subscriber.id]
+    ids = list(snap.selections)
+    i = ids.index(subscriber.id)
+    prev_sub = snap.selections[ids[i - 1]].subscriber if i > 0 else None
+    next_sub = snap.selections[ids[i + 1]].subscriber if i + 1 < len(ids) else None
+    context: dict[str, object] = {
+        "config": config,
+        "edition": run.edition,
+        "subscriber": subscriber,
+        "selection": selection,
+        "preferences": preferences(subscriber),
+        "url": subscriber_url(subscriber),
+        "prev": (prev_sub, subscriber_url(prev_sub)) if prev_sub else None,
+        "next": (next_sub, subscriber_url(next_sub)) if next_sub else None,
+        "window_start": selection.window_start.astimezone(config.tz),
+        "at": run.at.astimezone(config.tz),
+        "email": None,
+        "input_problems": [p for p in snap.problems if p.severity == "error"],
+    }
+    if selection.gets_email:
+        email = snap.email(selection)
+        context.update(
+            email=email,
+            size=Size(email.html_bytes, config.templates.max_html_kb * 1000),
+            clip_kb=GMAIL_CLIP_BYTES / 1000,
+            warnings=warnings_for(email, selection, config),
+            subject_chars=len(email.subject),
+        )
+    return context
