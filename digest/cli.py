@@ -161,3 +161,156 @@ def preview(
             sys.exit(1)
         return
     serve(state, host=host, port=port, open_browser=not no_open)
+
+
+def _echo_send_report(report: Any) -> None:
+    from collections import Counter
+
+    what = "dry run: " if report.dry_run else ""
+    click.echo(f"{what}edition {report.edition.id} via {report.transport}")
+    if report.dry_run:
+        click.echo(
+            f"would send {report.recipients} email(s): {report.contents} distinct content(s), {report.requests} request(s)"
+        )
+        if report.first:
+            click.echo("first recipients: " + ", ".join(report.first))
+    else:
+        click.echo(f"accepted: {len(report.accepted)} in {report.requests} request(s)")
+    click.echo(f"skipped: {len(report.skipped)}")
+    for reason, count in Counter(why for _, why in report.skipped).most_common():
+        click.echo(f"  {count} x {reason}")
+    for label, rows in (("failed", report.failed), ("ambiguous", report.ambiguous)):
+        if rows or not report.dry_run:
+            click.echo(f"{label}: {len(rows)}")
+        for address, why in rows[:20]:
+            click.echo(f"  {address}: {why}")
+        if len(rows) > 20:
+            click.echo(f"  ... and {len(rows) - 20} more")
+    if report.ambiguous:
+        click.echo("ambiguous: they may have received it; rerun with --on-ambiguous=resend to send again anyway")
+
+
+class _SendProgress:
+    """A progress bar on a terminal, plain log lines otherwise."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self.bar: Any = None
+
+    def start(self, total: int) -> None:
+        self.total = total
+        if sys.stderr.isatty():
+            self.bar = click.progressbar(length=total, label="sending", file=sys.stderr)
+            self.bar.__enter__()
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        else:
+            click.echo(f"sent {self.done}/{self.total}", err=True)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@main.command()
+@at_option
+@click.option("--edition", "edition_id", metavar="ID", help="Edition id (default: the ISO week of --at).")
+@click.option("--dry-run", is_flag=True, help="Count recipients, contents and requests; send nothing, write nothing.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send to at most N subscribers in this run.")
+@click.option("--subscriber", "subscribers", multiple=True, metavar="EMAIL", help="Only this subscriber (repeatable).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@click.option(
+    "--on-ambiguous",
+    type=click.Choice(["skip", "resend"]),
+    help="Subscribers whose earlier request may have left: skip them (default) or send again.",
+)
+@click.option(
+    "--scheduled-mode/--no-scheduled-mode",
+    "scheduled",
+    default=None,
+    help="SendGrid: batch_id + send_at ahead, so lost answers are cancelled and re-issued.",
+)
+@click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated, never delivered, nothing recorded.")
+@click.option("--transport", type=click.Choice(["outbox", "sendgrid", "smtp"]), help="Override sending.transport.")
+@pass_ctx
+def send(
+    obj: Context,
+    at: str | None,
+    edition_id: str | None,
+    dry_run: bool,
+    limit: int | None,
+    subscribers: tuple[str, ...],
+    yes: bool,
+    on_ambiguous: str | None,
+    scheduled: bool | None,
+    sandbox: bool,
+    transport: str | None,
+) -> None:
+    """Send each eligible subscriber this edition's digest, exactly once."""
+    from digest.schedule import UsageError, parse_at
+    from digest.send import SendOptions
+    from digest.send import send as send_edition
+
+    config = obj.config()
+    if not (yes or dry_run or sandbox) and not sys.stdin.isatty():
+        raise UsageError("refusing to send without confirmation: no terminal to ask on; pass --yes")
+    options = SendOptions(
+        only=subscribers,
+        limit=limit,
+        dry_run=dry_run,
+        on_ambiguous=on_ambiguous or config.sending.on_ambiguous,
+        scheduled=config.sendgrid.scheduled_mode if scheduled is None else scheduled,
+        send_at_delay=config.sendgrid.send_at_delay_minutes * 60,
+    )
+    progress = _SendProgress()
+
+    def confirm(planned: Any) -> bool:
+        if not (yes or sandbox):
+            _echo_send_report(planned)
+            if not click.confirm(f"send {planned.recipients} email(s) via {planned.transport} now?"):
+                return False
+        progress.start(planned.recipients)
+        return True
+
+    try:
+        report = send_edition(
+            config,
+            parse_at(at, config.tz),
+            options,
+            edition_id=edition_id,
+            transport_name=transport,
+            sandbox=sandbox,
+            confirm=confirm,
+            progress=progress,
+        )
+    finally:
+        progress.finish()
+    _echo_send_report(report)
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+@main.command()
+@click.option("--edition", "edition_id", metavar="ID", help="Edition id (default: the latest in the ledger).")
+@pass_ctx
+def status(obj: Context, edition_id: str | None) -> None:
+    """Show the send ledger: an edition's counts and the last editions."""
+    from digest.send import status as ledger_status
+
+    report = ledger_status(obj.config(), edition_id)
+    if report.edition is None:
+        click.echo("the ledger is empty: nothing sent yet")
+        return
+    counts = ", ".join(f"{state} {n}" for state, n in sorted(report.counts.items())) or "no rows"
+    click.echo(f"edition {report.edition}: {counts}")
+    for row in report.rows[:50]:
+        click.echo(f"  {row.state:9} {row.email}: {row.error or '(in flight)'}")
+    if report.recent:
+        click.echo("last editions:")
+        for summary in report.recent:
+            parts = ", ".join(f"{state} {n}" for state, n in sorted(summary.counts.items()))
+            click.echo(f"  {summary.edition}: {parts} (last change {summary.last_update:%Y-%m-%d %H:%M} UTC)")

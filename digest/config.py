@@ -105,6 +105,11 @@ class SendingConfig:
     unsubscribe_mailto: str = opt("", "Optional mailto address added to List-Unsubscribe.")
     secret_env: str = opt("DIGEST_SECRET", "Environment variable holding the token-signing secret.")
     list_id: str = opt("", "List-Id header value, e.g. weekly.example.com; empty: derived from from_email.")
+    on_ambiguous: str = opt(
+        "skip",
+        "skip or resend: what `digest send` does with a subscriber whose earlier request may have left "
+        "(answer lost, crash); --on-ambiguous overrides it.",
+    )
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,16 @@ class SendGridConfig:
     categories: list[str] = opt([], "Categories added to every message (at most 10).")
     asm_group_id: int = opt(0, "Unsubscribe group id; 0 for none.")
     max_retries: int = opt(5, "Retries of one request on 429/5xx/refused connections.")
+    max_wait: float = opt(60.0, "Longest wait in seconds before one retry (a 429's X-RateLimit-Reset is capped to it).")
+    max_per_request: int = opt(1000, "Personalizations per mail/send request (SendGrid allows at most 1000).")
+    scheduled_mode: bool = opt(
+        False,
+        "Send each request with a batch_id and a send_at ahead, so a request whose answer was lost can be "
+        "cancelled and re-issued: exactly once across crashes, at the cost of a delay.",
+    )
+    send_at_delay_minutes: int = opt(
+        15, "Scheduled mode: minutes between the send and send_at (more than 10: cancels close 10 minutes before)."
+    )
 
 
 @dataclass(frozen=True)
@@ -253,6 +268,12 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: sending.transport must be outbox, sendgrid or smtp")
     if config.smtp.security not in ("starttls", "ssl", "none"):
         raise ConfigError(f"{source}: smtp.security must be starttls, ssl or none")
+    if config.sending.on_ambiguous not in ("skip", "resend"):
+        raise ConfigError(f"{source}: sending.on_ambiguous must be skip or resend")
+    if not 1 <= config.sendgrid.max_per_request <= 1000:
+        raise ConfigError(f"{source}: sendgrid.max_per_request must be between 1 and 1000")
+    if not 11 <= config.sendgrid.send_at_delay_minutes <= 72 * 60 - 10:
+        raise ConfigError(f"{source}: sendgrid.send_at_delay_minutes must be between 11 and 4310")
     if config.sendgrid.categories and len(config.sendgrid.categories) > 10:
         raise ConfigError(f"{source}: sendgrid.categories holds at most 10 (SendGrid's limit)")
     if not config.newsletter.site_url.startswith(("http://", "https://")):

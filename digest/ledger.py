@@ -1,0 +1,328 @@
+"""The send ledger: what each subscriber got, per edition. SQLite (stdlib, WAL) behind a Protocol.
+
+One row per (edition, subscriber). A row is *claimed* in a transaction before its request leaves,
+so a crash, a rerun or a second process can never send it again without noticing:
+
+    (none) --claim--> claimed --202--> accepted
+                         |---- permanent error / known never sent --> failed  (claimable again)
+                         |---- answer lost, or found after a crash ----> ambiguous
+                         '---- scheduled send cancelled in time -------> cancelled (claimable again)
+
+Selection reads the ledger too: a subscriber's window starts at their last accepted delivery, and
+an article that may have reached them (accepted, ambiguous or in flight) is never sent again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from digest.errors import LedgerError
+from digest.selection import History
+
+State = Literal["claimed", "accepted", "failed", "ambiguous", "cancelled"]
+STATES: tuple[State, ...] = ("claimed", "accepted", "failed", "ambiguous", "cancelled")
+#: Rows a new attempt may take over: nothing can have been delivered for them.
+RETRYABLE: tuple[State, ...] = ("failed", "cancelled")
+#: Rows whose articles may have reached the subscriber.
+MAYBE_SENT: tuple[State, ...] = ("claimed", "accepted", "ambiguous")
+
+LEDGER_NAME = "ledger.sqlite3"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One (edition, subscriber) row of the ledger."""
+
+    edition: str
+    subscriber: str  #: Subscriber.id (the case-folded address)
+    email: str
+    state: State
+    run_id: str
+    attempts: int
+    article_ids: tuple[str, ...]
+    selected_at: datetime  #: the edition's moment the selection was made for
+    updated_at: datetime
+    transport: str = ""
+    message_id: str = ""
+    batch_id: str = ""
+    send_at: int | None = None  #: epoch seconds, scheduled mode only
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ClaimItem:
+    """What a run wants to send to one subscriber."""
+
+    subscriber: str
+    email: str
+    article_ids: tuple[str, ...]
+    selected_at: datetime
+
+
+@dataclass(frozen=True)
+class EditionSummary:
+    edition: str
+    counts: Mapping[str, int]
+    last_update: datetime
+
+
+class Ledger(Protocol):
+    """What a send run needs from a ledger; a PostgreSQL one can implement the same."""
+
+    def histories(self, exclude_edition: str) -> Mapping[str, History]: ...
+
+    def rows(self, edition: str) -> dict[str, Delivery]: ...
+
+    def claim(
+        self,
+        edition: str,
+        run_id: str,
+        items: Sequence[ClaimItem],
+        *,
+        transport: str,
+        also_from: Iterable[State] = (),
+        batch_id: str = "",
+        send_at: int | None = None,
+    ) -> tuple[str, ...]: ...
+
+    def settle(
+        self,
+        edition: str,
+        subscribers: Iterable[str],
+        state: State,
+        *,
+        run_id: str | None = None,
+        message_id: str = "",
+        error: str = "",
+    ) -> int: ...
+
+    def summary(self, edition: str) -> Counter[str]: ...
+
+    def editions(self, limit: int = 5) -> list[EditionSummary]: ...
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    edition     TEXT NOT NULL,
+    subscriber  TEXT NOT NULL,
+    email       TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('claimed','accepted','failed','ambiguous','cancelled')),
+    run_id      TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 1,
+    article_ids TEXT NOT NULL,
+    selected_at TEXT NOT NULL,
+    claimed_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    transport   TEXT NOT NULL DEFAULT '',
+    message_id  TEXT NOT NULL DEFAULT '',
+    batch_id    TEXT NOT NULL DEFAULT '',
+    send_at     INTEGER,
+    error       TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (edition, subscriber)
+);
+CREATE INDEX IF NOT EXISTS deliveries_subscriber ON deliveries (subscriber, state);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class SqliteLedger:
+    """The ledger in one SQLite file. Safe for several processes: writes take the lock up front
+    (BEGIN IMMEDIATE), so two runs can never both claim a row."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0):
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN ourselves, so a claim is one explicit transaction.
+            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # FULL: an accepted row must survive a power cut, or a rerun would resend it.
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise LedgerError(f"{path}: cannot open the send ledger: {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"SqliteLedger({str(self.path)!r})"
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SqliteLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- reading
+
+    def histories(self, exclude_edition: str) -> dict[str, History]:
+        """Per subscriber: the moment of their last accepted digest and every article that may
+        have reached them, from editions other than `exclude_edition` (the one being sent)."""
+        last: dict[str, datetime] = {}
+        sent: dict[str, set[str]] = {}
+        marks = ",".join("?" * len(MAYBE_SENT))
+        cur = self._db.execute(
+            f"SELECT subscriber, state, article_ids, selected_at FROM deliveries "
+            f"WHERE edition != ? AND state IN ({marks})",
+            (exclude_edition, *MAYBE_SENT),
+        )
+        for subscriber, state, article_ids, selected_at in cur:
+            sent.setdefault(subscriber, set()).update(json.loads(article_ids))
+            if state == "accepted":
+                at = datetime.fromisoformat(selected_at)
+                if subscriber not in last or at > last[subscriber]:
+                    last[subscriber] = at
+        return {s: History(last_delivery=last.get(s), sent_article_ids=frozenset(ids)) for s, ids in sent.items()}
+
+    def rows(self, edition: str) -> dict[str, Delivery]:
+        cur = self._db.execute("SELECT * FROM deliveries WHERE edition = ?", (edition,))
+        names = [d[0] for d in cur.description]
+        out = {}
+        for values in cur:
+            row = dict(zip(names, values, strict=True))
+            out[row["subscriber"]] = Delivery(
+                edition=row["edition"],
+                subscriber=row["subscriber"],
+                email=row["email"],
+                state=row["state"],
+                run_id=row["run_id"],
+                attempts=row["attempts"],
+                article_ids=tuple(json.loads(row["article_ids"])),
+                selected_at=datetime.fromisoformat(row["selected_at"]),
+                updated_at=datetime.fromisoformat(row["updated_at"]),
+                transport=row["transport"],
+                message_id=row["message_id"],
+                batch_id=row["batch_id"],
+                send_at=row["send_at"],
+                error=row["error"],
+            )
+        return out
+
+    def summary(self, edition: str) -> Counter[str]:
+        cur = self._db.execute("SELECT state, COUNT(*) FROM deliveries WHERE edition = ? GROUP BY state", (edition,))
+        return Counter(dict(cur.fetchall()))
+
+    def editions(self, limit: int = 5) -> list[EditionSummary]:
+        """The most recently touched editions, newest first."""
+        cur = self._db.execute(
+            "SELECT edition, MAX(updated_at) AS last FROM deliveries GROUP BY edition ORDER BY last DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            EditionSummary(edition, self.summary(edition), datetime.fromisoformat(last))
+            for edition, last in cur.fetchall()
+        ]
+
+    # ---- writing
+
+    def claim(
+        self,
+        edition: str,
+        run_id: str,
+        items: Sequence[ClaimItem],
+        *,
+        transport: str,
+        also_from: Iterable[State] = (),
+        batch_id: str = "",
+        send_at: int | None = None,
+    ) -> tuple[str, ...]:
+        """Claim rows for this run, atomically; returns the subscribers actually claimed.
+
+        A new row is claimed; an existing one only when its state is retryable (or in `also_from`,
+        e.g. ambiguous with --on-ambiguous=resend). Anything else belongs to someone else.
+        """
+        takeable = set(RETRYABLE) | set(also_from)
+        now = _now()
+        claimed: list[str] = []
+        with self._transaction():
+            for item in items:
+                row = self._db.execute(
+                    "SELECT state FROM deliveries WHERE edition = ? AND subscriber = ?", (edition, item.subscriber)
+                ).fetchone()
+                ids = json.dumps(list(item.article_ids))
+                at = item.selected_at.isoformat()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO deliveries (edition, subscriber, email, state, run_id, attempts, article_ids,"
+                        " selected_at, claimed_at, updated_at, transport, batch_id, send_at)"
+                        " VALUES (?, ?, ?, 'claimed', ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+                        (edition, item.subscriber, item.email, run_id, ids, at, now, now, transport, batch_id, send_at),
+                    )
+                elif row[0] in takeable:
+                    self._db.execute(
+                        "UPDATE deliveries SET state = 'claimed', run_id = ?, attempts = attempts + 1,"
+                        " article_ids = ?, selected_at = ?, claimed_at = ?, updated_at = ?, transport = ?,"
+                        " message_id = '', batch_id = ?, send_at = ?, error = ''"
+                        " WHERE edition = ? AND subscriber = ?",
+                        (run_id, ids, at, now, now, transport, batch_id, send_at, edition, item.subscriber),
+                    )
+                else:
+                    continue
+                claimed.append(item.subscriber)
+        return tuple(claimed)
+
+    def settle(
+        self,
+        edition: str,
+        subscribers: Iterable[str],
+        state: State,
+        *,
+        run_id: str | None = None,
+        message_id: str = "",
+        error: str = "",
+    ) -> int:
+        """Record the outcome for rows; with `run_id`, only rows that run still holds."""
+        guard = " AND run_id = ?" if run_id is not None else ""
+        count = 0
+        now = _now()
+        with self._transaction():
+            for subscriber in subscribers:
+                args: tuple[object, ...] = (state, message_id, error, now, edition, subscriber)
+                cur = self._db.execute(
+                    "UPDATE deliveries SET state = ?, message_id = ?, error = ?, updated_at = ?"
+                    f" WHERE edition = ? AND subscriber = ?{guard}",
+                    args + ((run_id,) if run_id is not None else ()),
+                )
+                count += cur.rowcount
+        return count
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db, self.path)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error; a lock held too long becomes a LedgerError."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path):
+        self._db = db
+        self._path = path
+
+    def __enter__(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise LedgerError(f"{self._path}: the ledger is locked by another process ({exc})") from None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")
+
+
+def open_ledger(state_dir: Path) -> SqliteLedger:
+    return SqliteLedger(state_dir / LEDGER_NAME)

@@ -1,0 +1,428 @@
+"""A send run: select -> group -> compose -> claim -> dispatch -> record.
+
+Exactly once per (edition, subscriber) rests on one order: a row is claimed in the ledger (one
+SQLite transaction) *before* its request leaves, and settled after the answer. So:
+
+- a rerun skips accepted rows, and retries rows known never to have left (failed);
+- a row still claimed by a run that is gone (kill -9 between claim and answer) may or may not have
+  been delivered: it becomes *ambiguous* and is skipped unless `--on-ambiguous=resend`;
+- in scheduled mode the provider holds each request until `send_at`, so an ambiguous request is
+  cancelled through its batch id and re-issued: exactly once even across a crash;
+- two runs at once cannot both claim a row (BEGIN IMMEDIATE); each holds a lock file while it
+  lives, which is how a later run tells a crashed run's claims from a live one's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from digest.compose import list_headers
+from digest.config import Config
+from digest.errors import AuthError, SendError
+from digest.ledger import LEDGER_NAME, ClaimItem, Delivery, EditionSummary, Ledger, SqliteLedger, State, open_ledger
+from digest.models import Edition, Selection
+from digest.pipeline import Run
+from digest.selection import NO_HISTORY
+from digest.transports import Batch, Outcome, Recipient, Schedule, Transport
+
+try:  # POSIX; elsewhere every claim of an ended run is treated as live until it is settled
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+#: SendGrid refuses to cancel a scheduled send later than 10 minutes before send_at; keep a margin.
+CANCEL_CUTOFF_SECONDS = 600 + 60
+#: Attempts of one batch in scheduled mode (each ambiguous try is cancelled before the next).
+SCHEDULED_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    only: tuple[str, ...] = ()  #: --subscriber addresses
+    limit: int | None = None
+    dry_run: bool = False
+    on_ambiguous: str = "skip"  #: skip | resend
+    scheduled: bool = False
+    send_at_delay: int = 15 * 60  #: seconds ahead of now, scheduled mode
+
+
+@dataclass(frozen=True)
+class SendReport:
+    edition: Edition
+    run_id: str
+    transport: str
+    dry_run: bool
+    recipients: int  #: planned (dry run) or attempted
+    contents: int  #: distinct contents among them
+    requests: int  #: requests planned or made
+    first: tuple[str, ...]  #: the first few planned recipients
+    accepted: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()  #: (address, why)
+    failed: tuple[tuple[str, str], ...] = ()
+    ambiguous: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """0 only when nothing failed; 3 when the only trouble is ambiguous rows (a decision)."""
+        if self.failed:
+            return 1
+        return 3 if self.ambiguous else 0
+
+
+# ---------------------------------------------------------------- run liveness
+
+
+class RunLock:
+    """A lock file held (flock) for as long as a run's process lives; the kernel drops it on kill -9."""
+
+    def __init__(self, state_dir: Path, run_id: str):
+        self.path = _lock_path(state_dir, run_id)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self.path.unlink(missing_ok=True)
+
+
+def _lock_path(state_dir: Path, run_id: str) -> Path:
+    return state_dir / "runs" / f"{run_id}.lock"
+
+
+def run_alive(state_dir: Path, run_id: str) -> bool:
+    path = _lock_path(state_dir, run_id)
+    if fcntl is None:
+        return path.exists()
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    path.unlink(missing_ok=True)  # a crashed run's leftover
+    return False
+
+
+# ---------------------------------------------------------------- planning
+
+
+@dataclass
+class _Plan:
+    groups: dict[tuple[str, ...], list[Selection]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    ambiguous: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def selections(self) -> list[Selection]:
+        return [s for group in self.groups.values() for s in group]
+
+    def chunks(self, size: int) -> Iterator[list[Selection]]:
+        for group in self.groups.values():
+            for i in range(0, len(group), size):
+                yield group[i : i + size]
+
+
+def _plan(run: Run, rows: dict[str, Delivery], ledger: Ledger, options: SendOptions) -> _Plan:
+    plan = _Plan()
+    histories = ledger.histories(exclude_edition=run.edition.id)
+    seen: set[str] = set()
+    eligible: list[Selection] = []
+    for subscriber in run.subscribers_for(options.only):
+        if subscriber.id in seen:  # one row per address in the ledger, one email per address
+            plan.skipped.append((subscriber.email, "duplicate address in the subscriber list"))
+            continue
+        seen.add(subscriber.id)
+        row = rows.get(subscriber.id)
+        if row is not None:
+            if row.state == "accepted":
+                plan.skipped.append((subscriber.email, "already sent in this edition"))
+                continue
+            if row.state == "claimed":
+                plan.skipped.append((subscriber.email, f"being sent by another run ({row.run_id})"))
+                continue
+            if row.state == "ambiguous" and options.on_ambiguous != "resend":
+                plan.ambiguous.append((subscriber.email, row.error or "may have been sent"))
+                continue
+        selection = run.select(subscriber, histories.get(subscriber.id, NO_HISTORY))
+        if not selection.gets_email:
+            plan.skipped.append((subscriber.email, selection.skipped or "nothing to send"))
+            continue
+        eligible.append(selection)
+    if options.limit is not None:
+        for selection in eligible[options.limit :]:
+            plan.skipped.append((selection.subscriber.email, f"over --limit {options.limit}"))
+        eligible = eligible[: options.limit]
+    for selection in eligible:
+        plan.groups.setdefault(selection.content_key, []).append(selection)
+    return plan
+
+
+# ---------------------------------------------------------------- recovery
+
+
+def _recover(ledger: Ledger, transport: Transport, edition: str, state_dir: Path, now: Callable[[], float]) -> None:
+    """Settle claims left by runs that are gone: cancel them when still possible, else ambiguous."""
+    by_run: dict[tuple[str, str, int | None], list[Delivery]] = {}
+    for row in ledger.rows(edition).values():
+        stale = row.state == "claimed" and not run_alive(state_dir, row.run_id)
+        retry_cancel = row.state == "ambiguous" and bool(row.batch_id)
+        if stale or retry_cancel:
+            by_run.setdefault((row.run_id, row.batch_id, row.send_at), []).append(row)
+    for (run_id, batch_id, send_at), group in by_run.items():
+        ids = [r.subscriber for r in group]
+        if batch_id and send_at and transport.can_schedule and send_at - now() > CANCEL_CUTOFF_SECONDS:
+            if transport.cancel(batch_id):
+                ledger.settle(edition, ids, "cancelled", run_id=run_id, error=f"scheduled batch {batch_id} cancelled")
+                continue
+        if any(r.state == "claimed" for r in group):
+            note = f"claimed by run {run_id}, which ended before the answer: the request may have left"
+            ledger.settle(
+                edition, [r.subscriber for r in group if r.state == "claimed"], "ambiguous", run_id=run_id, error=note
+            )
+
+
+# ---------------------------------------------------------------- sending
+
+
+@dataclass
+class _Tally:
+    accepted: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    ambiguous: list[tuple[str, str]] = field(default_factory=list)
+    requests: int = 0
+
+
+def _send_chunk(
+    run: Run,
+    ledger: Ledger,
+    transport: Transport,
+    run_id: str,
+    chunk: list[Selection],
+    options: SendOptions,
+    now: Callable[[], float],
+    tally: _Tally,
+) -> None:
+    edition = run.edition.id
+    content = run.prepared.content(chunk[0])
+    by_id = {s.subscriber.id: s for s in chunk}
+    also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
+    items = [ClaimItem(s.subscriber.id, s.subscriber.email, s.content_key, run.at) for s in chunk]
+    attempts = SCHEDULED_ATTEMPTS if options.scheduled else 1
+    for attempt in range(attempts):
+        schedule = None
+        if options.scheduled:
+            schedule = Schedule(transport.new_batch(), int(now()) + options.send_at_delay)
+        claimed = ledger.claim(
+            edition,
+            run_id,
+            items,
+            transport=transport.name,
+            also_from=also_from,
+            batch_id=schedule.batch_id if schedule else "",
+            send_at=schedule.send_at if schedule else None,
+        )
+        if attempt == 0:
+            for item in items:
+                if item.subscriber not in claimed:
+                    tally.skipped.append((item.email, "claimed by another run"))
+        if not claimed:
+            return
+        recipients = tuple(_recipient(run, by_id[sid]) for sid in claimed)
+        batch = Batch(edition, content, recipients, lambda r: run.email(r.selection), schedule)
+        tally.requests += 1
+        try:
+            outcome = transport.send(batch)
+        except AuthError as exc:
+            # A 401 means the request was refused before anything was queued.
+            ledger.settle(edition, claimed, "failed", run_id=run_id, error=str(exc))
+            raise
+        except BaseException as exc:
+            # A bug or an interrupt mid-request: we cannot know whether it left.
+            ledger.settle(edition, claimed, "ambiguous", run_id=run_id, error=f"interrupted: {type(exc).__name__}")
+            raise
+        emails = [by_id[sid].subscriber.email for sid in claimed]
+        if outcome.kind == "ambiguous" and schedule is not None and transport.cancel(schedule.batch_id):
+            # Held by the provider and now cancelled: nothing will be delivered, so try again.
+            ledger.settle(edition, claimed, "cancelled", run_id=run_id, error=outcome.error)
+            items = [i for i in items if i.subscriber in claimed]
+            also_from = ()
+            if attempt + 1 < attempts:
+                continue
+            tally.failed.extend((e, f"{outcome.error} (cancelled; will be retried)") for e in emails)
+            return
+        _record(ledger, edition, run_id, claimed, emails, outcome, tally)
+        return
+
+
+def _record(
+    ledger: Ledger,
+    edition: str,
+    run_id: str,
+    claimed: tuple[str, ...],
+    emails: list[str],
+    outcome: Outcome,
+    tally: _Tally,
+) -> None:
+    if outcome.kind == "accepted":
+        ledger.settle(edition, claimed, "accepted", run_id=run_id, message_id=outcome.message_id)
+        tally.accepted.extend(emails)
+    elif outcome.kind == "ambiguous":
+        ledger.settle(edition, claimed, "ambiguous", run_id=run_id, error=outcome.error)
+        tally.ambiguous.extend((e, outcome.error) for e in emails)
+    else:  # failed for good, or known never sent: either way nothing went out, retry next run
+        ledger.settle(edition, claimed, "failed", run_id=run_id, error=outcome.error)
+        tally.failed.extend((e, outcome.error) for e in emails)
+
+
+def _recipient(run: Run, selection: Selection) -> Recipient:
+    values = run.values(selection.subscriber)
+    return Recipient(selection, values, list_headers(run.config, values))
+
+
+def send_edition(
+    run: Run,
+    ledger: Ledger,
+    transport: Transport,
+    options: SendOptions,
+    *,
+    state_dir: Path,
+    now: Callable[[], float] = time.time,
+    confirm: Callable[[SendReport], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
+    run_id: str | None = None,
+) -> SendReport:
+    """Send the edition to every eligible subscriber not yet sent it. See the module docstring."""
+    run_id = run_id or uuid.uuid4().hex[:12]
+    edition = run.edition.id
+    if options.scheduled and not transport.can_schedule:
+        raise SendError(f"scheduled mode needs the sendgrid transport, not {transport.name}")
+    lock = None if options.dry_run else RunLock(state_dir, run_id)
+    try:
+        if not options.dry_run:
+            _recover(ledger, transport, edition, state_dir, now)
+        plan = _plan(run, ledger.rows(edition), ledger, options)
+        selections = plan.selections
+        planned = SendReport(
+            edition=run.edition,
+            run_id=run_id,
+            transport=transport.name,
+            dry_run=True,
+            recipients=len(selections),
+            contents=len(plan.groups),
+            requests=sum(1 for _ in plan.chunks(transport.max_batch)),
+            first=tuple(s.subscriber.email for s in selections[:10]),
+            skipped=tuple(plan.skipped),
+            ambiguous=tuple(plan.ambiguous),
+        )
+        if options.dry_run or not selections:
+            return _replace(planned, dry_run=options.dry_run)
+        if confirm is not None and not confirm(planned):
+            raise SendError("send cancelled: nothing was sent")
+        tally = _Tally()
+        for chunk in plan.chunks(transport.max_batch):
+            _send_chunk(run, ledger, transport, run_id, chunk, options, now, tally)
+            if progress is not None:
+                progress(len(chunk))
+        return _replace(
+            planned,
+            dry_run=False,
+            requests=tally.requests,
+            accepted=tuple(tally.accepted),
+            skipped=tuple(plan.skipped + tally.skipped),
+            failed=tuple(tally.failed),
+            ambiguous=tuple(plan.ambiguous + tally.ambiguous),
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _replace(report: SendReport, **changes: Any) -> SendReport:
+    import dataclasses
+
+    return dataclasses.replace(report, **changes)
+
+
+# ---------------------------------------------------------------- the library calls behind the CLI
+
+
+def make_transport(config: Config, *, at: Any, name: str | None = None, sandbox: bool = False) -> Transport:
+    name = name or config.sending.transport
+    if name == "outbox":
+        from digest.transports.outbox import OutboxTransport
+
+        return OutboxTransport(config.output.path, date=at)
+    if name == "sendgrid":
+        from digest.transports.sendgrid import SendGridTransport
+
+        return SendGridTransport.from_config(config, sandbox=sandbox)
+    if name == "smtp":
+        from digest.transports.smtp import SmtpTransport
+
+        return SmtpTransport.from_config(config, date=at)
+    raise SendError(f"unknown transport {name!r} (outbox, sendgrid or smtp)")
+
+
+def send(
+    config: Config,
+    at: Any,
+    options: SendOptions,
+    *,
+    edition_id: str | None = None,
+    transport_name: str | None = None,
+    sandbox: bool = False,
+    confirm: Callable[[SendReport], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SendReport:
+    """`digest send`: open the run, the ledger and the transport, and send the edition."""
+    from digest.pipeline import open_run
+
+    run = open_run(config, at, edition_id)
+    transport = make_transport(config, at=at, name=transport_name, sandbox=sandbox)
+    try:
+        # A sandbox send validates real requests but must not mark anyone as sent.
+        # A dry run before the first send must not create the state folder either.
+        ledger_path = config.state.path / LEDGER_NAME
+        if sandbox or (options.dry_run and not ledger_path.exists()):
+            ledger_path = Path(":memory:")
+        with SqliteLedger(ledger_path) as ledger:
+            return send_edition(
+                run, ledger, transport, options, state_dir=config.state.path, confirm=confirm, progress=progress
+            )
+    finally:
+        transport.close()
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    edition: str | None
+    counts: dict[str, int]
+    rows: tuple[Delivery, ...]  #: the edition's rows needing attention (failed, ambiguous, claimed)
+    recent: tuple[EditionSummary, ...]
+
+
+def status(config: Config, edition_id: str | None = None) -> StatusReport:
+    """`digest status`: an edition's counts (default: the latest) and the last editions."""
+    with open_ledger(config.state.path) as ledger:
+        recent = tuple(ledger.editions(5))
+        edition = edition_id or (recent[0].edition if recent else None)
+        if edition is None:
+            return StatusReport(None, {}, (), recent)
+        rows = ledger.rows(edition)
+        attention = tuple(r for r in rows.values() if r.state in ("failed", "ambiguous", "claimed"))
+        return StatusReport(edition, dict(ledger.summary(edition)), attention, recent)

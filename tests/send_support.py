@@ -1,0 +1,83 @@
+"""Helpers for the send tests: temp newsletters, configs pointing at local peers, the fake.
+
+Kept out of conftest.py on purpose (the send tests import what they use).
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import shutil
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from digest.config import Config, load_config
+from digest.ledger import LEDGER_NAME, SqliteLedger
+
+try:  # pytest puts tests/ on sys.path (rootdir-relative imports, no package)
+    from sendgrid_fake import FakeSendGrid
+except ImportError:  # pragma: no cover
+    from tests.sendgrid_fake import FakeSendGrid
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_SCRIPT = Path(__file__).with_name("sendgrid_fake.py")
+AT = "2026-11-30T00:00"
+AT_DT = datetime(2026, 11, 30, tzinfo=ZoneInfo("Europe/London"))
+#: Who gets a digest in the sample newsletter at AT (the others are inactive or have no match).
+SAMPLE_RECIPIENTS = frozenset(
+    {
+        "ada@example.com",
+        "grace@example.org",
+        "chloe.dubois@example.net",
+        "li.lei@example.com",
+        "conor.obrien@example.org",
+        "sam.rivera@example.net",
+        "jo.mueller@example.com",
+    }
+)
+TOPICS = ("ai", "climate", "security", "hardware", "space", "python", "startups", "robotics", "")
+
+
+def copy_sample(dest: Path, extra_toml: str = "") -> Path:
+    """A private copy of the sample newsletter, with extra TOML appended; returns digest.toml."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("content", "templates", "subscribers"):
+        shutil.copytree(ROOT / name, dest / name)
+    config = dest / "digest.toml"
+    config.write_text((ROOT / "digest.toml").read_text(encoding="utf-8") + "\n" + extra_toml, encoding="utf-8")
+    return config
+
+
+def many_subscribers(config_path: Path, count: int, seed: int = 7) -> list[str]:
+    """Replace the sample's list with `count` subscribers, each following zero to two topics."""
+    rng = random.Random(seed)
+    path = config_path.parent / "subscribers" / "subscribers.csv"
+    emails = []
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["email", "name", "tags", "categories", "status"])
+        for i in range(count):
+            email = f"reader{i:04d}@example.com"
+            tags = sorted({t for t in (rng.choice(TOPICS), rng.choice(TOPICS)) if t})
+            writer.writerow([email, f"Reader {i}", ";".join(tags), "", "active"])
+            emails.append(email)
+    return emails
+
+
+def sendgrid_toml(url: str, **extra: object) -> str:
+    lines = ["[sending]", 'transport = "sendgrid"', "", "[sendgrid]", f'host = "{url}"', "timeout = 5.0"]
+    for key, value in extra.items():
+        lines.append(f"{key} = {str(value).lower() if isinstance(value, bool) else repr(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def ledger_for(config: Config) -> SqliteLedger:
+    return SqliteLedger(config.state.path / LEDGER_NAME)
+
+
+def load(config_path: Path) -> Config:
+    return load_config(config_path)
+
+
+__all__ = ["FakeSendGrid", "FAKE_SCRIPT"]

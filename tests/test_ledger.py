@@ -1,0 +1,97 @@
+"""The SQLite send ledger: claims are exclusive, outcomes stick, selection history comes from it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from digest.ledger import ClaimItem, SqliteLedger
+
+AT = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+def item(sub: str, articles: tuple[str, ...] = ("a1",), at: datetime = AT) -> ClaimItem:
+    return ClaimItem(sub, sub, articles, at)
+
+
+def test_a_claimed_row_cannot_be_claimed_again(tmp_path: Path) -> None:
+    with SqliteLedger(tmp_path / "l.db") as ledger:
+        assert ledger.claim("E1", "run1", [item("a"), item("b")], transport="outbox") == ("a", "b")
+        assert ledger.claim("E1", "run2", [item("a"), item("c")], transport="outbox") == ("c",)
+        assert ledger.rows("E1")["a"].run_id == "run1"
+
+
+def test_accepted_is_final_failed_and_cancelled_are_retryable(tmp_path: Path) -> None:
+    with SqliteLedger(tmp_path / "l.db") as ledger:
+        ledger.claim("E1", "r1", [item("a"), item("b"), item("c")], transport="sendgrid")
+        ledger.settle("E1", ["a"], "accepted", run_id="r1", message_id="m-1")
+        ledger.settle("E1", ["b"], "failed", run_id="r1", error="HTTP 400: bad")
+        ledger.settle("E1", ["c"], "cancelled", run_id="r1")
+        assert ledger.claim("E1", "r2", [item("a"), item("b"), item("c")], transport="sendgrid") == ("b", "c")
+        rows = ledger.rows("E1")
+        assert rows["a"].state == "accepted" and rows["a"].message_id == "m-1"
+        assert rows["b"].attempts == 2 and rows["b"].error == ""
+
+
+def test_ambiguous_is_claimed_only_when_asked(tmp_path: Path) -> None:
+    with SqliteLedger(tmp_path / "l.db") as ledger:
+        ledger.claim("E1", "r1", [item("a")], transport="sendgrid")
+        ledger.settle("E1", ["a"], "ambiguous", run_id="r1", error="lost")
+        assert ledger.claim("E1", "r2", [item("a")], transport="sendgrid") == ()
+        assert ledger.claim("E1", "r2", [item("a")], transport="sendgrid", also_from=("ambiguous",)) == ("a",)
+
+
+def test_settle_with_run_id_only_touches_that_runs_rows(tmp_path: Path) -> None:
+    with SqliteLedger(tmp_path / "l.db") as ledger:
+        ledger.claim("E1", "r1", [item("a")], transport="outbox")
+        assert ledger.settle("E1", ["a"], "accepted", run_id="other") == 0
+        assert ledger.rows("E1")["a"].state == "claimed"
+
+
+def test_history_window_and_sent_articles(tmp_path: Path) -> None:
+    earlier = datetime(2026, 11, 23, tzinfo=UTC)
+    with SqliteLedger(tmp_path / "l.db") as ledger:
+        ledger.claim("W47", "r1", [item("a", ("x", "y"), earlier)], transport="outbox")
+        ledger.settle("W47", ["a"], "accepted", run_id="r1")
+        ledger.claim("W48", "r2", [item("a", ("z",))], transport="outbox")
+        ledger.settle("W48", ["a"], "ambiguous", run_id="r2")
+        ledger.claim("W48", "r2", [item("b", ("q",))], transport="outbox")
+        ledger.settle("W48", ["b"], "failed", run_id="r2")
+        history = ledger.histories(exclude_edition="W49")
+        # the window starts at the last *accepted* delivery; maybe-sent articles are never resent
+        assert history["a"].last_delivery == earlier
+        assert history["a"].sent_article_ids == {"x", "y", "z"}
+        assert "b" not in history  # a failed send delivered nothing
+        # the edition being sent does not count against itself (a retry keeps its selection)
+        assert ledger.histories(exclude_edition="W48")["a"].sent_article_ids == {"x", "y"}
+
+
+def test_two_processes_claim_each_row_once(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    SqliteLedger(path).close()
+    items = [item(f"s{i}") for i in range(200)]
+    results: list[tuple[str, ...]] = []
+
+    def worker(run: str) -> None:
+        with SqliteLedger(path) as ledger:
+            for start in range(0, len(items), 10):
+                results.append(ledger.claim("E1", run, items[start : start + 10], transport="x"))
+
+    threads = [threading.Thread(target=worker, args=(f"run{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claimed = [s for r in results for s in r]
+    assert sorted(claimed) == sorted(i.subscriber for i in items)  # each exactly once
+
+
+def test_wal_mode_and_status_summaries(tmp_path: Path) -> None:
+    with SqliteLedger(tmp_path / "l.db") as ledger:
+        assert ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        ledger.claim("W47", "r", [item("a"), item("b")], transport="x")
+        ledger.settle("W47", ["a"], "accepted", run_id="r")
+        ledger.claim("W48", "r", [item("a")], transport="x")
+        assert ledger.summary("W47") == {"accepted": 1, "claimed": 1}
+        assert [e.edition for e in ledger.editions()] == ["W48", "W47"]
