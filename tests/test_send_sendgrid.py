@@ -1,0 +1,273 @@
+"""The real `sendgrid` client against FakeSendGrid (tests/sendgrid_fake.py): bodies valid under
+SendGrid's documented limits, one request per distinct content, retries, failures, ambiguity."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from send_support import AT, AT_DT, SAMPLE_RECIPIENTS, FakeSendGrid, copy_sample, ledger_for, load, sendgrid_toml
+
+from digest.cli import main
+from digest.config import Config
+from digest.errors import AuthError
+from digest.pipeline import open_run
+from digest.send import SendOptions, SendReport, send_edition
+from digest.transports.sendgrid import SendGridTransport
+
+EDITION = "2026-W49"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSendGrid]:
+    with FakeSendGrid() as server:
+        yield server
+
+
+class Sleeps(list[float]):
+    """Records waits instead of sleeping, so retries cost no wall time."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def setup(tmp_path: Path, fake: FakeSendGrid, extra: str = "", **sendgrid: object) -> Config:
+    return load(copy_sample(tmp_path, sendgrid_toml(fake.url, **sendgrid) + extra))
+
+
+def transport(cfg: Config, key: str = "SG.test-key", **kwargs: object) -> SendGridTransport:
+    sg = cfg.sendgrid
+    settings: dict[str, object] = {
+        "host": sg.host,
+        "from_email": cfg.newsletter.from_email,
+        "from_name": cfg.from_name,
+        "reply_to": cfg.newsletter.reply_to,
+        "categories": tuple(sg.categories),
+        "asm_group_id": sg.asm_group_id,
+        "timeout": sg.timeout,
+        "max_batch": sg.max_per_request,
+        "sleep": Sleeps(),
+    }
+    return SendGridTransport(key, **{**settings, **kwargs})  # type: ignore[arg-type]
+
+
+def send(cfg: Config, t: SendGridTransport, **options: object) -> SendReport:
+    with ledger_for(cfg) as ledger:
+        return send_edition(open_run(cfg, AT_DT), ledger, t, SendOptions(**options), state_dir=cfg.state.path)  # type: ignore[arg-type]
+
+
+def states(cfg: Config) -> dict[str, str]:
+    with ledger_for(cfg) as ledger:
+        return {s: r.state for s, r in ledger.rows(EDITION).items()}
+
+
+def test_each_subscriber_once_with_valid_bodies_and_personal_fields(tmp_path: Path, fake: FakeSendGrid) -> None:
+    cfg = setup(tmp_path, fake, categories=["weekly"], asm_group_id=42)
+    report = send(cfg, transport(cfg))
+    assert report.exit_code == 0 and set(report.accepted) == SAMPLE_RECIPIENTS
+    assert fake.delivered_to() == {e: 1 for e in SAMPLE_RECIPIENTS}
+    # a 400 from the fake would have failed someone: every body passed its validation
+    body = fake.accepted[0]
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert body["categories"] == ["weekly"] and body["asm"] == {"group_id": 42}
+    (chloe,) = fake.messages_for("chloe.dubois@example.net")
+    assert "Chloé" in chloe.html and "__DG" not in chloe.html and "__DG" not in chloe.text
+    assert chloe.custom_args == {"edition": EDITION, "subscriber": "chloe.dubois@example.net"}
+    with ledger_for(cfg) as ledger:
+        row = ledger.rows(EDITION)["chloe.dubois@example.net"]
+    assert row.state == "accepted" and row.message_id == chloe.message_id
+    # a rerun sends nothing
+    before = len(fake.requests)
+    assert send(cfg, transport(cfg)).accepted == () and len(fake.requests) == before
+
+
+def test_identical_contents_share_a_request_up_to_the_limit(tmp_path: Path, fake: FakeSendGrid) -> None:
+    cfg = setup(tmp_path, fake)
+    # ada and conor's neighbours: make everyone share one content by dropping preferences
+    csv = cfg.subscribers.path
+    rows = csv.read_text(encoding="utf-8").splitlines()
+    csv.write_text("\n".join([rows[0]] + [f"r{i}@example.com,Reader {i},,,active,UTC," for i in range(5)]) + "\n")
+    report = send(cfg, transport(cfg, max_batch=2))
+    assert len(report.accepted) == 5
+    assert [len(b["personalizations"]) for b in fake.accepted] == [2, 2, 1]
+
+
+def test_one_click_unsubscribe_headers_per_recipient(
+    tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", "s3cret-for-tests")
+    cfg_path = copy_sample(tmp_path, sendgrid_toml(fake.url))
+    text = cfg_path.read_text().replace(
+        'transport = "sendgrid"', 'transport = "sendgrid"\nunsubscribe_url = "https://news.example.com/u"'
+    )
+    cfg_path.write_text(text)
+    cfg = load(cfg_path)
+    send(cfg, transport(cfg))
+    (ada,) = fake.messages_for("ada@example.com")
+    assert ada.headers["List-Unsubscribe"].startswith("<https://news.example.com/u?token=")
+    assert ada.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    (grace,) = fake.messages_for("grace@example.org")
+    assert grace.headers["List-Unsubscribe"] != ada.headers["List-Unsubscribe"]
+
+
+@pytest.mark.parametrize("faults", [["429:reset=30"], ["500", "502"], ["503", "429:noreset", "504"]])
+def test_429_and_5xx_are_retried_until_accepted(tmp_path: Path, fake: FakeSendGrid, faults: list[str]) -> None:
+    cfg = setup(tmp_path, fake)
+    fake.script(faults)
+    sleeps = Sleeps()
+    report = send(cfg, transport(cfg, sleep=sleeps))
+    assert report.exit_code == 0
+    assert fake.delivered_to() == {e: 1 for e in SAMPLE_RECIPIENTS}
+    assert len(sleeps) == len(faults)
+    if faults == ["429:reset=30"]:
+        assert 25 <= sleeps[0] <= 31  # waited for X-RateLimit-Reset, not a blind backoff
+
+
+def test_429_wait_is_capped(tmp_path: Path, fake: FakeSendGrid) -> None:
+    cfg = setup(tmp_path, fake)
+    fake.script(["429:reset=3600"])
+    sleeps = Sleeps()
+    send(cfg, transport(cfg, sleep=sleeps, max_wait=60.0))
+    assert sleeps == [60.0]
+
+
+def test_retries_are_bounded_and_leave_rows_retryable(tmp_path: Path, fake: FakeSendGrid) -> None:
+    cfg = setup(tmp_path, fake)
+    fake.script(["500"] * 4)
+    report = send(cfg, transport(cfg, max_retries=3, sleep=Sleeps()), limit=1)
+    assert report.exit_code == 1 and len(report.failed) == 1 and "gave up after 4 attempts" in report.failed[0][1]
+    assert fake.delivered_to() == {}
+    assert send(cfg, transport(cfg), limit=1).accepted == (report.failed[0][0],)
+
+
+def test_refused_connection_is_known_unsent(tmp_path: Path) -> None:
+    with FakeSendGrid() as dead:
+        url = dead.url
+    cfg = load(copy_sample(tmp_path, sendgrid_toml(url)))
+    sleeps = Sleeps()
+    report = send(cfg, transport(cfg, max_retries=2, sleep=sleeps))
+    assert report.exit_code == 1 and not report.ambiguous and len(report.failed) == 7
+    assert len(sleeps) == 2 * 7  # two bounded retries per request
+    assert set(states(cfg).values()) == {"failed"}  # never left: safe to send on the next run
+    assert all("request not sent" in why for _, why in report.failed)
+
+
+def test_a_400_fails_only_that_request(tmp_path: Path, fake: FakeSendGrid) -> None:
+    cfg = setup(tmp_path, fake)
+    fake.fail_for("grace@example.org", 400)
+    report = send(cfg, transport(cfg))
+    assert [(a, "fake fail_for" in why) for a, why in report.failed] == [("grace@example.org", True)]
+    assert set(report.accepted) == SAMPLE_RECIPIENTS - {"grace@example.org"}
+    assert report.exit_code == 1
+
+
+def test_401_stops_at_once_with_a_clear_message(tmp_path: Path, fake: FakeSendGrid) -> None:
+    cfg = setup(tmp_path, fake)
+    with pytest.raises(AuthError, match="the API key was refused"):
+        send(cfg, transport(cfg, key="SG.wrong"))
+    assert len(fake.requests) == 1
+    assert set(states(cfg).values()) == {"failed"}
+
+
+def test_cli_401_is_one_line_and_never_shows_the_key(
+    tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = copy_sample(tmp_path, sendgrid_toml(fake.url))
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.very-secret-wrong-key")
+    result = CliRunner().invoke(main, ["--config", str(config), "--verbose", "send", "--yes", "--at", AT])
+    assert result.exit_code == 1
+    assert "the API key was refused" in result.output
+    assert "very-secret" not in result.output
+
+
+def test_cli_sends_through_sendgrid_with_the_key_from_the_environment(
+    tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = copy_sample(tmp_path, sendgrid_toml(fake.url))
+    monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
+    result = CliRunner().invoke(main, ["--config", str(config), "send", "--yes", "--at", AT])
+    assert result.exit_code == 1 and "SENDGRID_API_KEY" in result.output
+    monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
+    result = CliRunner().invoke(main, ["--config", str(config), "send", "--yes", "--at", AT])
+    assert result.exit_code == 0, result.output
+    assert fake.delivered_to() == {e: 1 for e in SAMPLE_RECIPIENTS}
+    result = CliRunner().invoke(main, ["--config", str(config), "send", "--dry-run", "--at", AT])
+    assert "would send 0 email(s)" in result.output
+
+
+def test_sandbox_validates_and_records_nothing(
+    tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = copy_sample(tmp_path, sendgrid_toml(fake.url))
+    monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
+    result = CliRunner().invoke(main, ["--config", str(config), "send", "--sandbox", "--at", AT])
+    assert result.exit_code == 0, result.output
+    assert fake.delivered_to() == {} and len(fake.requests) == 7
+    assert all(r.body["mail_settings"] == {"sandbox_mode": {"enable": True}} for r in fake.requests)
+    assert not (config.parent / "state" / "ledger.sqlite3").exists()
+
+
+@pytest.mark.parametrize("fault", ["drop_before", "drop_after"])
+def test_a_lost_answer_is_ambiguous_and_never_resent_silently(tmp_path: Path, fake: FakeSendGrid, fault: str) -> None:
+    cfg = setup(tmp_path, fake)
+    fake.script([fault])
+    report = send(cfg, transport(cfg))
+    (lost,) = report.ambiguous
+    assert report.exit_code == 3 and len(report.accepted) == 6
+    again = send(cfg, transport(cfg))
+    assert again.accepted == () and again.ambiguous[0][0] == lost[0]
+    assert fake.delivered_to()[lost[0]] == (1 if fault == "drop_after" else 0)
+    if fault == "drop_before":  # the operator's decision: send it again
+        assert send(cfg, transport(cfg), on_ambiguous="resend").accepted == (lost[0],)
+        assert fake.delivered_to()[lost[0]] == 1
+
+
+def test_a_slow_answer_times_out_as_ambiguous(tmp_path: Path, fake: FakeSendGrid) -> None:
+    cfg = setup(tmp_path, fake)
+    fake.script(["slow:5"])
+    report = send(cfg, transport(cfg, timeout=0.3), limit=1)
+    assert len(report.ambiguous) == 1 and "no answer" in report.ambiguous[0][1]
+
+
+@pytest.mark.parametrize("fault", ["drop_after", "drop_before", "slow:5"])
+def test_scheduled_mode_cancels_and_reissues_a_lost_request(tmp_path: Path, fake: FakeSendGrid, fault: str) -> None:
+    cfg = setup(tmp_path, fake)
+    fake.script([fault])
+    report = send(cfg, transport(cfg, timeout=0.5), scheduled=True)
+    assert report.exit_code == 0 and set(report.accepted) == SAMPLE_RECIPIENTS
+    assert fake.delivered_to() == {e: 1 for e in SAMPLE_RECIPIENTS}  # the lost one was cancelled
+    assert len(fake.cancelled) == (0 if fault == "drop_before" else 1)
+    assert all(b["send_at"] > time.time() + 600 and b["batch_id"] for b in fake.accepted)
+
+
+def test_scheduled_mode_recovers_a_crashed_runs_batch(tmp_path: Path, fake: FakeSendGrid) -> None:
+    """A run that died after its request left: the next run cancels that batch and sends again."""
+    from digest.ledger import ClaimItem
+    from digest.send import _recipient
+    from digest.transports import Batch, Schedule
+
+    cfg = setup(tmp_path, fake)
+    t = transport(cfg)
+    run = open_run(cfg, AT_DT)
+    ada = run.select(run.subscribers_for(["ada@example.com"])[0])
+    schedule = Schedule(t.new_batch(), int(time.time()) + 900)
+    with ledger_for(cfg) as ledger:
+        ledger.claim(
+            EDITION,
+            "crashed",
+            [ClaimItem("ada@example.com", "ada@example.com", ada.content_key, AT_DT)],
+            transport="sendgrid",
+            batch_id=schedule.batch_id,
+            send_at=schedule.send_at,
+        )
+    batch = Batch(
+        EDITION, run.prepared.content(ada), (_recipient(run, ada),), lambda r: run.email(r.selection), schedule
+    )
+    assert t.send(batch).kind == "accepted"  # ...and then the process was killed
+    report = send(cfg, t, scheduled=True)
+    assert "ada@example.com" in report.accepted and report.exit_code == 0
+    assert fake.delivered_to() == {e: 1 for e in SAMPLE_RECIPIENTS}
+    assert [m.to_email for m in fake.cancelled] == ["ada@example.com"]
