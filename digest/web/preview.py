@@ -19,6 +19,7 @@ import threading
 import webbrowser
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -55,6 +56,8 @@ _templates = jinja2.Environment(
     lstrip_blocks=True,
 )
 _templates.filters["kb"] = lambda n: f"{n / 1000:.1f} KB"
+# From/To are RFC 2047-encoded for the wire (=?utf-8?b?...?=); editors read the decoded names.
+_templates.filters["header"] = lambda value: str(make_header(decode_header(value)))
 _WHERE = re.compile(r"^(?P<file>[^\n:]+):(?P<line>\d+):")
 
 

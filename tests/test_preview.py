@@ -1,0 +1,303 @@
+"""Every preview page through Starlette's TestClient, on a temp copy of the sample newsletter."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from browser_support import running_server
+from click.testing import CliRunner
+from conftest import SAMPLE_AT
+from starlette.testclient import TestClient
+
+from digest.cli import main
+from digest.config import load_config
+from digest.message import to_bytes
+from digest.pipeline import build, open_run
+from digest.web.live import PreviewState
+from digest.web.preview import create_app, get_page
+
+AT = "2026-11-30T00:00"
+CHLOE = "chloe.dubois@example.net"
+ROBOTS = "content/2026/11/robot-dogs-learn-stairs.md"
+ROBOTS_TITLE = "Robot dogs finally learn to take the stairs"
+
+
+def make_client(config: Path, *, watch: bool = False) -> tuple[PreviewState, TestClient]:
+    state = PreviewState(config, AT)
+    return state, TestClient(create_app(state, watch=watch), base_url="http://127.0.0.1")
+
+
+@pytest.fixture
+def client(sample: Path) -> TestClient:
+    return make_client(sample)[1]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def without_boundaries(message: bytes) -> bytes:
+    """The stdlib picks a random MIME boundary per message; everything else must match byte for byte."""
+    return re.sub(rb"={15}\d+==", b"BOUNDARY", message)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+# --- pages ----------------------------------------------------------------------------------------
+
+
+def test_index_shows_edition_pool_subscribers_and_problems(client):
+    r = client.get("/")
+    assert r.status_code == 200
+    page = r.text
+    assert "The Weekly Circuit" in page
+    assert "2026-W49" in page and "30 November 2026" in page
+    assert "Mon 23 Nov 2026 00:00" in page  # the window's start
+    assert ROBOTS_TITLE in page
+    assert "7</b><span>of 10 subscribers get a digest" in page
+    # each subscriber links to their page with their preferences; those without say why
+    assert f'href="/subscribers/{CHLOE}"' in page
+    assert '<span class="tag">robotics</span>' in page
+    assert "no matching articles in the window" in page and "status is unsubscribed" in page
+    assert 'id="filter"' in page  # the search box
+    assert "check clean" in page  # the sample has no problems
+
+
+def test_index_counts_subscribers_per_article(client, sample):
+    run = open_run(load_config(sample), SAMPLE_AT)
+    getting = [s for s in run.selections() if s.gets_email]
+    expected = sum(1 for s in getting if "2026/11/robot-dogs-learn-stairs" in s.content_key)
+    page = client.get("/").text
+    row = page.split(ROBOTS_TITLE, 1)[1].split("</tr>", 1)[0]
+    assert f'<td class="num">{expected}</td>' in row and expected > 0
+
+
+def test_index_escapes_untrusted_article_titles(sample):
+    edit(sample.parent / ROBOTS, f"title: {ROBOTS_TITLE}", 'title: "<script>alert(1)</script> & <b>bold</b>"')
+    _, c = make_client(sample)
+    page = c.get("/").text
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
+
+
+def test_index_lists_content_problems_with_file_and_line(sample):
+    bad = sample.parent / "content" / "2026" / "11" / "broken-front-matter.md"
+    bad.write_text("---\ntitle: [unclosed\ndate: 2026-11-25\n---\nBody\n", encoding="utf-8")
+    _, c = make_client(sample)
+    r = c.get("/")
+    assert r.status_code == 200  # a bad article is skipped, as build and send skip it
+    assert "broken-front-matter.md" in r.text and 'class="pill error"' in r.text
+
+
+def test_subscriber_page_shows_headers_choices_size_and_frame(client, sample):
+    r = client.get(f"/subscribers/{CHLOE}")
+    assert r.status_code == 200
+    page = r.text
+    run = open_run(load_config(sample), SAMPLE_AT)
+    selection = run.select(run.subscribers_for([CHLOE])[0])
+    mail = run.email(selection)
+    assert "The Weekly Circuit &lt;weekly@circuit.example.com&gt;" in page
+    assert "Chloé Dubois &lt;chloe.dubois@example.net&gt;" in page
+    assert f"<b>{mail.subject}</b>" in page.replace("&#39;", "'")
+    assert "Preheader" in page and 'id="preheader"' in page
+    for choice in selection.choices:
+        assert choice.reason in page
+    assert f"{mail.html_bytes / 1000:.1f} KB" in page and "102 KB clip" in page
+    iframe = re.search(r"<iframe[^>]*>", page, re.S)
+    assert iframe and f'src="/subscribers/{CHLOE}/email.html"' in iframe.group(0)
+    assert 'sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox"' in iframe.group(0)
+    assert "allow-scripts" not in page
+    assert 'data-width="375"' in page and 'data-width="700"' in page and 'id="dark"' in page
+    assert f'href="/subscribers/{CHLOE}/digest.eml"' in page
+
+
+def test_subscriber_page_warnings(sample):
+    text = sample.read_text(encoding="utf-8")
+    text = re.sub(r'postal_address = ".*"', 'postal_address = ""', text)
+    sample.write_text(text + "\n[templates]\nmax_subject_chars = 10\n", encoding="utf-8")
+    edit(sample.parent / "templates" / "partials" / "article.mjml.j2", 'alt="{{ item.cover_alt }}"', 'alt=""')
+    _, c = make_client(sample)
+    page = c.get(f"/subscribers/{CHLOE}").text
+    warnings = page.split('id="warnings"', 1)[1].split("</section>", 1)[0]
+    assert "An image has no alt text: https://images.example.com/robotics/robot-dog-stairs.jpg" in warnings
+    assert "over templates.max_subject_chars = 10" in warnings
+    assert "No postal address" in warnings
+    assert "“Seed rounds shrink, but AI startups still raise fast” has no cover image" in warnings
+
+
+def test_email_html_is_the_composers_html(client, sample):
+    r = client.get(f"/subscribers/{CHLOE}/email.html")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "script-src 'none'" in r.headers["content-security-policy"]
+    run = open_run(load_config(sample), SAMPLE_AT)
+    assert r.text == run.email(run.select(run.subscribers_for([CHLOE])[0])).html
+
+
+def test_eml_download_is_byte_identical_to_build(client, sample, tmp_path):
+    r = client.get(f"/subscribers/{CHLOE}/digest.eml")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "message/rfc822"
+    assert f'filename="{CHLOE}.eml"' in r.headers["content-disposition"]
+    build(open_run(load_config(sample), SAMPLE_AT), tmp_path / "out", [CHLOE])
+    built = (tmp_path / "out" / f"{CHLOE}.eml").read_bytes()
+    assert without_boundaries(r.content) == without_boundaries(built)
+    msg = email.message_from_bytes(r.content, policy=email.policy.default)
+    assert msg["To"] == "Chloé Dubois <chloe.dubois@example.net>"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert ROBOTS_TITLE in msg.get_body(("plain",)).get_content()
+
+
+def test_text_part_route_and_tab(client, sample):
+    run = open_run(load_config(sample), SAMPLE_AT)
+    text = run.email(run.select(run.subscribers_for([CHLOE])[0])).text
+    r = client.get(f"/subscribers/{CHLOE}/email.txt")
+    assert r.status_code == 200 and r.text == text
+    page = client.get(f"/subscribers/{CHLOE}").text
+    assert 'id="text-part"' in page and "Hi Chloé," in page and 'data-tab="text"' in page
+
+
+def test_subscriber_without_a_digest_says_why(client):
+    r = client.get("/subscribers/nina@example.net")
+    assert r.status_code == 200 and "no matching articles in the window" in r.text
+    assert "<iframe" not in r.text
+    assert client.get("/subscribers/nina@example.net/email.html").status_code == 404
+    assert client.get("/subscribers/Pat.Former@example.com").status_code == 200  # addresses are case-insensitive
+
+
+def test_unknown_subscriber_and_page_are_404(client):
+    r = client.get("/subscribers/nobody@example.com")
+    assert r.status_code == 404 and "No subscriber nobody@example.com in subscribers.csv" in r.text
+    assert client.get("/subscribers/nobody@example.com/digest.eml").status_code == 404
+    assert client.get("/nope").status_code == 404
+
+
+def test_other_host_names_are_refused(sample):
+    state = PreviewState(sample, AT)
+    # DNS rebinding: a page on evil.example must not read subscriber data from the local server
+    r = TestClient(create_app(state, watch=False), base_url="http://evil.example").get("/")
+    assert r.status_code == 400
+
+
+# --- errors and live reload -------------------------------------------------------------------------
+
+
+def test_template_error_shows_file_and_line_and_the_server_recovers(sample):
+    template = sample.parent / "templates" / "partials" / "article.mjml.j2"
+    good = template.read_text(encoding="utf-8")
+    template.write_text(good.replace("{{ item.title }}", "{{ item.title }"), encoding="utf-8")
+    state, c = make_client(sample)
+    for path in ("/", f"/subscribers/{CHLOE}", f"/subscribers/{CHLOE}/email.html"):
+        r = c.get(path)
+        assert r.status_code == 500, path
+        assert f"{template}:" in r.text and 'class="hit"' in r.text
+        assert "The server keeps running" in r.text
+    template.write_text(good, encoding="utf-8")
+    state.changed("fixed")
+    assert c.get("/").status_code == 200
+
+
+def test_an_error_only_one_subscriber_reaches_is_a_500_on_their_page(sample):
+    template = sample.parent / "templates" / "subject.j2"
+    template.write_text("{{ recipient.nickname }}", encoding="utf-8")
+    _, c = make_client(sample)
+    r = c.get(f"/subscribers/{CHLOE}")
+    assert r.status_code == 500 and "subject.j2" in r.text and "nickname" in r.text
+
+
+def test_edits_appear_on_the_next_request(sample):
+    state, c = make_client(sample, watch=True)
+    with c:  # the lifespan starts the file watcher
+        assert ROBOTS_TITLE in c.get("/").text
+        before = state.token
+        time.sleep(0.3)  # the watcher thread is up
+        edit(sample.parent / ROBOTS, ROBOTS_TITLE, "Robot dogs now run up escalators")
+        wait_for(lambda: state.token != before)
+        page = c.get(f"/subscribers/{CHLOE}").text
+        assert "Robot dogs now run up escalators" in page and ROBOTS_TITLE not in page
+
+
+@pytest.mark.parametrize(
+    "target", ["digest.toml", "subscribers/subscribers.csv", "templates/subject.j2", "content/ai/new.md"]
+)
+def test_every_input_is_watched(sample, target):
+    state = PreviewState(sample, AT)
+    with TestClient(create_app(state, watch=True), base_url="http://127.0.0.1"):
+        before = state.token
+        time.sleep(0.3)
+        path = sample.parent / target
+        path.write_text(path.read_text(encoding="utf-8") + "\n" if path.exists() else "x", encoding="utf-8")
+        wait_for(lambda: state.token != before)
+
+
+def sse_events(response: httpx.Response) -> Iterator[str]:
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            yield line.removeprefix("event: ")
+
+
+def test_event_stream_sends_reload_after_an_edit(sample):
+    state = PreviewState(sample, AT)
+    with running_server(create_app(state, watch=True)) as url:
+        token = state.snapshot().token
+        with httpx.stream("GET", f"{url}/events", params={"since": token}, timeout=10) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            time.sleep(0.3)
+            edit(sample.parent / ROBOTS, ROBOTS_TITLE, "Robot dogs take the lift")
+            assert next(sse_events(response)) == "reload"
+        assert "Robot dogs take the lift" in httpx.get(f"{url}/").text
+
+
+def test_a_page_older_than_the_build_reloads_at_once(sample):
+    state = PreviewState(sample, AT)
+    with running_server(create_app(state, watch=False)) as url:
+        with httpx.stream("GET", f"{url}/events", params={"since": "stale"}, timeout=10) as response:
+            assert next(sse_events(response)) == "reload"
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+
+def test_get_prints_one_page(sample):
+    result = CliRunner().invoke(main, ["--config", str(sample), "preview", "--at", AT, "--get", "/"])
+    assert result.exit_code == 0, result.output
+    assert "<!doctype html>" in result.stdout and ROBOTS_TITLE in result.stdout
+    eml = CliRunner().invoke(
+        main, ["--config", str(sample), "preview", "--at", AT, "--get", f"/subscribers/{CHLOE}/digest.eml"]
+    )
+    assert eml.exit_code == 0
+    run = open_run(load_config(sample), SAMPLE_AT)
+    mail = run.email(run.select(run.subscribers_for([CHLOE])[0]))
+    expected = to_bytes(mail, date=run.at, edition_id=run.edition.id)
+    assert without_boundaries(eml.stdout_bytes) == without_boundaries(expected)
+
+
+def test_get_exits_1_on_a_non_200_status(sample):
+    result = CliRunner().invoke(main, ["--config", str(sample), "preview", "--at", AT, "--get", "/subscribers/x@y.org"])
+    assert result.exit_code == 1
+    assert "answered HTTP 404" in result.stderr
+
+
+def test_get_page_ends_an_event_stream(sample):
+    status, body = get_page(PreviewState(sample, AT), "/events")
+    assert status == 200 and body.startswith(b"retry:")
+
+
+def test_preview_help_lists_its_flags():
+    result = CliRunner().invoke(main, ["preview", "--help"])
+    for flag in ("--at", "--port", "--host", "--no-open", "--get"):
+        assert flag in result.output
+    assert "8025" in result.output and "127.0.0.1" in result.output
