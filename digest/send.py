@@ -361,7 +361,9 @@ def _replace(report: SendReport, **changes: Any) -> SendReport:
 # ---------------------------------------------------------------- the library calls behind the CLI
 
 
-def make_transport(config: Config, *, at: Any, name: str | None = None, sandbox: bool = False) -> Transport:
+def make_transport(
+    config: Config, *, at: Any, name: str | None = None, sandbox: bool = False, dry_run: bool = False
+) -> Transport:
     name = name or config.sending.transport
     if name == "outbox":
         from digest.transports.outbox import OutboxTransport
@@ -370,7 +372,7 @@ def make_transport(config: Config, *, at: Any, name: str | None = None, sandbox:
     if name == "sendgrid":
         from digest.transports.sendgrid import SendGridTransport
 
-        return SendGridTransport.from_config(config, sandbox=sandbox)
+        return SendGridTransport.from_config(config, sandbox=sandbox, need_key=not dry_run)
     if name == "smtp":
         from digest.transports.smtp import SmtpTransport
 
@@ -393,7 +395,7 @@ def send(
     from digest.pipeline import open_run
 
     run = open_run(config, at, edition_id)
-    transport = make_transport(config, at=at, name=transport_name, sandbox=sandbox)
+    transport = make_transport(config, at=at, name=transport_name, sandbox=sandbox, dry_run=options.dry_run)
     try:
         # A sandbox send validates real requests but must not mark anyone as sent.
         # A dry run before the first send must not create the state folder either.

@@ -87,12 +87,14 @@ class SendGridTransport:
         return f"SendGridTransport(host={self.host!r})"
 
     @classmethod
-    def from_config(cls, config: Config, *, sandbox: bool = False, **kwargs: Any) -> SendGridTransport:
+    def from_config(
+        cls, config: Config, *, sandbox: bool = False, need_key: bool = True, **kwargs: Any
+    ) -> SendGridTransport:
         import os
 
         sg = config.sendgrid
         key = os.environ.get(sg.api_key_env, "").strip()
-        if not key:
+        if not key and need_key:
             raise SendError(f"the SendGrid API key is not set: put it in the {sg.api_key_env} environment variable")
         n = config.newsletter
         return cls(
