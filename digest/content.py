@@ -8,6 +8,7 @@ is skipped and the rest goes on.
 from __future__ import annotations
 
 import email.utils
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -57,14 +58,13 @@ class ArticleProblem(Exception):
 
 
 def iter_article_files(folder: Path) -> Iterator[Path]:
-    """Article files under `folder`, sorted for a stable order; hidden folders are skipped."""
-    paths = [
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in ARTICLE_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    ]
+    """Article files under `folder`, sorted for a stable order; hidden files and folders are skipped."""
+    paths: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        paths.extend(
+            Path(root, f) for f in files if not f.startswith(".") and os.path.splitext(f)[1].lower() in ARTICLE_SUFFIXES
+        )
     yield from sorted(paths)
 
 
@@ -334,24 +334,25 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
-_MD_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^```.*?^```[^\n]*$", re.S | re.M), " "),  # fenced code
-    (re.compile(r"^~~~.*?^~~~[^\n]*$", re.S | re.M), " "),
-    (re.compile(r"^(import|export)\s.*$", re.M), " "),  # MDX
-    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), " "),  # images
-    (re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),  # links
-    (re.compile(r"\[([^\]]*)\]\[[^\]]*\]"), r"\1"),  # reference links
-    (re.compile(r"^\s{0,3}#{1,6}\s*", re.M), ""),  # headings
-    (re.compile(r"^\s{0,3}>\s?", re.M), ""),  # quotes
-    (re.compile(r"^\s*[-*+]\s+", re.M), ""),  # bullets
-    (re.compile(r"^\s*(\*\s*){3,}$|^\s*(-\s*){3,}$", re.M), " "),  # rules
-    (re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),
-    (re.compile(r"(?<![\w*])[*_](\S(?:.*?\S)?)[*_](?![\w*])"), r"\1"),
-    (re.compile(r"`([^`]*)`"), r"\1"),
+_MD_RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    # (a substring the rule needs, the rule, its replacement)
+    ("```", re.compile(r"^```.*?^```[^\n]*$", re.S | re.M), " "),  # fenced code
+    ("~~~", re.compile(r"^~~~.*?^~~~[^\n]*$", re.S | re.M), " "),
+    ("port", re.compile(r"^(import|export)\s.*$", re.M), " "),  # MDX
+    ("![", re.compile(r"!\[([^\]]*)\]\([^)]*\)"), " "),  # images
+    ("](", re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),  # links
+    ("][", re.compile(r"\[([^\]]*)\]\[[^\]]*\]"), r"\1"),  # reference links
+    ("#", re.compile(r"^\s{0,3}#{1,6}\s*", re.M), ""),  # headings
+    (">", re.compile(r"^\s{0,3}>\s?", re.M), ""),  # quotes
+    ("", re.compile(r"^\s*[-*+]\s+", re.M), ""),  # bullets
+    ("", re.compile(r"^\s*(\*\s*){3,}$|^\s*(-\s*){3,}$", re.M), " "),  # rules
+    ("", re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),
+    ("", re.compile(r"(?<![\w*])[*_](\S(?:.*?\S)?)[*_](?![\w*])"), r"\1"),
+    ("`", re.compile(r"`([^`]*)`"), r"\1"),
 )
 
 
-def body_to_text(body: str, *, is_html: bool = False, max_chars: int = 6000) -> str:
+def body_to_text(body: str, *, is_html: bool = False, max_chars: int = 2500) -> str:
     """A plain-text rendering of the start of a body, for derived excerpts.
 
     Only the start is looked at: an excerpt never needs more, and a 12,000-article folder must
@@ -359,8 +360,9 @@ def body_to_text(body: str, *, is_html: bool = False, max_chars: int = 6000) -> 
     """
     head = body[:max_chars]
     if not is_html:
-        for pattern, repl in _MD_RULES:
-            head = pattern.sub(repl, head)
+        for trigger, pattern, repl in _MD_RULES:
+            if trigger in head:  # most rules cannot apply to most bodies: skip the regex
+                head = pattern.sub(repl, head)
     parser = _TextExtractor()
     parser.feed(head)
     parser.close()

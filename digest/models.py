@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -57,11 +58,12 @@ class Article:
     cover_alt: str = ""
     draft: bool = False
 
-    @property
+    # cached: selection asks for these once per (subscriber, article) pair
+    @cached_property
     def tag_keys(self) -> frozenset[str]:
         return frozenset(t.casefold() for t in self.tags)
 
-    @property
+    @cached_property
     def category_keys(self) -> frozenset[str]:
         return frozenset(c.casefold() for c in self.categories)
 
@@ -87,11 +89,12 @@ class Subscriber:
         """The key of this subscriber in the ledger: the address, case-folded."""
         return self.email.casefold()
 
-    @property
+    # cached: selection asks for these once per (subscriber, article) pair
+    @cached_property
     def tag_keys(self) -> frozenset[str]:
         return frozenset(t.casefold() for t in self.tags)
 
-    @property
+    @cached_property
     def category_keys(self) -> frozenset[str]:
         return frozenset(c.casefold() for c in self.categories)
 

@@ -100,14 +100,25 @@ class Run:
         return self.prepared.email(selection, self.values(selection.subscriber))
 
 
-def open_run(config: Config, at: datetime, edition_id: str | None = None, content: ContentIndex | None = None) -> Run:
+def open_run(
+    config: Config,
+    at: datetime,
+    edition_id: str | None = None,
+    content: ContentIndex | None = None,
+    earliest: datetime | None = None,
+) -> Run:
+    """Load everything for the edition at `at`.
+
+    `earliest`: the oldest last delivery among the subscribers (from the ledger), so the candidate
+    pool covers every subscriber's catch-up window; None means the default window.
+    """
     content = content if content is not None else load_articles(config)
     return Run(
         config=config,
         edition=edition_for(at, config.tz, edition_id),
         content=content,
         subscribers=load_subscribers(config.subscribers.path),
-        pool=candidate_pool(content.articles, at, config.selection),
+        pool=candidate_pool(content.articles, at, config.selection, earliest),
         composer=Composer(config),
     )
 

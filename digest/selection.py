@@ -26,13 +26,18 @@ class History:
 NO_HISTORY = History()
 
 
-def candidate_pool(articles: Iterable[Article], at: datetime, settings: SelectionConfig) -> tuple[Article, ...]:
+def candidate_pool(
+    articles: Iterable[Article], at: datetime, settings: SelectionConfig, earliest: datetime | None = None
+) -> tuple[Article, ...]:
     """Articles any subscriber could get at `at`: published, not drafts, not excluded, recent enough.
 
-    Computed once per edition; the earliest start is the catch-up limit, per-subscriber windows
-    narrow it further in `select`.
+    Computed once per edition, newest first. `earliest` is the oldest last delivery among the
+    subscribers (the ledger knows it); it reaches back no further than `catch_up_days`, and
+    without it the pool is the default window. `select` narrows it per subscriber.
     """
-    earliest = at - timedelta(days=max(settings.window_days, settings.catch_up_days))
+    limit = at - timedelta(days=max(settings.window_days, settings.catch_up_days))
+    default = at - timedelta(days=settings.window_days)
+    earliest = max(limit, min(earliest, default)) if earliest is not None else default
     excluded = {t.casefold() for t in settings.exclude_tags}
     pool = [a for a in articles if not a.draft and earliest <= a.date <= at and not (a.tag_keys & excluded)]
     pool.sort(key=lambda a: (-a.date.timestamp(), a.id))

@@ -128,3 +128,25 @@ def test_default_config_is_digest_toml_in_the_current_folder(sample, args, monke
         main, [*args, "--at", AT] + (["--out", str(tmp_path / "o")] if args == ["build"] else [])
     )
     assert result.exit_code == 0, result.output
+
+
+def test_eml_bytes_match_the_stdlib_message(sample_config):
+    """`to_bytes` writes the message by hand for speed; it must parse to what `to_mime` builds."""
+    from conftest import SAMPLE_AT
+
+    from digest.message import to_bytes, to_mime
+    from digest.pipeline import open_run
+
+    run = open_run(sample_config, SAMPLE_AT)
+    for sub in run.subscribers.subscribers[:4]:
+        mail = run.email(run.select(sub))
+        fast = email.message_from_bytes(to_bytes(mail, date=SAMPLE_AT, edition_id="e1"), policy=email.policy.default)
+        ref = email.message_from_bytes(
+            to_mime(mail, date=SAMPLE_AT, edition_id="e1").as_bytes(), policy=email.policy.default
+        )
+        for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Id"):
+            assert fast[header] == ref[header]
+        for kind in ("plain", "html"):
+            # to_mime's SMTP policy writes CRLF line ends; the content is the same
+            assert fast.get_body((kind,)).get_content() == ref.get_body((kind,)).get_content().replace("\r\n", "\n")
+        assert fast.get_body(("plain",)).get_content() == mail.text

@@ -115,7 +115,12 @@ def test_history_narrows_window_and_never_resends():
 def test_missed_edition_catches_up_to_last_delivery():
     cfg = SelectionConfig(window_days=7, catch_up_days=28)
     ten_days = article("ten-days", date=AT - timedelta(days=10))
-    pool = candidate_pool([ten_days], AT, cfg)
-    assert not select(subscriber(), pool, AT, cfg).gets_email  # a new subscriber: last 7 days only
     history = History(last_delivery=AT - timedelta(days=14))
+    # the pool reaches back to the oldest last delivery the ledger knows
+    assert candidate_pool([ten_days], AT, cfg) == ()
+    pool = candidate_pool([ten_days], AT, cfg, earliest=history.last_delivery)
+    assert not select(subscriber(), pool, AT, cfg).gets_email  # a new subscriber: last 7 days only
     assert select(subscriber(), pool, AT, cfg, history).articles == (ten_days,)
+    # never further back than catch_up_days
+    far = candidate_pool([article("old", date=AT - timedelta(days=40))], AT, cfg, earliest=AT - timedelta(days=60))
+    assert far == ()
