@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from digest.web.preview import bind, url_for
+from digest.web.preview import PreviewServer, bind, url_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
 def running_server(app: Starlette) -> Iterator[str]:
     """Serve `app` with uvicorn on 127.0.0.1 and a free port; yields the base URL."""
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    server = PreviewServer(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

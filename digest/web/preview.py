@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import jinja2
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -89,6 +90,8 @@ class PreviewApp:
 
     def __init__(self, state: PreviewState):
         self.state = state
+        #: Set when the server shuts down: open event streams end instead of holding it up.
+        self.closing = threading.Event()
 
     def _snapshot(self) -> Snapshot:
         return self.state.snapshot()
@@ -147,7 +150,7 @@ class PreviewApp:
         async def stream() -> AsyncIterator[str]:
             yield "retry: 1000\n\n"  # reconnect quickly after a server restart
             idle = 0.0
-            while True:
+            while not self.closing.is_set():
                 current = self.state.token
                 if current != shown:
                     yield f"event: reload\ndata: {current}\n\n"
@@ -194,7 +197,7 @@ def create_app(state: PreviewState, *, watch: bool = True, allowed_hosts: Iterab
                 await asyncio.to_thread(watcher.stop)
 
     hosts = list(allowed_hosts)
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", views.index),
             Route("/events", views.events),
@@ -208,6 +211,8 @@ def create_app(state: PreviewState, *, watch: bool = True, allowed_hosts: Iterab
         exception_handlers={HTTPException: http_error, PreviewError: build_error, DigestError: compose_error},
         lifespan=lifespan,
     )
+    app.state.closing = views.closing
+    return app
 
 
 def allowed_hosts_for(host: str) -> list[str]:
@@ -282,10 +287,18 @@ def url_for(sock: socket.socket) -> str:
     return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
 
 
+class PreviewServer(uvicorn.Server):
+    """uvicorn, ending the app's open event streams first so that Ctrl+C stops it at once."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        if isinstance(app, Starlette) and hasattr(app.state, "closing"):
+            app.state.closing.set()
+        await super().shutdown(sockets)
+
+
 def serve(state: PreviewState, *, host: str = "127.0.0.1", port: int = 8025, open_browser: bool = True) -> None:
     """Run the preview server until Ctrl+C."""
-    import uvicorn
-
     if not logging.getLogger("digest").handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -293,8 +306,8 @@ def serve(state: PreviewState, *, host: str = "127.0.0.1", port: int = 8025, ope
         logging.getLogger("digest").setLevel(logging.INFO)
     sock = bind(host, port)
     app = create_app(state, watch=True, allowed_hosts=allowed_hosts_for(host))
-    # Open /events streams never end by themselves: give them a moment, then close them on exit.
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    # The timeout is a backstop: PreviewServer already ends the event streams on shutdown.
+    server = PreviewServer(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
     url = url_for(sock)
     log.info("previewing %s at %s (Ctrl+C to stop)", state.config_path.name, url)
     if open_browser:
