@@ -10,10 +10,9 @@ from __future__ import annotations
 import email.utils
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -24,6 +23,7 @@ import yaml
 
 from digest.config import Config
 from digest.models import Article, Problem
+from digest.text import BODY_HEAD_CHARS, clean_excerpt
 
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".html", ".htm"})
 DATE_KEYS = ("date", "pubDate", "publishDate", "published", "pubdate", "publish_date", "created")
@@ -147,10 +147,7 @@ def build_article(meta: dict[str, Any], body: str, path: Path, folder: Path, con
 
     excerpt_raw = next((meta[k] for k in EXCERPT_KEYS if isinstance(meta.get(k), str) and meta[k].strip()), None)
     limit = config.content.excerpt_chars
-    if excerpt_raw is not None:
-        excerpt = clean_excerpt(excerpt_raw, limit)
-    else:
-        excerpt = cut_words(body_to_text(body, is_html=path.suffix.lower() in (".html", ".htm")), limit)
+    summary = clean_excerpt(excerpt_raw, limit) if excerpt_raw is not None else ""
 
     cover_url, cover_alt = _cover(meta, site)
     if not cover_alt:
@@ -163,7 +160,11 @@ def build_article(meta: dict[str, Any], body: str, path: Path, folder: Path, con
         title=title,
         date=published,
         url=url,
-        excerpt=excerpt,
+        summary=summary,
+        # a derived excerpt is only computed for articles that are shown (see Article.excerpt)
+        body_head="" if summary else body[:BODY_HEAD_CHARS],
+        body_is_html=path.suffix.lower() in (".html", ".htm"),
+        excerpt_chars=limit,
         slug=slug,
         author=_author(meta.get("author")),
         tags=tags,
@@ -304,98 +305,3 @@ def _article_url(meta: dict[str, Any], config: Config, slug: str, published: dat
     if own:
         return urljoin(site, own.strip())
     return urljoin(site, slug)
-
-
-# --- excerpts ------------------------------------------------------------------------------------
-
-
-class _TextExtractor(HTMLParser):
-    """HTML -> text; script/style contents are dropped, block ends become spaces."""
-
-    _SKIP = {"script", "style", "template", "noscript"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: Iterable[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skipping += 1
-        self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP and self._skipping:
-            self._skipping -= 1
-        self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(data)
-
-
-_MD_RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
-    # (a substring the rule needs, the rule, its replacement)
-    ("```", re.compile(r"^```.*?^```[^\n]*$", re.S | re.M), " "),  # fenced code
-    ("~~~", re.compile(r"^~~~.*?^~~~[^\n]*$", re.S | re.M), " "),
-    ("port", re.compile(r"^(import|export)\s.*$", re.M), " "),  # MDX
-    ("![", re.compile(r"!\[([^\]]*)\]\([^)]*\)"), " "),  # images
-    ("](", re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),  # links
-    ("][", re.compile(r"\[([^\]]*)\]\[[^\]]*\]"), r"\1"),  # reference links
-    ("#", re.compile(r"^\s{0,3}#{1,6}\s*", re.M), ""),  # headings
-    (">", re.compile(r"^\s{0,3}>\s?", re.M), ""),  # quotes
-    ("", re.compile(r"^\s*[-*+]\s+", re.M), ""),  # bullets
-    ("", re.compile(r"^\s*(\*\s*){3,}$|^\s*(-\s*){3,}$", re.M), " "),  # rules
-    ("", re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),
-    ("", re.compile(r"(?<![\w*])[*_](\S(?:.*?\S)?)[*_](?![\w*])"), r"\1"),
-    ("`", re.compile(r"`([^`]*)`"), r"\1"),
-)
-
-
-def body_to_text(body: str, *, is_html: bool = False, max_chars: int = 2500) -> str:
-    """A plain-text rendering of the start of a body, for derived excerpts.
-
-    Only the start is looked at: an excerpt never needs more, and a 12,000-article folder must
-    load in seconds, so no full markdown render here.
-    """
-    head = body[:max_chars]
-    if not is_html:
-        for trigger, pattern, repl in _MD_RULES:
-            if trigger in head:  # most rules cannot apply to most bodies: skip the regex
-                head = pattern.sub(repl, head)
-    parser = _TextExtractor()
-    parser.feed(head)
-    parser.close()
-    return " ".join("".join(parser.parts).split())
-
-
-def cut_words(text: str, limit: int) -> str:
-    """Cut at a word boundary and end with an ellipsis when anything was dropped."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit + 1]
-    space = cut.rfind(" ")
-    cut = cut[:space] if space > limit // 2 else text[:limit]
-    return cut.rstrip(" ,;:-–—") + "…"
-
-
-_CUT_TAIL = re.compile(r"(?:\.\.\.|…)\s*$")
-
-
-def clean_excerpt(text: str, limit: int) -> str:
-    """A front-matter excerpt, shown cleanly.
-
-    Feed importers cut excerpts mid-word ("... collaborations, ex..."): a word fragment glued to
-    the dots is dropped, and the cut shows as one ellipsis.
-    """
-    text = " ".join(text.split())
-    if _CUT_TAIL.search(text):
-        body = _CUT_TAIL.sub("", text)
-        if body and body[-1].isalnum() and " " in body:
-            body = body[: body.rfind(" ")]
-        text = body.rstrip(" ,;:-–—") + "…"
-        if len(text) <= limit:
-            return text
-        text = text[:-1]
-    return cut_words(text, limit)

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+from digest.text import body_to_text, cut_words
+
 Severity = Literal["error", "warning"]
 
 
@@ -49,7 +51,6 @@ class Article:
     title: str
     date: datetime  #: always timezone-aware, UTC
     url: str  #: absolute link to the article on the site
-    excerpt: str  #: plain text, already cut; untrusted (escape when rendering)
     slug: str = ""
     author: str = ""
     tags: tuple[str, ...] = ()  #: display forms, de-duplicated case-insensitively
@@ -57,6 +58,21 @@ class Article:
     cover_url: str = ""
     cover_alt: str = ""
     draft: bool = False
+    summary: str = ""  #: the front matter's excerpt, cleaned and cut; "" when it had none
+    body_head: str = field(default="", repr=False)  #: start of the body, for a derived excerpt
+    body_is_html: bool = False
+    excerpt_chars: int = 280
+
+    @cached_property
+    def excerpt(self) -> str:
+        """Plain text, cut at a word boundary; untrusted (escape when rendering).
+
+        Derived on first use: deriving it for every article of a 12,000-article folder costs
+        more than reading the folder, and only the few in a digest are ever shown.
+        """
+        if self.summary:
+            return self.summary
+        return cut_words(body_to_text(self.body_head, is_html=self.body_is_html), self.excerpt_chars)
 
     # cached: selection asks for these once per (subscriber, article) pair
     @cached_property

@@ -17,7 +17,7 @@ def article(id: str = "a", *, date: datetime | None = None, tags: tuple[str, ...
         title=kw.pop("title", f"Title {id}"),
         date=date or AT,
         url=f"https://example.com/{id}",
-        excerpt=kw.pop("excerpt", f"Excerpt of {id}."),
+        summary=kw.pop("excerpt", f"Excerpt of {id}."),
         slug=id,
         tags=tags,
     )

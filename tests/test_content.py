@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import DATA, make_config, write_article
 
-from digest.content import clean_excerpt, cut_words, load_articles, parse_date
+from digest.content import load_articles, parse_date
 from digest.models import Article
+from digest.text import clean_excerpt, cut_words
 
 FIXTURES = DATA / "content"
 
