@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import pickle
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,27 +69,114 @@ def iter_article_files(folder: Path) -> Iterator[Path]:
     yield from sorted(paths)
 
 
-def load_articles(config: Config) -> ContentIndex:
-    """Read every article of the configured content folder."""
+def load_articles(config: Config, cache_dir: Path | None = None) -> ContentIndex:
+    """Read every article of the configured content folder.
+
+    With `cache_dir`, each file's result (article or problem) is kept keyed by path, size and
+    mtime, so an unchanged 12,000-article folder loads without parsing any YAML.
+    """
     folder = config.content.path
     if not folder.is_dir():
         return ContentIndex((), (Problem(str(folder), "content folder not found"),))
+    cache = ContentCache.open(cache_dir, config) if cache_dir is not None else None
     articles: list[Article] = []
     problems: list[Problem] = []
     seen: dict[tuple[str, datetime], Path] = {}
     for path in iter_article_files(folder):
-        try:
-            article = read_article(path, folder, config)
-        except ArticleProblem as exc:
-            problems.append(Problem(str(path), str(exc), line=exc.line, field=exc.field))
+        result = cache.get(path) if cache is not None else None
+        if result is None:
+            try:
+                result = read_article(path, folder, config)
+            except ArticleProblem as exc:
+                result = Problem(str(path), str(exc), line=exc.line, field=exc.field)
+            if cache is not None:
+                cache.put(path, result)
+        if isinstance(result, Problem):
+            problems.append(result)
             continue
+        article = result
         key = (" ".join(article.title.casefold().split()), article.date)
         if key in seen:
             problems.append(Problem(str(path), f"same title and date as {seen[key]}; counted once", severity="warning"))
             continue
         seen[key] = path
         articles.append(article)
+    if cache is not None:
+        cache.save()
     return ContentIndex(tuple(articles), tuple(problems))
+
+
+class ContentCache:
+    """Parsed articles keyed by (path, size, mtime_ns), in one pickle file in the state folder.
+
+    The file is ours (written by this class into the user's own state folder), so pickle's
+    trust model holds. Any change to the settings that shape an `Article` (zone, site URL, link
+    pattern, excerpt length) or to this code's cache format starts a fresh cache.
+    """
+
+    VERSION = 1
+
+    def __init__(self, path: Path, fingerprint: tuple[object, ...], entries: dict[str, tuple[int, int, object]]):
+        self.path = path
+        self.fingerprint = fingerprint
+        self.entries = entries
+        self.used: dict[str, tuple[int, int, object]] = {}
+        self.dirty = False
+
+    @classmethod
+    def open(cls, folder: Path, config: Config) -> ContentCache:
+        c = config.content
+        fingerprint = (
+            cls.VERSION,
+            str(c.path),
+            c.article_url,
+            c.excerpt_chars,
+            config.newsletter.timezone,
+            config.newsletter.site_url,
+        )
+        path = folder / "content-index.pickle"
+        entries: dict[str, tuple[int, int, object]] = {}
+        try:
+            with path.open("rb") as f:
+                stored_fingerprint, stored = pickle.load(f)
+            if stored_fingerprint == fingerprint:
+                entries = stored
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError):
+            pass  # no cache, or an unreadable one: parse everything and write a fresh one
+        return cls(path, fingerprint, entries)
+
+    def get(self, path: Path) -> Article | Problem | None:
+        key = str(path)
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        entry = self.entries.get(key)
+        if entry is not None and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
+            self.used[key] = entry
+            return entry[2]  # type: ignore[return-value]
+        return None
+
+    def put(self, path: Path, result: Article | Problem) -> None:
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        self.used[str(path)] = (st.st_size, st.st_mtime_ns, result)
+        self.dirty = True
+
+    def save(self) -> None:
+        # only files still present are kept, so deleted articles do not accumulate
+        if not self.dirty and len(self.used) == len(self.entries):
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            with tmp.open("wb") as f:
+                pickle.dump((self.fingerprint, self.used), f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, self.path)  # atomic: a crash never leaves half a cache
+        except OSError:
+            pass  # a read-only state folder only costs speed
 
 
 def read_article(path: Path, folder: Path, config: Config) -> Article:

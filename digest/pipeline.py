@@ -112,7 +112,7 @@ def open_run(
     `earliest`: the oldest last delivery among the subscribers (from the ledger), so the candidate
     pool covers every subscriber's catch-up window; None means the default window.
     """
-    content = content if content is not None else load_articles(config)
+    content = content if content is not None else load_articles(config, cache_dir=config.state.path / "cache")
     return Run(
         config=config,
         edition=edition_for(at, config.tz, edition_id),

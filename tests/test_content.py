@@ -201,3 +201,45 @@ def test_cut_words_and_clean_excerpt():
     assert cut_words("alpha beta gamma delta", 12) == "alpha beta…"
     assert clean_excerpt("word1 word2 fragm...", 100) == "word1 word2…"
     assert clean_excerpt("A finished sentence ...", 100) == "A finished sentence…"
+
+
+def test_content_cache_reuses_unchanged_files_and_rereads_changed_ones(tmp_path):
+    folder = tmp_path / "content"
+    cache = tmp_path / "state" / "cache"
+    a = write_article(folder, "a.md", "---\ntitle: Alpha\ndate: 2026-11-20\n---\n")
+    write_article(folder, "b.md", "---\ntitle: Beta\ndate: 2026-11-20\n---\n")
+    write_article(folder, "broken.md", "---\ntitle: 'x\n---\n")
+    config = make_config(tmp_path, content={"path": "content"})
+    first = load_articles(config, cache_dir=cache)
+    assert sorted(x.title for x in first.articles) == ["Alpha", "Beta"] and len(first.problems) == 1
+
+    # Same size and mtime: served from the cache without reading the file (the title proves it).
+    st = a.stat()
+    a.write_text("---\ntitle: Gamma\ndate: 2026-11-20\n---\n")
+    import os
+
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = load_articles(config, cache_dir=cache)
+    assert sorted(x.title for x in second.articles) == ["Alpha", "Beta"]
+    assert [p.message for p in second.problems] == [p.message for p in first.problems]  # still reported
+
+    # A real edit (new mtime) is read again; a deleted file disappears.
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    (folder / "b.md").unlink()
+    third = load_articles(config, cache_dir=cache)
+    assert [x.title for x in third.articles] == ["Gamma"]
+
+
+def test_content_cache_is_dropped_when_settings_change(tmp_path):
+    folder = tmp_path / "content"
+    cache = tmp_path / "cache"
+    write_article(folder, "a.md", "---\ntitle: Alpha\ndate: 2026-11-20\nimage: /x.png\n---\n")
+    one = load_articles(make_config(tmp_path, content={"path": "content"}), cache_dir=cache)
+    assert one.articles[0].cover_url == "https://example.com/x.png"
+    two = load_articles(
+        make_config(tmp_path, content={"path": "content"}, newsletter={"site_url": "https://other.example.org"}),
+        cache_dir=cache,
+    )
+    assert two.articles[0].cover_url == "https://other.example.org/x.png"
+    (cache / "content-index.pickle").write_bytes(b"garbage")
+    assert load_articles(make_config(tmp_path, content={"path": "content"}), cache_dir=cache).articles
