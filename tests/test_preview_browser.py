@@ -116,3 +116,15 @@ def test_a_broken_template_shows_in_the_open_page_and_recovers(page, server, sam
     page.wait_for_selector("#live.on")
     template.write_text(good, encoding="utf-8")
     page.wait_for_selector("#subscriber-table", timeout=5000)
+
+
+def test_missing_chromium_skips_locally_and_fails_in_ci(monkeypatch, tmp_path):
+    import browser_support
+
+    monkeypatch.setattr(browser_support, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="must run in CI"):
+        browser_support.require_chromium()
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="not found"):
+        browser_support.require_chromium()
