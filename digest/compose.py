@@ -29,6 +29,7 @@ from digest import personalize
 from digest.config import Config
 from digest.errors import TemplateError
 from digest.models import Article, Edition, Email, Selection, Subscriber
+from digest.text import one_line
 
 MJML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -75,11 +76,6 @@ def add_utm(url: str, params: Mapping[str, str]) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
     query += list(params.items())
     return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def one_line(text: str) -> str:
-    """Headers must not carry newlines (header injection) and read better collapsed."""
-    return " ".join(text.split())
 
 
 class Composer:

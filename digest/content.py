@@ -24,7 +24,7 @@ import yaml
 
 from digest.config import Config
 from digest.models import Article, Problem
-from digest.text import BODY_HEAD_CHARS, clean_excerpt
+from digest.text import BODY_HEAD_CHARS, clean_excerpt, one_line
 
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".html", ".htm"})
 DATE_KEYS = ("date", "pubDate", "publishDate", "published", "pubdate", "publish_date", "created")
@@ -210,7 +210,7 @@ def build_article(meta: dict[str, Any], body: str, path: Path, folder: Path, con
     title = meta.get("title")
     if title is None or not str(title).strip():
         raise ArticleProblem("no title", field="title")
-    title = " ".join(str(title).split())
+    title = one_line(str(title))
 
     rel = path.relative_to(folder)
     stem = rel.stem
@@ -341,7 +341,7 @@ def normalise_terms(value: Any) -> tuple[str, ...]:
     for item in _as_list(value):
         if not isinstance(item, str):
             continue
-        term = " ".join(item.split())
+        term = one_line(item)
         key = term.casefold()
         if term and key not in seen:
             seen.add(key)
@@ -360,17 +360,17 @@ def _author(value: Any) -> str:
         value = value.get("name", "")
     if isinstance(value, list):
         return ", ".join(_author(v) for v in value if v)
-    return " ".join(str(value).split()) if value else ""
+    return one_line(str(value)) if value else ""
 
 
 def _cover(meta: dict[str, Any], site: str) -> tuple[str, str]:
-    alt = next((str(meta[k]) for k in COVER_ALT_KEYS if isinstance(meta.get(k), str)), "")
+    alt = next((one_line(meta[k]) for k in COVER_ALT_KEYS if isinstance(meta.get(k), str)), "")
     for key in COVER_KEYS:
         value = meta.get(key)
         if isinstance(value, list):
             value = value[0] if value else None
         if isinstance(value, dict):  # Astro/Hugo: {src: ..., alt: ...}
-            alt = alt or str(value.get("alt") or "")
+            alt = alt or one_line(str(value.get("alt") or ""))
             value = value.get("src") or value.get("url")
         if isinstance(value, str) and value.strip():
             return urljoin(site.rstrip("/") + "/", value.strip()), alt

@@ -78,6 +78,8 @@ class Ledger(Protocol):
 
     def histories(self, exclude_edition: str) -> Mapping[str, History]: ...
 
+    def oldest_last_delivery(self, exclude_edition: str) -> datetime | None: ...
+
     def rows(self, edition: str) -> dict[str, Delivery]: ...
 
     def claim(
@@ -187,6 +189,20 @@ class SqliteLedger:
                 if subscriber not in last or at > last[subscriber]:
                     last[subscriber] = at
         return {s: History(last_delivery=last.get(s), sent_article_ids=frozenset(ids)) for s, ids in sent.items()}
+
+    def oldest_last_delivery(self, exclude_edition: str) -> datetime | None:
+        """The earliest of the subscribers' last accepted deliveries: how far back the candidate
+        pool must reach so a subscriber who missed editions can catch up."""
+        cur = self._db.execute(
+            "SELECT subscriber, selected_at FROM deliveries WHERE edition != ? AND state = 'accepted'",
+            (exclude_edition,),
+        )
+        last: dict[str, datetime] = {}
+        for subscriber, selected_at in cur:  # parsed, not compared as text: offsets may differ
+            at = datetime.fromisoformat(selected_at)
+            if subscriber not in last or at > last[subscriber]:
+                last[subscriber] = at
+        return min(last.values(), default=None)
 
     def rows(self, edition: str) -> dict[str, Delivery]:
         cur = self._db.execute("SELECT * FROM deliveries WHERE edition = ?", (edition,))

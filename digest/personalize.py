@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from digest.models import Subscriber
+from digest.text import one_line
 
 #: Fields every recipient has. Attributes (extra CSV columns) come as `attr_<name>`.
 FIELDS = ("first_name", "name", "email", "preferences", "unsubscribe_url", "preferences_url")
@@ -83,7 +84,8 @@ def recipient_values(
     }
     for key, value in subscriber.attributes.items():
         values[attr_field(key)] = value
-    return values
+    # Values are filled in after MJML has run, so they must already be what MJML would have kept.
+    return {k: one_line(v) for k, v in values.items()}
 
 
 def escape_text(value: str) -> str:

@@ -7,7 +7,7 @@ files, sending) belong to the callers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -95,6 +95,12 @@ class Run:
         if missing:
             raise SubscriberError(f"not in {self.config.subscribers.path}: {', '.join(sorted(missing))}")
         return found
+
+    def reaching_back(self, earliest: datetime | None) -> Run:
+        """This run with a candidate pool that reaches back to `earliest` (within catch_up_days)."""
+        if earliest is None:
+            return self
+        return replace(self, pool=candidate_pool(self.content.articles, self.at, self.config.selection, earliest))
 
     def email(self, selection: Selection) -> Email:
         return self.prepared.email(selection, self.values(selection.subscriber))

@@ -403,6 +403,7 @@ def send(
         if sandbox or (options.dry_run and not ledger_path.exists()):
             ledger_path = Path(":memory:")
         with SqliteLedger(ledger_path) as ledger:
+            run = run.reaching_back(ledger.oldest_last_delivery(exclude_edition=run.edition.id))
             return send_edition(
                 run, ledger, transport, options, state_dir=config.state.path, confirm=confirm, progress=progress
             )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from digest.models import Problem, Subscriber
+from digest.text import one_line
 
 STATUSES = frozenset({"active", "unsubscribed", "bounced", "complained", "cleaned", "pending", "paused"})
 # Spellings other tools export, mapped onto ours.
@@ -24,7 +25,7 @@ KNOWN_COLUMNS = frozenset({"email", "name", "tags", "categories", "category", "s
 # Deliberately simple: one @, no spaces, a dotted domain. Full RFC 5322 parsing accepts addresses
 # no mailbox provider does; anything stricter belongs to the provider's own validation.
 _EMAIL = re.compile(
-    r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
 _SPLIT = re.compile(r"[;,]")
 
@@ -51,7 +52,7 @@ def split_terms(value: Any) -> tuple[str, ...]:
     for item in items:
         if not isinstance(item, str):
             continue
-        term = " ".join(item.split())
+        term = one_line(item)
         if term and term.casefold() not in seen:
             seen.add(term.casefold())
             out.append(term)
@@ -96,14 +97,14 @@ def _subscriber(row: dict[str, Any], source: str) -> Subscriber:
     if status not in STATUSES:
         raise ValueError(f"unknown status {row.get('status')!r} (known: {', '.join(sorted(STATUSES))})")
     attributes = {
-        k: str(v).strip()
+        k: one_line(str(v))
         for k, v in row.items()
         if k not in KNOWN_COLUMNS and v not in (None, "") and isinstance(v, str | int | float)
     }
     categories = split_terms(row.get("categories")) + split_terms(row.get("category"))
     return Subscriber(
         email=email,
-        name=" ".join(str(row.get("name") or "").split()),
+        name=one_line(str(row.get("name") or "")),
         tags=split_terms(row.get("tags")),
         categories=split_terms(list(categories)),
         status=status,

@@ -53,6 +53,16 @@ _MD_RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
 )
 
 
+# Control characters are invalid in XML (MJML refuses the whole document) and meaningless in mail.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """Untrusted one-line text (titles, names, tags, headers): control characters dropped,
+    whitespace runs (newlines included: no header injection) collapsed to one space."""
+    return " ".join(_CONTROL.sub("", text).split())
+
+
 #: How much of a body is kept to derive an excerpt from: an excerpt never needs more.
 BODY_HEAD_CHARS = 2500
 
@@ -71,12 +81,12 @@ def body_to_text(body: str, *, is_html: bool = False, max_chars: int = BODY_HEAD
     parser = _TextExtractor()
     parser.feed(head)
     parser.close()
-    return " ".join("".join(parser.parts).split())
+    return one_line("".join(parser.parts))
 
 
 def cut_words(text: str, limit: int) -> str:
     """Cut at a word boundary and end with an ellipsis when anything was dropped."""
-    text = " ".join(text.split())
+    text = one_line(text)
     if len(text) <= limit:
         return text
     cut = text[: limit + 1]
@@ -94,7 +104,7 @@ def clean_excerpt(text: str, limit: int) -> str:
     Feed importers cut excerpts mid-word ("... collaborations, ex..."): a word fragment glued to
     the dots is dropped, and the cut shows as one ellipsis.
     """
-    text = " ".join(text.split())
+    text = one_line(text)
     if _CUT_TAIL.search(text):
         body = _CUT_TAIL.sub("", text)
         if body and body[-1].isalnum() and " " in body:

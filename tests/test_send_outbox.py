@@ -49,7 +49,8 @@ def test_dry_run_counts_and_touches_nothing(tmp_path: Path) -> None:
     code, out = digest(config, "send", "--dry-run", "--at", AT)
     assert code == 0, out
     assert "would send 7 email(s)" in out and "first recipients: ada@example.com" in out
-    assert not (tmp_path / "state").exists() and outbox_files(config) == set()
+    # the content cache may be written; the ledger may not
+    assert not (tmp_path / "state" / "ledger.sqlite3").exists() and outbox_files(config) == set()
 
 
 def test_limit_and_subscriber_then_the_rest(tmp_path: Path) -> None:
@@ -125,3 +126,26 @@ def test_a_claim_held_by_a_live_run_is_left_alone(tmp_path: Path) -> None:
             assert ledger.rows("2026-W49")["ada@example.com"].state == "claimed"
     finally:
         lock.release()
+
+
+def test_a_subscriber_who_missed_editions_catches_up_from_their_last_delivery(tmp_path: Path) -> None:
+    config = copy_sample(tmp_path)
+    code, out = digest(config, "send", "--yes", "--at", "2026-11-23T00:00", "--subscriber", "ada@example.com")
+    assert code == 0 and "accepted: 1" in out, out
+    # Three weeks later nothing is new in the default 7-day window, but Ada's window starts at her
+    # last delivery, so she gets the week she missed; a subscriber never sent anything does not.
+    code, out = digest(
+        config,
+        "send",
+        "--yes",
+        "--at",
+        "2026-12-14T00:00",
+        "--subscriber",
+        "ada@example.com",
+        "--subscriber",
+        "grace@example.org",
+    )
+    assert code == 0, out
+    assert "accepted: 1" in out
+    assert (config.parent / "outbox" / "2026-W51" / "ada@example.com.eml").exists()
+    assert not (config.parent / "outbox" / "2026-W51" / "grace@example.org.eml").exists()
