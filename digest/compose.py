@@ -13,6 +13,7 @@ Two paths produce byte-identical HTML:
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formataddr
@@ -54,6 +55,11 @@ class Content:
     @property
     def article_ids(self) -> tuple[str, ...]:
         return self.key
+
+    @cached_property
+    def tokens(self) -> tuple[tuple[str, str, str], ...]:
+        """The per-recipient tokens left in subject, HTML and text: found once, filled per recipient."""
+        return personalize.tokens_in((self.subject, self.html, self.text))
 
 
 def _autoescape(name: str | None) -> bool:
@@ -311,12 +317,16 @@ class PreparedEdition:
     blocks: Mapping[str, str]
     tail: str
     exact: bool = True  #: False: the frame depends on the selection; compile each content whole
-    _cache: dict[tuple[str, ...], Content] = field(default_factory=dict, repr=False)
+    _cache: OrderedDict[tuple[str, ...], Content] = field(default_factory=OrderedDict, repr=False)
+    #: Distinct contents kept: a send takes each content's subscribers together, so a small LRU
+    #: hits as well as an unbounded dict, and memory stays flat with thousands of contents.
+    cache_size: int = 256
 
     def content(self, selection: Selection) -> Content:
         key = selection.content_key
         cached = self._cache.get(key)
         if cached is not None:
+            self._cache.move_to_end(key)
             return cached
         articles = selection.articles
         c = self.composer
@@ -338,6 +348,8 @@ class PreparedEdition:
             text=personalize.tag_plain(c.render_text(articles, self.edition, tokens)),
         )
         self._cache[key] = content
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
         return content
 
     def email(self, selection: Selection, values: Mapping[str, str]) -> Email:

@@ -127,13 +127,18 @@ def fill(text: str, values: Mapping[str, str]) -> str:
     return _TAGGED.sub(lambda m: _ESCAPERS[m.group(1)](values.get(m.group(2), "")), text)
 
 
-def substitutions(text_parts: tuple[str, ...], values: Mapping[str, str]) -> dict[str, str]:
-    """Token -> escaped value for every tagged token used in the given parts (SendGrid substitutions)."""
-    subs: dict[str, str] = {}
-    for part in text_parts:
+def tokens_in(parts: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """Every distinct tagged token in the parts, as (token, context, field). Once per content."""
+    seen: dict[str, tuple[str, str, str]] = {}
+    for part in parts:
         for m in _TAGGED.finditer(part):
-            subs.setdefault(m.group(0), _ESCAPERS[m.group(1)](values.get(m.group(2), "")))
-    return subs
+            seen.setdefault(m.group(0), (m.group(0), m.group(1), m.group(2)))
+    return tuple(seen.values())
+
+
+def substitutions(tokens: tuple[tuple[str, str, str], ...], values: Mapping[str, str]) -> dict[str, str]:
+    """Token -> escaped value for one recipient (SendGrid substitutions). `tokens` from `tokens_in`."""
+    return {tok: _ESCAPERS[ctx](values.get(name, "")) for tok, ctx, name in tokens}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from digest.errors import SubscriberError
 from digest.message import to_bytes
 from digest.models import Article, Edition, Email, Problem, Selection, Subscriber
 from digest.schedule import edition_for
-from digest.selection import NO_HISTORY, History, candidate_pool, select, window_start
+from digest.selection import NO_HISTORY, History, Selector, candidate_pool, window_start
 from digest.subscribers import SubscriberList, load_subscribers
 from digest.tokens import make_token, secret_from_env
 
@@ -74,8 +74,12 @@ class Run:
             unsubscribe_url=self.unsubscribe_url(subscriber),
         )
 
+    @cached_property
+    def selector(self) -> Selector:
+        return Selector(self.pool, self.at, self.config.selection)
+
     def select(self, subscriber: Subscriber, history: History = NO_HISTORY) -> Selection:
-        return select(subscriber, self.pool, self.at, self.config.selection, history)
+        return self.selector(subscriber, history)
 
     def selections(
         self,

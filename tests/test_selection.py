@@ -124,3 +124,25 @@ def test_missed_edition_catches_up_to_last_delivery():
     # never further back than catch_up_days
     far = candidate_pool([article("old", date=AT - timedelta(days=40))], AT, cfg, earliest=AT - timedelta(days=60))
     assert far == ()
+
+
+def test_selector_memo_gives_each_subscriber_what_select_gives():
+    from digest.selection import Selector
+
+    cfg = SelectionConfig(max_articles=3)
+    pool = candidate_pool(
+        [article(f"a{i}", date=AT - timedelta(hours=i), tags=(TAGS[i % len(TAGS)],)) for i in range(12)], AT, cfg
+    )
+    selector = Selector(pool, AT, cfg)
+    subs = [
+        subscriber("a@example.com", tags=("ai",)),
+        subscriber("b@example.com", tags=("AI",)),  # same key, other subscriber
+        subscriber("c@example.com", tags=("space",)),
+        subscriber("d@example.com", status="bounced", tags=("ai",)),
+        subscriber("e@example.com"),
+    ]
+    histories = [History(), History(), History(), History(), History(sent_article_ids=frozenset({"a0"}))]
+    for sub, history in zip(subs, histories, strict=True):
+        memoised = selector(sub, history)
+        assert memoised == select(sub, pool, AT, cfg, history)
+        assert memoised.subscriber is sub

@@ -117,9 +117,8 @@ class SendGridTransport:
 
     def body(self, batch: Batch) -> dict[str, Any]:
         content = batch.content
-        parts = (content.subject, content.html, content.text)
         body: dict[str, Any] = {
-            "personalizations": [self._personalization(batch, r, parts) for r in batch.recipients],
+            "personalizations": [self._personalization(batch, r) for r in batch.recipients],
             "from": {"email": self.from_email, **({"name": self.from_name} if self.from_name else {})},
             "subject": content.subject,
             # SendGrid requires text/plain first, each type once.
@@ -138,14 +137,14 @@ class SendGridTransport:
             body["send_at"] = batch.schedule.send_at
         return body
 
-    def _personalization(self, batch: Batch, recipient: Recipient, parts: tuple[str, ...]) -> dict[str, Any]:
+    def _personalization(self, batch: Batch, recipient: Recipient) -> dict[str, Any]:
         subscriber = recipient.subscriber
         to = {"email": subscriber.email, **({"name": subscriber.name} if subscriber.name else {})}
         p: dict[str, Any] = {
             "to": [to],
             "custom_args": {"edition": batch.edition_id, "subscriber": subscriber.id},
         }
-        subs = personalize.substitutions(parts, recipient.values)
+        subs = personalize.substitutions(batch.content.tokens, recipient.values)
         if subs:
             p["substitutions"] = subs
         if recipient.headers:
