@@ -314,3 +314,48 @@ def status(obj: Context, edition_id: str | None) -> None:
         for summary in report.recent:
             parts = ", ".join(f"{state} {n}" for state, n in sorted(summary.counts.items()))
             click.echo(f"  {summary.edition}: {parts} (last change {summary.last_update:%Y-%m-%d %H:%M} UTC)")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address (a TLS proxy goes in front).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@pass_ctx
+def serve(obj: Context, host: str, port: int) -> None:
+    """The public app: one-click unsubscribe, the preferences page and SendGrid's Event Webhook."""
+    from digest.web.public import serve as serve_public
+
+    serve_public(obj.config(), host=host, port=port)
+
+
+@main.command()
+@pass_ctx
+def sync(obj: Context) -> None:
+    """Pull SendGrid's suppressions (unsubscribes, bounces, spam reports, invalid) into the state."""
+    from digest.sync import sync as sync_suppressions
+
+    report = sync_suppressions(obj.config())
+    for name, count in report.counts.items():
+        click.echo(f"{name}: {count}")
+    click.echo(f"synced {report.total} suppression(s); the next send skips them")
+
+
+@main.group()
+def subscribers() -> None:
+    """The subscriber list as the next send sees it."""
+
+
+@subscribers.command("export")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write here (default: stdout).")
+@pass_ctx
+def subscribers_export(obj: Context, out: Path | None) -> None:
+    """Write the list merged with opt-outs, pauses and topic changes as CSV (the list is never rewritten)."""
+    from digest.suppressions import export_subscribers
+
+    config = obj.config()
+    report, text = export_subscribers(config.subscribers.path, config.state.path, out)
+    if out is None:
+        click.echo(text, nl=False)
+    summary = f"exported {report.written} subscriber(s), {report.changed} changed by the state"
+    if report.skipped_rows:
+        summary += f"; {report.skipped_rows} invalid row(s) of the list left out (see `digest check`)"
+    click.echo(summary + (f" into {out}" if out else ""), err=True)

@@ -103,6 +103,11 @@ class SendingConfig:
         "", "One-click unsubscribe endpoint, e.g. https://news.example.com/unsubscribe; a signed token is appended."
     )
     unsubscribe_mailto: str = opt("", "Optional mailto address added to List-Unsubscribe.")
+    preferences_url: str = opt(
+        "",
+        "Preferences page served by `digest serve`; a signed token is appended. Empty: `preferences` next to "
+        "unsubscribe_url (https://news.example.com/unsubscribe -> https://news.example.com/preferences).",
+    )
     secret_env: str = opt("DIGEST_SECRET", "Environment variable holding the token-signing secret.")
     list_id: str = opt("", "List-Id header value, e.g. weekly.example.com; empty: derived from from_email.")
     on_ambiguous: str = opt(
@@ -130,6 +135,11 @@ class SendGridConfig:
     send_at_delay_minutes: int = opt(
         15, "Scheduled mode: minutes between the send and send_at (more than 10: cancels close 10 minutes before)."
     )
+    webhook_key_env: str = opt(
+        "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "Environment variable holding the Event Webhook's verification key (base64, from SendGrid's settings).",
+    )
+    webhook_max_age: int = opt(600, "Seconds a signed webhook request stays valid (older ones are refused as replays).")
 
 
 @dataclass(frozen=True)

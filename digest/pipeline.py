@@ -21,7 +21,8 @@ from digest.message import to_bytes
 from digest.models import Article, Edition, Email, Problem, Selection, Subscriber
 from digest.schedule import edition_for
 from digest.selection import NO_HISTORY, History, Selector, candidate_pool, window_start
-from digest.subscribers import SubscriberList, load_subscribers
+from digest.subscribers import SubscriberList
+from digest.suppressions import load_effective
 from digest.tokens import make_token, secret_from_env
 
 
@@ -67,11 +68,20 @@ class Run:
             return f"{base}{sep}token={make_token(subscriber.id, self._secret)}"
         return f"mailto:{self.config.newsletter.from_email}?subject=unsubscribe"
 
+    def preferences_url(self, subscriber: Subscriber) -> str:
+        """The signed preferences page URL (its own token purpose), or '' without an endpoint."""
+        base = preferences_base(self.config)
+        if not base or self._secret is None:
+            return ""
+        sep = "&" if "?" in base else "?"
+        return f"{base}{sep}token={make_token(subscriber.id, self._secret, 'preferences')}"
+
     def values(self, subscriber: Subscriber) -> dict[str, str]:
         return personalize.recipient_values(
             subscriber,
             default_name=self.config.newsletter.default_name,
             unsubscribe_url=self.unsubscribe_url(subscriber),
+            preferences_url=self.preferences_url(subscriber),
         )
 
     @cached_property
@@ -127,10 +137,21 @@ def open_run(
         config=config,
         edition=edition_for(at, config.tz, edition_id),
         content=content,
-        subscribers=load_subscribers(config.subscribers.path),
+        # Opt-outs, pauses and topic changes from the state folder override the list (never rewritten).
+        subscribers=load_effective(config.subscribers.path, config.state.path),
         pool=candidate_pool(content.articles, at, config.selection, earliest),
         composer=Composer(config),
     )
+
+
+def preferences_base(config: Config) -> str:
+    """`sending.preferences_url`, else the `preferences` page next to the unsubscribe endpoint."""
+    from urllib.parse import urljoin
+
+    s = config.sending
+    if s.preferences_url:
+        return s.preferences_url
+    return urljoin(s.unsubscribe_url, "preferences") if s.unsubscribe_url else ""
 
 
 @dataclass(frozen=True)

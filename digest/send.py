@@ -393,7 +393,10 @@ def send(
 ) -> SendReport:
     """`digest send`: open the run, the ledger and the transport, and send the edition."""
     from digest.pipeline import open_run
+    from digest.sync import sync_before_send
 
+    # Before the run loads the list: SendGrid's suppressions must be in the state it reads.
+    sync_before_send(config, transport_name, dry_run=options.dry_run, sandbox=sandbox)
     run = open_run(config, at, edition_id)
     transport = make_transport(config, at=at, name=transport_name, sandbox=sandbox, dry_run=options.dry_run)
     try:

@@ -1,0 +1,358 @@
+"""What subscribers told us after the list was written: opt-outs, suppressions, preference changes.
+
+The state lives in its own SQLite file, `state/subscribers.sqlite3`, not in the send ledger:
+
+- `digest serve` is a long-lived public process; it needs to write opt-outs but has no business
+  holding the ledger, whose writes take the lock up front (BEGIN IMMEDIATE) for a whole claim.
+  Separate files mean a burst of webhook events never makes a send run wait, or the reverse.
+- The server can be given write access to this file only (least privilege), and the file can be
+  backed up or inspected on its own: it is the record of consent withdrawals.
+
+subscribers.csv is never rewritten. `effective_subscribers` lays this state over the list when a
+run loads it (build, check, preview and send all call it through `open_run`), and
+`digest subscribers export` writes the merged list for whoever wants it back in their CSV.
+
+Opt-outs are keyed by (subscriber, reason): an address can be both unsubscribed and bounced, and
+lifting one (a SendGrid group resubscribe) must not lift the other. Rows that came from
+`digest sync` are a mirror of SendGrid's lists, replaced as a whole on every sync.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, TextIO
+
+from digest.errors import DigestError, LedgerError
+from digest.models import Subscriber
+from digest.subscribers import SubscriberList, load_subscribers
+
+STATE_NAME = "subscribers.sqlite3"
+
+Reason = Literal["unsubscribed", "group_unsubscribed", "bounced", "complained", "invalid", "suppressed"]
+#: The subscriber status a reason turns into (the statuses a list may carry, see subscribers.py).
+STATUS_FOR: Mapping[str, str] = {
+    "unsubscribed": "unsubscribed",
+    "group_unsubscribed": "unsubscribed",
+    "bounced": "bounced",
+    "complained": "complained",
+    "invalid": "cleaned",
+    "suppressed": "cleaned",
+}
+#: When several reasons apply, the status shown is the most serious one.
+_SEVERITY = ("complained", "bounced", "invalid", "suppressed", "unsubscribed", "group_unsubscribed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS optouts (
+    subscriber TEXT NOT NULL,
+    email      TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    detail     TEXT NOT NULL DEFAULT '',
+    at         TEXT NOT NULL,
+    PRIMARY KEY (subscriber, reason, source)
+);
+CREATE TABLE IF NOT EXISTS preferences (
+    subscriber TEXT PRIMARY KEY,
+    email      TEXT NOT NULL,
+    tags       TEXT,
+    categories TEXT,
+    paused     INTEGER NOT NULL DEFAULT 0,
+    source     TEXT NOT NULL,
+    at         TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_events (
+    event_id    TEXT PRIMARY KEY,
+    event       TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+"""
+
+
+class StateError(LedgerError):
+    """The subscriber state database is unusable."""
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """One reason not to send to an address, and where we learned it."""
+
+    subscriber: str  #: Subscriber.id (the case-folded address)
+    email: str
+    reason: str
+    source: str  #: e.g. "one-click", "unsubscribe page", "preferences page", "webhook", "sync:bounces"
+    detail: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A subscriber's own choice of topics (overrides the list's) and whether they paused."""
+
+    subscriber: str
+    email: str
+    tags: tuple[str, ...] | None  #: None: the list's (a pause alone must not freeze the list's topics)
+    categories: tuple[str, ...] | None
+    paused: bool
+    source: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to apply to the state: what the web app and the webhook produce."""
+
+    email: str
+    kind: Literal["opt_out", "lift"]
+    reason: str
+    source: str
+    detail: str = ""
+
+
+def _terms(stored: str | None) -> tuple[str, ...] | None:
+    return None if stored is None else tuple(json.loads(stored))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class SubscriberState:
+    """The state database. Several processes may use it at once (WAL; writes are short)."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0):
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a recorded unsubscribe must survive a power cut, or the next send ignores it.
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(f"{path}: cannot open the subscriber state: {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"SubscriberState({str(self.path)!r})"
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SubscriberState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- reading
+
+    def optouts(self) -> dict[str, tuple[OptOut, ...]]:
+        out: dict[str, list[OptOut]] = {}
+        cur = self._db.execute("SELECT subscriber, email, reason, source, detail, at FROM optouts ORDER BY at")
+        for sub, email, reason, source, detail, at in cur:
+            out.setdefault(sub, []).append(OptOut(sub, email, reason, source, detail, datetime.fromisoformat(at)))
+        return {k: tuple(v) for k, v in out.items()}
+
+    def preferences(self) -> dict[str, Preference]:
+        cur = self._db.execute("SELECT subscriber, email, tags, categories, paused, source, at FROM preferences")
+        return {
+            sub: Preference(sub, email, _terms(tags), _terms(cats), bool(paused), source, datetime.fromisoformat(at))
+            for sub, email, tags, cats, paused, source, at in cur
+        }
+
+    # ---- writing
+
+    def opt_out(self, email: str, reason: Reason, source: str, detail: str = "") -> None:
+        with self._transaction():
+            self._opt_out(email, reason, source, detail)
+
+    def set_topics(self, email: str, *, tags: Sequence[str], categories: Sequence[str], source: str) -> None:
+        """Replace the subscriber's topics (the list's are no longer used for them)."""
+        self._upsert_preference(email, source, tags=json.dumps(list(tags)), categories=json.dumps(list(categories)))
+
+    def set_paused(self, email: str, paused: bool, *, source: str) -> None:
+        self._upsert_preference(email, source, paused=int(paused))
+
+    def _upsert_preference(self, email: str, source: str, **values: object) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO preferences (subscriber, email, paused, source, at) VALUES (?, ?, 0, ?, ?)"
+                " ON CONFLICT (subscriber) DO UPDATE SET source = excluded.source, at = excluded.at",
+                (email.casefold(), email, source, _now()),
+            )
+            sets = ", ".join(f"{column} = ?" for column in values)  # column names are ours, not input
+            self._db.execute(
+                f"UPDATE preferences SET {sets} WHERE subscriber = ?", (*values.values(), email.casefold())
+            )
+
+    def apply_events(self, events: Iterable[tuple[str, str, Sequence[Change]]]) -> int:
+        """Apply webhook events (event id, event name, changes) once each; returns how many were new.
+
+        The event ids are recorded in the same transaction as their changes, so a repeat of an
+        event (SendGrid delivers at least once) is a no-op even after a crash between the two.
+        """
+        applied = 0
+        with self._transaction():
+            for event_id, event, changes in events:
+                cur = self._db.execute(
+                    "INSERT INTO webhook_events (event_id, event, received_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (event_id) DO NOTHING",
+                    (event_id, event, _now()),
+                )
+                if cur.rowcount == 0:
+                    continue
+                applied += 1
+                for change in changes:
+                    if change.kind == "opt_out":
+                        self._opt_out(change.email, change.reason, change.source, change.detail)
+                    else:
+                        self._db.execute(
+                            "DELETE FROM optouts WHERE subscriber = ? AND reason = ?",
+                            (change.email.casefold(), change.reason),
+                        )
+        return applied
+
+    def replace_synced(self, lists: Mapping[str, Sequence[tuple[str, Reason, str]]]) -> None:
+        """Mirror SendGrid's suppression lists: each list's rows replaced by (email, reason, detail)."""
+        with self._transaction():
+            for name, entries in lists.items():
+                source = f"sync:{name}"
+                self._db.execute("DELETE FROM optouts WHERE source = ?", (source,))
+                for email, reason, detail in entries:
+                    self._opt_out(email, reason, source, detail)
+
+    def _opt_out(self, email: str, reason: str, source: str, detail: str) -> None:
+        # A repeat keeps the first moment: that is when consent was withdrawn.
+        self._db.execute(
+            "INSERT INTO optouts (subscriber, email, reason, source, detail, at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (subscriber, reason, source) DO NOTHING",
+            (email.casefold(), email, reason, source, detail[:500], _now()),
+        )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db, self.path)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection, path: Path):
+        self._db = db
+        self._path = path
+
+    def __enter__(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"{self._path}: the subscriber state is locked by another process ({exc})") from None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def open_state(state_dir: Path) -> SubscriberState:
+    return SubscriberState(state_dir / STATE_NAME)
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A snapshot of the state, read once per run."""
+
+    optouts: Mapping[str, tuple[OptOut, ...]]
+    preferences: Mapping[str, Preference]
+
+
+EMPTY = Overlay({}, {})
+
+
+def read_overlay(state_dir: Path) -> Overlay:
+    """The state as of now; empty when there is none yet (reading must not create the state folder,
+    or a dry run or a preview would)."""
+    if not (state_dir / STATE_NAME).is_file():
+        return EMPTY
+    with open_state(state_dir) as state:
+        return Overlay(state.optouts(), state.preferences())
+
+
+def optout_status(optouts: Sequence[OptOut]) -> str:
+    reasons = {o.reason for o in optouts}
+    worst = next(r for r in _SEVERITY if r in reasons)
+    return STATUS_FOR[worst]
+
+
+def apply_overlay(subscriber: Subscriber, overlay: Overlay) -> Subscriber:
+    """One subscriber as the state says they are now."""
+    pref = overlay.preferences.get(subscriber.id)
+    if pref is not None:
+        if pref.tags is not None and pref.categories is not None:
+            subscriber = replace(subscriber, tags=pref.tags, categories=pref.categories)
+        if pref.paused and subscriber.active:
+            subscriber = replace(subscriber, status="paused")
+    optouts = overlay.optouts.get(subscriber.id)
+    # An opt-out always wins over the list: a CSV re-exported from elsewhere that still says
+    # "active" must not undo an unsubscribe (that is how others re-mail people who left).
+    if optouts and subscriber.status in ("active", "paused", "pending"):
+        subscriber = replace(subscriber, status=optout_status(optouts))
+    return subscriber
+
+
+def effective_subscribers(subscribers: SubscriberList, overlay: Overlay) -> SubscriberList:
+    """The list with the state laid over it: opt-outs, pauses and topic changes."""
+    if not overlay.optouts and not overlay.preferences:
+        return subscribers
+    return replace(subscribers, subscribers=tuple(apply_overlay(s, overlay) for s in subscribers.subscribers))
+
+
+def load_effective(subscribers_path: Path, state_dir: Path) -> SubscriberList:
+    return effective_subscribers(load_subscribers(subscribers_path), read_overlay(state_dir))
+
+
+# ---------------------------------------------------------------- digest subscribers export
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    written: int
+    changed: int  #: rows that differ from the list (status or topics)
+    skipped_rows: int  #: invalid rows of the list, not exported
+
+
+def write_csv(subscribers: Sequence[Subscriber], out: TextIO) -> None:
+    attributes: list[str] = []
+    for s in subscribers:
+        attributes.extend(k for k in s.attributes if k not in attributes)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["email", "name", "tags", "categories", "status", *attributes])
+    for s in subscribers:
+        writer.writerow(
+            [
+                s.email,
+                s.name,
+                ";".join(s.tags),
+                ";".join(s.categories),
+                s.status,
+                *(s.attributes.get(k, "") for k in attributes),
+            ]
+        )
+
+
+def export_subscribers(subscribers_path: Path, state_dir: Path, out: Path | None) -> tuple[ExportReport, str]:
+    """The merged list as CSV; written to `out`, or returned as text when `out` is None."""
+    if out is not None and out.resolve() == subscribers_path.resolve():
+        raise DigestError(f"{out}: refusing to overwrite the subscriber list; export to another file")
+    original = load_subscribers(subscribers_path)
+    merged = effective_subscribers(original, read_overlay(state_dir))
+    buffer = io.StringIO()
+    write_csv(merged.subscribers, buffer)
+    changed = sum(1 for a, b in zip(original.subscribers, merged.subscribers, strict=True) if a != b)
+    skipped = sum(1 for p in original.problems if p.severity == "error")
+    report = ExportReport(len(merged.subscribers), changed, skipped)
+    if out is None:
+        return report, buffer.getvalue()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(buffer.getvalue(), encoding="utf-8")
+    return report, ""

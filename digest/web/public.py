@@ -1,0 +1,410 @@
+"""`digest serve`: the public app subscribers and SendGrid talk to. It exposes only:
+
+  GET  /unsubscribe?token=T        a page with one confirm button (a GET never unsubscribes)
+  POST /unsubscribe?token=T        RFC 8058 one-click (and the page's button): no login, no confirmation
+  GET  /preferences?token=P        the subscriber's topics and status
+  POST /preferences?token=P        save topics, pause, resume or unsubscribe
+  POST /webhooks/sendgrid          SendGrid's Event Webhook, ECDSA-verified
+
+Security model: the signed token *is* the capability. It names one subscriber and one purpose
+(an unsubscribe token cannot open the preferences page), so forms need no session or CSRF
+cookie: a forged or tampered token is refused before anything is read or written, and a valid
+one can only ever act on its own subscriber. Nothing here shows another subscriber, the list,
+or a preview. Responses carry no-store and no-referrer, since the URL holds the token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import jinja2
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from digest.config import Config
+from digest.errors import ConfigError
+from digest.subscribers import split_terms
+from digest.suppressions import Change, Reason, load_effective, open_state, read_overlay
+from digest.tokens import read_token
+
+log = logging.getLogger("digest.public")
+
+#: Forms are a few fields; a webhook POST is a batch of events (SendGrid sends at most a few MB).
+MAX_FORM_BYTES = 16 * 1024
+MAX_WEBHOOK_BYTES = 8 * 1024 * 1024
+MAX_TERMS = 50
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",  # the page URL carries the token
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+}
+#: SendGrid drop reasons that are about the address (others are about one message's content).
+ADDRESS_DROPS: dict[str, Reason] = {
+    "bounced address": "bounced",
+    "unsubscribed address": "unsubscribed",
+    "spam reporting address": "complained",
+    "invalid": "invalid",
+}
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("digest.web", "templates"),
+    autoescape=True,  # names, topics and addresses are untrusted
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def load_webhook_key(env_name: str, environ: dict[str, str] | None = None) -> ec.EllipticCurvePublicKey | None:
+    """The Event Webhook's public key from the environment, or None when unset.
+
+    SendGrid shows it as base64 DER (a PEM body without the armour); a full PEM is accepted too.
+    A malformed key stops the server at start: a webhook that can never verify would silently
+    drop every bounce and complaint.
+    """
+    import os
+
+    from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
+
+    value = (environ if environ is not None else os.environ).get(env_name, "").strip()
+    if not value:
+        return None
+    try:
+        if value.startswith("-----BEGIN"):
+            key = load_pem_public_key(value.encode("ascii"))
+        else:
+            key = load_der_public_key(base64.b64decode("".join(value.split()), validate=True))
+    except (ValueError, binascii.Error, UnicodeEncodeError):
+        raise ConfigError(f"environment variable {env_name} does not hold an EC public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ConfigError(f"environment variable {env_name} does not hold an EC public key")
+    return key
+
+
+def verify_signature(key: ec.EllipticCurvePublicKey, body: bytes, signature: str, timestamp: str) -> bool:
+    """SendGrid signs `timestamp + raw body` with ECDSA P-256/SHA-256 (base64 DER signature)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        raw_signature = base64.b64decode(signature, validate=True)
+        key.verify(raw_signature, timestamp.encode("ascii") + body, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, binascii.Error, ValueError, UnicodeEncodeError):
+        return False
+    return True
+
+
+def changes_for(event: dict[str, Any], asm_group_id: int) -> list[Change]:
+    """What one SendGrid event means for the state (nothing, for delivery and engagement events)."""
+    email = event.get("email")
+    kind = event.get("event")
+    if not isinstance(email, str) or not email or "@" not in email:
+        return []
+    if kind == "bounce":
+        # A "blocked" bounce is temporary (the receiving server refused for now): not the address's fault.
+        if event.get("type") == "blocked":
+            return []
+        return [Change(email, "opt_out", "bounced", "webhook", str(event.get("reason", "")))]
+    if kind == "dropped":
+        reason = ADDRESS_DROPS.get(str(event.get("reason", "")).strip().casefold())
+        return [Change(email, "opt_out", reason, "webhook", str(event.get("reason")))] if reason else []
+    if kind == "spamreport":
+        return [Change(email, "opt_out", "complained", "webhook", "spam report")]
+    if kind == "unsubscribe":
+        return [Change(email, "opt_out", "unsubscribed", "webhook", "SendGrid unsubscribe")]
+    if kind in ("group_unsubscribe", "group_resubscribe"):
+        group = event.get("asm_group_id")
+        # Another list's group on the same account is none of our business.
+        if asm_group_id and group not in (None, asm_group_id):
+            return []
+        if kind == "group_unsubscribe":
+            return [Change(email, "opt_out", "group_unsubscribed", "webhook", f"asm group {group}")]
+        return [Change(email, "lift", "group_unsubscribed", "webhook")]
+    return []
+
+
+@dataclass(frozen=True)
+class PublicSettings:
+    """What the public app needs; the secrets stay in here and never reach a page or a log line."""
+
+    config: Config
+    secret: bytes
+    webhook_key: ec.EllipticCurvePublicKey | None
+    now: Callable[[], float] = time.time
+
+    def __repr__(self) -> str:
+        return "PublicSettings(<secrets hidden>)"
+
+
+def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_templates.get_template(name).render(**context), status_code=status, headers=SECURITY_HEADERS)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, "Request too large.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _form(body: bytes) -> dict[str, str]:
+    # Parsed here rather than with Starlette's form parser: no python-multipart dependency, and a
+    # one-click POST may carry any content type (RFC 8058 allows multipart too; the token is the proof).
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return {}
+    return {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
+
+
+class PublicViews:
+    def __init__(self, settings: PublicSettings):
+        self.settings = settings
+        self.config = settings.config
+
+    @property
+    def newsletter(self) -> str:
+        return self.config.newsletter.name
+
+    def subscriber_id(self, request: Request, purpose: str) -> str:
+        """The subscriber the query's token was signed for; 400/403 before anything else happens."""
+        token = request.query_params.get("token", "")
+        if not token:
+            raise HTTPException(400, "This link is incomplete: it carries no token. Use the link from your email.")
+        subscriber = read_token(token, self.settings.secret, purpose)
+        if subscriber is None or "@" not in subscriber:
+            raise HTTPException(403, "This link is not valid. Use the link from your most recent email.")
+        return subscriber
+
+    # ---- unsubscribe
+
+    async def unsubscribe_page(self, request: Request) -> Response:
+        subscriber = self.subscriber_id(request, "unsubscribe")
+        token = request.query_params["token"]
+        return _page("public_unsubscribe.html", newsletter=self.newsletter, email=subscriber, action=f"?token={token}")
+
+    async def unsubscribe(self, request: Request) -> Response:
+        subscriber = self.subscriber_id(request, "unsubscribe")
+        form = _form(await _body(request, MAX_FORM_BYTES))
+        source = "unsubscribe page" if form.get("via") == "page" else "one-click"
+        state_dir = self.config.state.path
+
+        def record() -> None:
+            with open_state(state_dir) as state:
+                state.opt_out(subscriber, "unsubscribed", source)
+
+        await run_in_threadpool(record)
+        log.info("unsubscribe recorded (%s)", source)
+        return _page(
+            "public_message.html",
+            newsletter=self.newsletter,
+            title="You are unsubscribed",
+            message=f"{subscriber} will get no more digests from {self.newsletter}.",
+        )
+
+    # ---- preferences
+
+    def _current(self, subscriber_id: str) -> Any:
+        config = self.config
+        subscribers = load_effective(config.subscribers.path, config.state.path)
+        found = next((s for s in subscribers.subscribers if s.id == subscriber_id), None)
+        return found
+
+    async def preferences_page(self, request: Request, saved: str = "") -> Response:
+        subscriber_id = self.subscriber_id(request, "preferences")
+        current = await run_in_threadpool(self._current, subscriber_id)
+        if current is None:
+            raise HTTPException(404, "This address is not on the list any more.")
+        return _page(
+            "public_preferences.html",
+            newsletter=self.newsletter,
+            email=current.email,
+            status=current.status,
+            paused=current.status == "paused",
+            opted_out=current.status not in ("active", "paused"),
+            tags="; ".join(current.tags),
+            categories="; ".join(current.categories),
+            contact=self.config.newsletter.reply_to or self.config.newsletter.from_email,
+            action=f"?token={request.query_params['token']}",
+            saved=saved,
+        )
+
+    async def preferences(self, request: Request) -> Response:
+        subscriber_id = self.subscriber_id(request, "preferences")
+        form = _form(await _body(request, MAX_FORM_BYTES))
+        action = form.get("action", "save")
+        if action not in ("save", "pause", "resume", "unsubscribe"):
+            raise HTTPException(400, "Unknown action.")
+        current = await run_in_threadpool(self._current, subscriber_id)
+        if current is None:
+            raise HTTPException(404, "This address is not on the list any more.")
+        tags = _terms(form.get("tags", ""))
+        categories = _terms(form.get("categories", ""))
+        state_dir = self.config.state.path
+
+        def record() -> None:
+            with open_state(state_dir) as state:
+                if action == "save":
+                    state.set_topics(current.email, tags=tags, categories=categories, source="preferences page")
+                elif action in ("pause", "resume"):
+                    state.set_paused(current.email, action == "pause", source="preferences page")
+                else:
+                    state.opt_out(current.email, "unsubscribed", "preferences page")
+
+        await run_in_threadpool(record)
+        log.info("preferences: %s recorded", action)
+        done = {
+            "save": "Your topics are saved.",
+            "pause": "Digests are paused until you resume them.",
+            "resume": "Digests are on again.",
+            "unsubscribe": "You are unsubscribed.",
+        }[action]
+        return await self.preferences_page(request, saved=done)
+
+    # ---- SendGrid Event Webhook
+
+    async def sendgrid_webhook(self, request: Request) -> Response:
+        key = self.settings.webhook_key
+        if key is None:
+            # Never accept unsigned events: anyone could unsubscribe or "bounce" any address.
+            return JSONResponse({"error": "webhook verification key not configured"}, status_code=503)
+        body = await _body(request, MAX_WEBHOOK_BYTES)
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+        if not signature or not timestamp or not verify_signature(key, body, signature, timestamp):
+            log.warning("webhook: refused a request with a missing or bad signature")
+            return JSONResponse({"error": "bad signature"}, status_code=401)
+        # Checked after the signature (so the timestamp is SendGrid's own): a captured request
+        # replayed later is refused; within the window, de-duplication makes repeats harmless.
+        try:
+            age = abs(self.settings.now() - int(timestamp))
+        except ValueError:
+            age = float("inf")
+        if age > self.config.sendgrid.webhook_max_age:
+            log.warning(
+                "webhook: refused a stale request (timestamp outside %ss)", self.config.sendgrid.webhook_max_age
+            )
+            return JSONResponse({"error": "stale timestamp"}, status_code=401)
+        try:
+            events = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        if not isinstance(events, list):
+            return JSONResponse({"error": "expected a JSON array of events"}, status_code=400)
+        batch = _event_batch(events, self.config.sendgrid.asm_group_id)
+        state_dir = self.config.state.path
+
+        def record() -> int:
+            with open_state(state_dir) as state:
+                return state.apply_events(batch)
+
+        applied = await run_in_threadpool(record)
+        log.info("webhook: %d event(s), %d new", len(batch), applied)
+        return JSONResponse({"received": len(batch), "new": applied})
+
+
+def _terms(value: str) -> tuple[str, ...]:
+    return tuple(t[:100] for t in split_terms(value))[:MAX_TERMS]
+
+
+def _event_batch(events: Sequence[Any], asm_group_id: int) -> list[tuple[str, str, list[Change]]]:
+    """(event id, event, changes) in the order they happened, so an unsubscribe followed by a
+    resubscribe in one batch ends resubscribed."""
+    usable = [e for e in events if isinstance(e, dict) and isinstance(e.get("sg_event_id"), str)]
+    usable.sort(key=lambda e: e.get("timestamp") if isinstance(e.get("timestamp"), int) else 0)
+    return [(e["sg_event_id"], str(e.get("event", "")), changes_for(e, asm_group_id)) for e in usable]
+
+
+def create_public_app(settings: PublicSettings) -> Starlette:
+    views = PublicViews(settings)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        titles = {400: "Incomplete link", 403: "Invalid link", 404: "Not found", 405: "Not allowed", 413: "Too large"}
+        return _page(
+            "public_message.html",
+            status=exc.status_code,
+            newsletter=views.newsletter,
+            title=titles.get(exc.status_code, "Error"),
+            message=exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else "There is no such page.",
+        )
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # One plain line: no traceback, no settings, nothing that could hold a secret.
+        log.error("internal error: %s", type(exc).__name__)
+        return _page(
+            "public_message.html",
+            status=500,
+            newsletter=views.newsletter,
+            title="Something went wrong",
+            message="Your request was not recorded. Please try again later.",
+        )
+
+    return Starlette(
+        routes=[
+            Route("/unsubscribe", views.unsubscribe_page, methods=["GET"]),
+            Route("/unsubscribe", views.unsubscribe, methods=["POST"]),
+            Route("/preferences", views.preferences_page, methods=["GET"]),
+            Route("/preferences", views.preferences, methods=["POST"]),
+            Route("/webhooks/sendgrid", views.sendgrid_webhook, methods=["POST"]),
+        ],
+        exception_handlers={HTTPException: http_error, 500: server_error},
+    )
+
+
+def public_settings(config: Config) -> PublicSettings:
+    """Settings from the config and the environment; a missing token secret stops here."""
+    from digest.tokens import secret_from_env
+
+    return PublicSettings(
+        config=config,
+        secret=secret_from_env(config.sending.secret_env),
+        webhook_key=load_webhook_key(config.sendgrid.webhook_key_env),
+    )
+
+
+def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Run the public app until Ctrl+C (behind a reverse proxy that terminates TLS)."""
+    import uvicorn
+
+    from digest.web.preview import bind, url_for
+
+    if not logging.getLogger("digest").handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("digest").addHandler(handler)
+        logging.getLogger("digest").setLevel(logging.INFO)
+    settings = public_settings(config)
+    read_overlay(config.state.path)  # an unreadable state folder fails now, not on the first unsubscribe
+    app = create_public_app(settings)
+    sock = bind(host, port)
+    if settings.webhook_key is None:
+        log.warning(
+            "webhook disabled: set %s to SendGrid's verification key to accept events", config.sendgrid.webhook_key_env
+        )
+    log.info("serving unsubscribe, preferences and webhooks at %s (Ctrl+C to stop)", url_for(sock))
+    # No access log: request lines carry tokens in their query strings.
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=True))
+    server.run(sockets=[sock])
