@@ -236,6 +236,13 @@ class _SendProgress:
 )
 @click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated, never delivered, nothing recorded.")
 @click.option("--transport", type=click.Choice(["outbox", "sendgrid", "smtp"]), help="Override sending.transport.")
+@click.option(
+    "--scheduled",
+    "on_schedule",
+    is_flag=True,
+    help="Send the edition of the most recent [schedule] slot (--at: as of then), if within the grace period.",
+)
+@click.option("--force", is_flag=True, help="With --scheduled: send even when the slot is past the grace period.")
 @pass_ctx
 def send(
     obj: Context,
@@ -249,6 +256,8 @@ def send(
     scheduled: bool | None,
     sandbox: bool,
     transport: str | None,
+    on_schedule: bool,
+    force: bool,
 ) -> None:
     """Send each eligible subscriber this edition's digest, exactly once."""
     from digest.schedule import UsageError, parse_at
@@ -276,6 +285,31 @@ def send(
         progress.start(planned.recipients)
         return True
 
+    if force and not on_schedule:
+        raise UsageError("--force only applies with --scheduled")
+    if on_schedule:
+        if edition_id or sandbox:
+            raise UsageError("--scheduled names the edition from the slot: no --edition or --sandbox with it")
+        from digest.scheduler import send_scheduled
+
+        try:
+            result = send_scheduled(
+                config,
+                parse_at(at, config.tz),
+                options,
+                force=force,
+                transport_name=transport,
+                confirm=confirm,
+                progress=progress,
+            )
+        finally:
+            progress.finish()
+        if result.report is not None and result.outcome != "nothing":
+            _echo_send_report(result.report)
+        click.echo(result.message)
+        if result.report is not None and result.report.exit_code:
+            sys.exit(result.report.exit_code)
+        return
     try:
         report = send_edition(
             config,
@@ -359,3 +393,42 @@ def subscribers_export(obj: Context, out: Path | None) -> None:
     if report.skipped_rows:
         summary += f"; {report.skipped_rows} invalid row(s) of the list left out (see `digest check`)"
     click.echo(summary + (f" into {out}" if out else ""), err=True)
+
+
+@main.command()
+@at_option
+@click.option("--count", "-n", default=5, show_default=True, type=click.IntRange(1, 100), help="How many slots.")
+@pass_ctx
+def schedule(obj: Context, at: str | None, count: int) -> None:
+    """Show the next slots and what the next edition would hold (nothing is sent)."""
+    from digest.schedule import describe, hours, parse_at
+    from digest.scheduler import upcoming
+
+    config = obj.config()
+    info = upcoming(config, parse_at(at, config.tz), count)
+    table = info.table
+    click.echo(f"schedule: {table.cron.expr} ({table.tz.key}), grace {hours(table.grace)}")
+    click.echo("next slots:")
+    for slot in info.slots:
+        click.echo(f"  {slot.edition_id:16} {describe(slot.at)}  = {slot.utc:%Y-%m-%d %H:%M} UTC")
+    state = ", ".join(f"{state} {n}" for state, n in sorted(info.last_counts.items())) or "nothing sent"
+    click.echo(f"last slot: {info.last.edition_id} {describe(info.last.at)}: {state}")
+    click.echo(
+        f"next edition {info.slots[0].edition_id} with today's content: {len(info.recipients)} recipient(s), "
+        f"{len(info.articles)} article(s), no email for {info.no_email}"
+    )
+    if info.recipients:
+        click.echo("  recipients: " + ", ".join(info.recipients[:10]) + (" ..." if len(info.recipients) > 10 else ""))
+    for date, title in info.articles[:20]:
+        click.echo(f"  {date.astimezone(table.tz):%Y-%m-%d}  {title}")
+
+
+@main.command()
+@pass_ctx
+def scheduler(obj: Context) -> None:
+    """Run in the foreground, sending each slot's edition as `send --scheduled --yes` would."""
+    from digest.scheduler import Scheduler, stop_on_signals
+
+    loop = Scheduler(obj.config(), log=lambda line: click.echo(line))
+    stop_on_signals(loop)
+    loop.run()

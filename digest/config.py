@@ -152,6 +152,22 @@ class SmtpConfig:
     timeout: float = opt(30.0, "Seconds before a connection times out.")
 
 
+@dataclass(frozen=True)
+class ScheduleConfig:
+    cron: str = opt(
+        "", "When editions go out: 5-field cron (minute hour day-of-month month day-of-week), e.g. `0 9 * * MON`."
+    )
+    timezone: str = opt("", "IANA zone the cron runs in; empty: newsletter.timezone.")
+    grace_hours: float = opt(
+        24.0, "`send --scheduled` still sends a slot's edition this many hours late; later it refuses unless --force."
+    )
+    local_time: bool = opt(
+        False,
+        "SendGrid only: each subscriber gets the edition at the slot's wall-clock time in their own `timezone` "
+        "(send_at); those whose local time already passed get it at once.",
+    )
+
+
 SECTIONS: dict[str, type] = {
     "newsletter": NewsletterConfig,
     "content": ContentConfig,
@@ -164,6 +180,7 @@ SECTIONS: dict[str, type] = {
     "sending": SendingConfig,
     "sendgrid": SendGridConfig,
     "smtp": SmtpConfig,
+    "schedule": ScheduleConfig,
 }
 
 
@@ -182,6 +199,7 @@ class Config:
     sending: SendingConfig = field(default_factory=SendingConfig)
     sendgrid: SendGridConfig = field(default_factory=SendGridConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     source: Path | None = None  #: the file it came from
 
     @property
@@ -288,6 +306,22 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: sendgrid.categories holds at most 10 (SendGrid's limit)")
     if not config.newsletter.site_url.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: newsletter.site_url must start with http:// or https://")
+    _validate_schedule(config, source)
+
+
+def _validate_schedule(config: Config, source: str) -> None:
+    from digest.schedule import validate_schedule
+
+    s = config.schedule
+    if s.grace_hours <= 0:
+        raise ConfigError(f"{source}: schedule.grace_hours must be more than 0")
+    if s.local_time and config.sending.transport != "sendgrid":
+        raise ConfigError(f'{source}: schedule.local_time needs sending.transport = "sendgrid" (it uses send_at)')
+    if s.cron or s.timezone:
+        try:
+            validate_schedule(s.cron or "@weekly", s.timezone or config.newsletter.timezone)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: schedule: {exc}") from None
 
 
 def load_config(path: Path | str | None = None) -> Config:

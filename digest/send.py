@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,8 @@ class SendOptions:
     on_ambiguous: str = "skip"  #: skip | resend
     scheduled: bool = False
     send_at_delay: int = 15 * 60  #: seconds ahead of now, scheduled mode
+    #: Local-time delivery: subscriber id -> epoch seconds the provider holds their email until.
+    send_at: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ def run_alive(state_dir: Path, run_id: str) -> bool:
 
 @dataclass
 class _Plan:
-    groups: dict[tuple[str, ...], list[Selection]] = field(default_factory=dict)
+    #: (content, send_at): one request carries one content and one send_at.
+    groups: dict[tuple[tuple[str, ...], int | None], list[Selection]] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ambiguous: list[tuple[str, str]] = field(default_factory=list)
 
@@ -167,7 +170,8 @@ def _plan(run: Run, rows: dict[str, Delivery], ledger: Ledger, options: SendOpti
             plan.skipped.append((selection.subscriber.email, f"over --limit {options.limit}"))
         eligible = eligible[: options.limit]
     for selection in eligible:
-        plan.groups.setdefault(selection.content_key, []).append(selection)
+        key = (selection.content_key, options.send_at.get(selection.subscriber.id))
+        plan.groups.setdefault(key, []).append(selection)
     return plan
 
 
@@ -225,8 +229,10 @@ def _send_chunk(
     attempts = SCHEDULED_ATTEMPTS if options.scheduled else 1
     for attempt in range(attempts):
         schedule = None
-        if options.scheduled:
-            schedule = Schedule(transport.new_batch(), int(now()) + options.send_at_delay)
+        deliver_at = options.send_at.get(chunk[0].subscriber.id)  # the same for the whole chunk
+        if options.scheduled or deliver_at is not None:
+            earliest = int(now()) + options.send_at_delay if options.scheduled else 0
+            schedule = Schedule(transport.new_batch(), max(earliest, deliver_at or 0))
         claimed = ledger.claim(
             edition,
             run_id,
@@ -309,7 +315,7 @@ def send_edition(
     """Send the edition to every eligible subscriber not yet sent it. See the module docstring."""
     run_id = run_id or uuid.uuid4().hex[:12]
     edition = run.edition.id
-    if options.scheduled and not transport.can_schedule:
+    if (options.scheduled or options.send_at) and not transport.can_schedule:
         raise SendError(f"scheduled mode needs the sendgrid transport, not {transport.name}")
     lock = None if options.dry_run else RunLock(state_dir, run_id)
     try:
@@ -323,7 +329,7 @@ def send_edition(
             transport=transport.name,
             dry_run=True,
             recipients=len(selections),
-            contents=len(plan.groups),
+            contents=len({content for content, _ in plan.groups}),
             requests=sum(1 for _ in plan.chunks(transport.max_batch)),
             first=tuple(s.subscriber.email for s in selections[:10]),
             skipped=tuple(plan.skipped),
@@ -390,6 +396,7 @@ def send(
     sandbox: bool = False,
     confirm: Callable[[SendReport], bool] | None = None,
     progress: Callable[[int], None] | None = None,
+    now: Callable[[], float] = time.time,
 ) -> SendReport:
     """`digest send`: open the run, the ledger and the transport, and send the edition."""
     from digest.pipeline import open_run
@@ -408,7 +415,14 @@ def send(
         with SqliteLedger(ledger_path) as ledger:
             run = run.reaching_back(ledger.oldest_last_delivery(exclude_edition=run.edition.id))
             return send_edition(
-                run, ledger, transport, options, state_dir=config.state.path, confirm=confirm, progress=progress
+                run,
+                ledger,
+                transport,
+                options,
+                state_dir=config.state.path,
+                confirm=confirm,
+                progress=progress,
+                now=now,
             )
     finally:
         transport.close()

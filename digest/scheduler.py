@@ -1,0 +1,274 @@
+"""Scheduled sends: `digest send --scheduled` (for cron, systemd timers, CI), `digest schedule`
+(what is coming) and `digest scheduler` (a foreground loop for hosts without cron).
+
+All three share one decision, `send_scheduled`: the edition of the most recent slot goes out
+through the normal send path, whose ledger claims make it exactly once per subscriber however
+many runs (or machines sharing the ledger) race for it. Lateness is measured from the slot: within
+`schedule.grace_hours` the edition is sent, later it is refused unless forced, so a "weekly" never
+goes out days late by accident. The edition's moment is the slot, not the run, so a late or
+repeated run selects the same articles as a punctual one.
+
+The scheduler keeps no state of its own: on start it runs once (a slot missed while it was down
+goes out if still within grace), then sleeps until each slot. Its clock and sleep are injectable.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from digest.config import Config
+from digest.errors import DigestError
+from digest.ledger import LEDGER_NAME, SqliteLedger
+from digest.models import Subscriber
+from digest.schedule import Slot, Timetable, describe, hours, resolve_local, zone
+from digest.send import SendOptions, SendReport
+
+#: SendGrid holds a mail at most 72 hours ahead.
+MAX_SEND_AT_AHEAD = timedelta(hours=72)
+#: A subscriber's local slot closer than this is treated as passed: they get it at once.
+MIN_SEND_AT_LEAD = timedelta(minutes=1)
+#: Reasons the send path gives for subscribers the ledger already covers.
+_LEDGER_REASONS = ("already sent", "being sent", "claimed by another run")
+
+
+class LateError(DigestError):
+    """The most recent slot passed longer ago than the grace period and its edition never went out."""
+
+
+Outcome = Literal["sent", "nothing", "already"]
+
+
+@dataclass(frozen=True)
+class ScheduledResult:
+    slot: Slot
+    late: timedelta  #: how long after the slot the run happened
+    outcome: Outcome  #: sent: someone got it now; nothing: nobody gets an article; already: nothing left to send
+    message: str
+    report: SendReport | None = None
+
+
+def send_options(config: Config, **changes: Any) -> SendOptions:
+    """The options `send --scheduled --yes` runs with when no flag overrides the config."""
+    options = SendOptions(
+        on_ambiguous=config.sending.on_ambiguous,
+        scheduled=config.sendgrid.scheduled_mode,
+        send_at_delay=config.sendgrid.send_at_delay_minutes * 60,
+    )
+    return replace(options, **changes)
+
+
+def send_scheduled(
+    config: Config,
+    now: datetime,
+    options: SendOptions | None = None,
+    *,
+    force: bool = False,
+    transport_name: str | None = None,
+    confirm: Callable[[SendReport], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ScheduledResult:
+    """Send the edition of the most recent slot at or before `now`, if it is still due."""
+    from digest.send import send
+
+    table = Timetable.from_config(config)
+    options = options or send_options(config)
+    slot = table.last_slot(now)
+    late = now - slot.at
+    where = f"edition {slot.edition_id} (slot {describe(slot.at)})"
+    if late > table.grace and not force:
+        counts = _ledger_counts(config, slot.edition_id)
+        if counts.get("accepted"):
+            rest = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()) if state != "accepted")
+            message = (
+                f"{where} went out to {counts['accepted']} subscriber(s)"
+                + (f" ({rest} not retried)" if rest else "")
+                + f"; it is {hours(late)} past its slot, over the grace period of {hours(table.grace)}, "
+                "so nothing more is sent (--force to send the rest)"
+            )
+            return ScheduledResult(slot, late, "already", message)
+        upcoming = table.next_slots(now)[0]
+        raise LateError(
+            f"{where} is {hours(late)} late, over the grace period of {hours(table.grace)}: not sent. "
+            f"Pass --force to send it anyway; the next slot is {describe(upcoming.at)} ({upcoming.edition_id})"
+        )
+    if config.schedule.local_time:
+        from digest.subscribers import load_subscribers
+
+        subscribers = load_subscribers(config.subscribers.path).subscribers
+        options = replace(options, send_at=local_send_times(subscribers, slot, now))
+    report = send(
+        config,
+        slot.at,
+        options,
+        edition_id=slot.edition_id,
+        transport_name=transport_name,
+        confirm=confirm,
+        progress=progress,
+        now=lambda: now.timestamp(),
+    )
+    return ScheduledResult(slot, late, *_outcome(report, where, late), report=report)
+
+
+def _outcome(report: SendReport, where: str, late: timedelta) -> tuple[Outcome, str]:
+    timing = f"{hours(late)} after the slot" if late >= timedelta(minutes=1) else "on time"
+    if report.accepted or (report.dry_run and report.recipients):
+        verb = "would send to" if report.dry_run else "sent to"
+        return "sent", f"{where}: {verb} {report.recipients} subscriber(s), {timing}"
+    covered = sum(1 for _, why in report.skipped if why.startswith(_LEDGER_REASONS))
+    if covered or report.failed or report.ambiguous:
+        return "already", f"{where}: nothing left to send ({covered} already sent or in flight)"
+    return "nothing", f"{where}: nobody gets an article this time; nothing sent"
+
+
+def _ledger_counts(config: Config, edition_id: str) -> dict[str, int]:
+    """The edition's rows by state; no ledger yet means nothing sent (and none is created)."""
+    path = config.state.path / LEDGER_NAME
+    if not path.exists():
+        return {}
+    with SqliteLedger(path) as ledger:
+        return dict(ledger.summary(edition_id))
+
+
+def local_send_times(subscribers: tuple[Subscriber, ...], slot: Slot, now: datetime) -> dict[str, int]:
+    """Local-time delivery: subscriber id -> epoch seconds of the slot's wall-clock time in the
+    subscriber's own `timezone`, for those whose local slot is still ahead. Everyone else (passed,
+    no zone, an unknown zone) is absent, which means "send now"."""
+    wall = slot.at.replace(tzinfo=None)
+    out: dict[str, int] = {}
+    for subscriber in subscribers:
+        name = subscriber.attributes.get("timezone", "").strip()
+        if not name:
+            continue
+        try:
+            tz = zone(name)
+        except DigestError:
+            continue
+        at = resolve_local(wall, tz)
+        # Zones differ by at most 26 h, so this holds unless the run is early; never ask SendGrid
+        # for more than it allows.
+        if now + MIN_SEND_AT_LEAD < at <= now + MAX_SEND_AT_AHEAD:
+            out[subscriber.id] = int(at.timestamp())
+    return out
+
+
+# ---------------------------------------------------------------- digest schedule
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """What `digest schedule` shows."""
+
+    table: Timetable
+    slots: tuple[Slot, ...]
+    last: Slot
+    last_counts: dict[str, int]
+    recipients: tuple[str, ...]  #: who the next edition would go to, with today's content
+    articles: tuple[tuple[datetime, str], ...]  #: (date, title) of every article in it
+    no_email: int
+
+
+def upcoming(config: Config, now: datetime, count: int = 5) -> Upcoming:
+    """The next `count` slots, the last slot's state, and what the next edition would hold if it
+    were selected now (the pipeline's run and selection; nothing is sent or written)."""
+    from digest.pipeline import open_run
+    from digest.selection import NO_HISTORY
+
+    table = Timetable.from_config(config)
+    slots = tuple(table.next_slots(now, count))
+    last = table.last_slot(now)
+    nxt = slots[0]
+    run = open_run(config, nxt.at, nxt.edition_id)
+    histories: dict[str, Any] = {}
+    path = config.state.path / LEDGER_NAME
+    if path.exists():
+        with SqliteLedger(path) as ledger:
+            histories = dict(ledger.histories(exclude_edition=nxt.edition_id))
+            run = run.reaching_back(ledger.oldest_last_delivery(exclude_edition=nxt.edition_id))
+    selections = list(run.selections(history=lambda s: histories.get(s.id, NO_HISTORY)))
+    chosen = [s for s in selections if s.gets_email]
+    articles = {a.id: a for s in chosen for a in s.articles}
+    return Upcoming(
+        table=table,
+        slots=slots,
+        last=last,
+        last_counts=_ledger_counts(config, last.edition_id),
+        recipients=tuple(s.subscriber.email for s in chosen),
+        articles=tuple(sorted(((a.date, a.title) for a in articles.values()), reverse=True)),
+        no_email=len(selections) - len(chosen),
+    )
+
+
+# ---------------------------------------------------------------- digest scheduler
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Scheduler:
+    """The foreground loop: run once at start, then sleep until each slot and run
+    `send_scheduled` (the code path of `send --scheduled --yes`). Stop with `stop()`."""
+
+    config: Config
+    clock: Callable[[], datetime] = utc_now
+    #: Waits up to the given seconds; the default returns early when stopped.
+    sleep: Callable[[float], Any] | None = None
+    log: Callable[[str], None] = print
+    #: Longest single nap, so a suspended host or a changed clock is noticed within this long.
+    max_nap: float = 300.0
+    runs: list[ScheduledResult | DigestError] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run(self, until: datetime | None = None) -> None:
+        """Loop until stopped (or, for tests and one-off catch-ups, until the next slot is after `until`)."""
+        table = Timetable.from_config(self.config)
+        sleep = self.sleep or self._stopping.wait
+        self._log(f"scheduler started: {table.cron.expr} ({table.tz.key}), grace {hours(table.grace)}")
+        self.fire()
+        while not self.stopping:
+            nxt = table.next_slots(self.clock())[0]
+            if until is not None and nxt.at > until:
+                break
+            self._log(f"next slot {describe(nxt.at)} = {nxt.utc:%Y-%m-%d %H:%M} UTC ({nxt.edition_id})")
+            while not self.stopping and (left := (nxt.at - self.clock()).total_seconds()) > 0:
+                sleep(min(left, self.max_nap))
+            if not self.stopping:
+                self.fire()
+        self._log("scheduler stopped")
+
+    def fire(self) -> ScheduledResult | DigestError:
+        """One run, as `send --scheduled --yes` would do it now; every outcome is logged."""
+        result: ScheduledResult | DigestError
+        try:
+            result = send_scheduled(self.config, self.clock())
+            self._log(result.message)
+            report = result.report
+            if report is not None and (report.failed or report.ambiguous):
+                self._log(f"  failed: {len(report.failed)}, ambiguous: {len(report.ambiguous)} (see `digest status`)")
+        except DigestError as exc:  # one bad run (a late slot, a locked ledger ...) must not end the loop
+            result = exc
+            self._log(f"error: {exc}")
+        self.runs.append(result)
+        return result
+
+    def _log(self, message: str) -> None:
+        self.log(f"{self.clock().astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} {message}")
+
+
+def stop_on_signals(scheduler: Scheduler) -> None:
+    """SIGINT and SIGTERM end the loop after the current run (a send is never cut in half)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: scheduler.stop())
