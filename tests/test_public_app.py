@@ -1,0 +1,233 @@
+"""The public app: one-click and page unsubscribes, the preferences page, and what it refuses."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from digest.config import Config, load_config
+from digest.subscribers import load_subscribers
+from digest.suppressions import STATE_NAME, load_effective, read_overlay
+from digest.tokens import make_token
+from digest.web.public import PublicSettings, create_public_app
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "public-app-test-secret-4f9a1c2e"
+EXTRA = '\n[sending]\nunsubscribe_url = "https://news.example.com/unsubscribe"\n'
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    import shutil
+
+    for name in ("content", "templates", "subscribers"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    (tmp_path / "digest.toml").write_text((ROOT / "digest.toml").read_text() + EXTRA, encoding="utf-8")
+    csv = tmp_path / "subscribers" / "subscribers.csv"
+    with csv.open("a", encoding="utf-8") as fh:  # a hostile row: everything shown must be escaped
+        fh.write('eve@example.com,"<script>alert(1)</script>","<b>x</b>;<img src=x onerror=alert(2)>",,active,UTC,\n')
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    return load_config(tmp_path / "digest.toml")
+
+
+@pytest.fixture
+def client(config: Config) -> TestClient:
+    return TestClient(create_public_app(PublicSettings(config, SECRET.encode(), None)))
+
+
+def token(email: str, purpose: str = "unsubscribe", secret: str = SECRET) -> str:
+    return make_token(email.casefold(), secret.encode(), purpose)
+
+
+def status_of(config: Config, email: str) -> str:
+    subs = load_effective(config.subscribers.path, config.state.path).subscribers
+    return next(s.status for s in subs if s.email == email)
+
+
+def nothing_written(config: Config) -> bool:
+    overlay = read_overlay(config.state.path)
+    return not overlay.optouts and not overlay.preferences
+
+
+def test_one_click_post_unsubscribes_without_confirmation(config: Config, client: TestClient) -> None:
+    response = client.post(
+        f"/unsubscribe?token={token('ada@example.com')}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    assert status_of(config, "ada@example.com") == "unsubscribed"
+    assert status_of(config, "grace@example.org") == "active"
+    (row,) = read_overlay(config.state.path).optouts["ada@example.com"]
+    assert row.source == "one-click"
+
+
+def test_get_shows_one_confirm_button_and_never_unsubscribes(config: Config, client: TestClient) -> None:
+    t = token("ada@example.com")
+    for _ in range(3):  # a link scanner may follow the link many times
+        page = client.get(f"/unsubscribe?token={t}")
+        assert page.status_code == 200
+    assert not (config.state.path / STATE_NAME).exists()
+    assert page.text.count("<form") == 1 and page.text.count('type="submit"') == 1
+    action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+    assert action and action.group(1) == f"?token={t}"
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]+)"', page.text))
+    assert client.post(f"/unsubscribe{action.group(1)}", data=fields).status_code == 200
+    assert status_of(config, "ada@example.com") == "unsubscribed"
+    (row,) = read_overlay(config.state.path).optouts["ada@example.com"]
+    assert row.source == "unsubscribe page"
+
+
+def _forgeries() -> dict[str, str]:
+    ada = token("ada@example.com")
+    payload, mac = ada.split(".")
+    grace_payload = token("grace@example.org").split(".")[0]
+    return {
+        "garbage": "not-a-token",
+        "forged with another secret": token("ada@example.com", secret="attacker-guessed-secret-123"),
+        "tampered mac": payload + "." + ("A" if mac[0] != "A" else "B") + mac[1:],
+        "another subscriber's id on ada's mac": grace_payload + "." + mac,
+        "token for the other purpose": token("ada@example.com", "preferences"),
+        "bare address": "ada@example.com",
+    }
+
+
+@pytest.mark.parametrize("name", list(_forgeries()))
+def test_every_forgery_is_refused_and_writes_nothing(config: Config, client: TestClient, name: str) -> None:
+    bad = _forgeries()[name]
+    assert client.get("/unsubscribe", params={"token": bad}).status_code == 403
+    assert client.post("/unsubscribe", params={"token": bad}, content=b"List-Unsubscribe=One-Click").status_code == 403
+    wrong = bad if name != "token for the other purpose" else token("ada@example.com")  # the other way round
+    assert client.get("/preferences", params={"token": wrong}).status_code == 403
+    assert client.post("/preferences", params={"token": wrong}, data={"action": "pause"}).status_code == 403
+    assert nothing_written(config)
+
+
+def test_a_missing_token_is_400(config: Config, client: TestClient) -> None:
+    assert client.get("/unsubscribe").status_code == 400
+    assert client.post("/unsubscribe", content=b"List-Unsubscribe=One-Click").status_code == 400
+    assert client.post("/preferences", data={"action": "pause"}).status_code == 400
+    assert nothing_written(config)
+
+
+def test_preferences_show_the_current_topics_and_change_only_their_own(config: Config, client: TestClient) -> None:
+    t = token("chloe.dubois@example.net", "preferences")
+    page = client.get(f"/preferences?token={t}")
+    assert page.status_code == 200 and 'value="ai; climate; robotics"' in page.text
+    # The form names no subscriber: an email field smuggled in cannot redirect the change.
+    saved = client.post(
+        f"/preferences?token={t}", data={"action": "save", "tags": "space, Python", "email": "ada@example.com"}
+    )
+    assert saved.status_code == 200 and 'value="space; Python"' in saved.text
+    subs = {s.email: s for s in load_effective(config.subscribers.path, config.state.path).subscribers}
+    assert subs["chloe.dubois@example.net"].tags == ("space", "Python")
+    assert subs["ada@example.com"].tags == () and subs["ada@example.com"].status == "active"
+    # The list itself is never rewritten.
+    assert load_subscribers(config.subscribers.path).subscribers[2].tags == ("ai", "climate", "robotics")
+
+
+def test_pause_resume_and_unsubscribe_from_the_preferences_page(config: Config, client: TestClient) -> None:
+    t = token("grace@example.org", "preferences")
+    assert "Resume digests" in client.post(f"/preferences?token={t}", data={"action": "pause"}).text
+    assert status_of(config, "grace@example.org") == "paused"
+    # Pausing kept the list's topics in force (it must not freeze them).
+    assert read_overlay(config.state.path).preferences["grace@example.org"].tags is None
+    client.post(f"/preferences?token={t}", data={"action": "resume"})
+    assert status_of(config, "grace@example.org") == "active"
+    page = client.post(f"/preferences?token={t}", data={"action": "unsubscribe"})
+    assert status_of(config, "grace@example.org") == "unsubscribed"
+    assert "<form" not in page.text  # an unsubscribed reader is not offered settings that do nothing
+    assert client.post(f"/preferences?token={t}", data={"action": "drop tables"}).status_code == 400
+
+
+def test_everything_shown_is_escaped(config: Config, client: TestClient) -> None:
+    page = client.get(f"/preferences?token={token('eve@example.com', 'preferences')}").text
+    assert "<script>alert" not in page and "<img src=x" not in page and "<b>x</b>" not in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+
+
+def test_only_the_listed_endpoints_exist(client: TestClient) -> None:
+    from digest.web.live import PreviewState
+    from digest.web.preview import create_app
+
+    for path in ("/", "/subscribers/ada@example.com", "/subscribers/ada@example.com/email.html", "/preview",
+                 "/events", "/admin", "/status", "/subscribers"):  # fmt: skip
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "ada@example.com" not in response.text
+    assert client.get("/webhooks/sendgrid").status_code == 405
+    assert client.put("/unsubscribe").status_code == 405
+    public = {r.path for r in client.app.routes}  # type: ignore[attr-defined]
+    assert public == {"/unsubscribe", "/preferences", "/webhooks/sendgrid"}
+    preview = {r.path for r in create_app(PreviewState(Path("digest.toml"), None, None), watch=False).routes}
+    assert not public & preview
+
+
+def test_pages_are_not_cached_and_leak_no_token_through_the_referer(client: TestClient) -> None:
+    page = client.get(f"/unsubscribe?token={token('ada@example.com')}")
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert client.get("/unsubscribe?token=bad").headers["cache-control"] == "no-store"
+
+
+def test_a_valid_token_for_an_address_not_on_the_list(config: Config, client: TestClient) -> None:
+    """Removed from the CSV since the email went out: the opt-out still counts if they come back."""
+    gone = token("left@example.com")
+    assert client.post(f"/unsubscribe?token={gone}", content=b"List-Unsubscribe=One-Click").status_code == 200
+    assert "left@example.com" in read_overlay(config.state.path).optouts
+    assert client.get(f"/preferences?token={token('left@example.com', 'preferences')}").status_code == 404
+
+
+def test_serve_binds_loopback_by_default_and_logs_no_secret_or_token(config: Config, tmp_path: Path) -> None:
+    from digest.cli import main
+
+    host = next(p for p in main.commands["serve"].params if p.name == "host")
+    assert host.default == "127.0.0.1"
+    env = {"DIGEST_SECRET": SECRET, "PATH": "/usr/bin:/bin", "SENDGRID_API_KEY": "SG.do-not-print-me"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", "--config", str(config.source), "--verbose", "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # blocks until the server says where it listens
+            lines.append(line)
+            if "serving" in line:
+                break
+        url = re.search(r"http://127\.0\.0\.1:\d+/", "".join(lines))
+        assert url, lines
+        t = token("ada@example.com")
+        answer = httpx.post(f"{url.group(0)}unsubscribe?token={t}", content=b"List-Unsubscribe=One-Click")
+        assert answer.status_code == 200
+        assert httpx.get(f"{url.group(0)}unsubscribe?token=forged").status_code == 403
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    logged = "".join(lines) + out
+    assert "unsubscribe recorded" in logged
+    for secret in (SECRET, "SG.do-not-print-me", t):
+        assert secret not in logged
+    assert status_of(config, "ada@example.com") == "unsubscribed"
+
+
+def test_serve_without_the_secret_is_one_line_naming_the_variable(config: Config, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(config.source), "--verbose", "serve", "--port", "0"],
+        env={"PATH": "/usr/bin:/bin", "DIGEST_SECRET": "short"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and "DIGEST_SECRET" in result.stderr
+    assert "short" not in result.stderr.replace("16 characters", "")
