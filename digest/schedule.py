@@ -293,6 +293,9 @@ def describe(at: datetime) -> str:
 
 
 def hours(delta: timedelta) -> str:
-    """A duration for people, in hours: `30 h`, `1.5 h`."""
+    """A duration for people: `30 h`, `1.5 h`, and `12 min` under an hour."""
     value = delta.total_seconds() / 3600
+    if value < 1:
+        return f"{delta.total_seconds() / 60:.0f} min"
+    value = round(value, 1)
     return f"{value:.0f} h" if value == int(value) else f"{value:.1f} h"
