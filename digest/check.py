@@ -27,6 +27,7 @@ def check(run: Run) -> list[Problem]:
         except DigestError as exc:
             problems.append(Problem(source, str(exc)))
     problems.extend(check_templates(run))
+    problems.extend(check_segments(run))
     return problems
 
 
@@ -68,4 +69,21 @@ def check_templates(run: Run) -> list[Problem]:
                 severity="warning",
             )
         )
+    return problems
+
+
+def check_segments(run: Run) -> list[Problem]:
+    """The segments file: its syntax, rule fields no subscriber has, and every segment's overrides
+    compiled and measured like the main templates."""
+    from digest.segments import SegmentError, rule_problems
+
+    try:
+        segments = run.segments
+    except SegmentError as exc:
+        return [Problem(str(run.config.subscribers.segments), str(exc))]
+    problems = rule_problems(segments, run.subscribers.subscribers)
+    for segment in segments:
+        if segment.overrides:
+            for p in check_templates(run.with_overrides(segment.overrides)):
+                problems.append(replace(p, message=f"segment {segment.name!r} overrides: {p.message}"))
     return problems

@@ -222,6 +222,7 @@ class _SendProgress:
 @click.option("--dry-run", is_flag=True, help="Count recipients, contents and requests; send nothing, write nothing.")
 @click.option("--limit", type=click.IntRange(min=1), help="Send to at most N subscribers in this run.")
 @click.option("--subscriber", "subscribers", multiple=True, metavar="EMAIL", help="Only this subscriber (repeatable).")
+@click.option("--segment", metavar="NAME", help="Only the members of this segment (see `digest segments`).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
 @click.option(
     "--on-ambiguous",
@@ -251,6 +252,7 @@ def send(
     dry_run: bool,
     limit: int | None,
     subscribers: tuple[str, ...],
+    segment: str | None,
     yes: bool,
     on_ambiguous: str | None,
     scheduled: bool | None,
@@ -269,6 +271,7 @@ def send(
         raise UsageError("refusing to send without confirmation: no terminal to ask on; pass --yes")
     options = SendOptions(
         only=subscribers,
+        segment=segment or "",
         limit=limit,
         dry_run=dry_run,
         on_ambiguous=on_ambiguous or config.sending.on_ambiguous,
@@ -432,3 +435,74 @@ def scheduler(obj: Context) -> None:
     loop = Scheduler(obj.config(), log=lambda line: click.echo(line))
     stop_on_signals(loop)
     loop.run()
+
+
+@main.command()
+@pass_ctx
+def segments(obj: Context) -> None:
+    """List the segments with their member counts and an example member."""
+    from digest.segments import list_segments
+
+    config = obj.config()
+    found, summaries = list_segments(config)
+    if not summaries:
+        click.echo(f"no segments: {found.path} defines none")
+        return
+    for summary in summaries:
+        segment = summary.segment
+        example = summary.example.email if summary.example else "(empty)"
+        click.echo(f"{segment.name}: {summary.members} member(s), e.g. {example}")
+        if segment.description:
+            click.echo(f"  {segment.description}")
+        if segment.overrides:
+            click.echo(f"  overrides: {segment.overrides.describe()}")
+        click.echo(f"  test recipients: {', '.join(segment.test_recipients) or '(none: use --to)'}")
+
+
+@main.command("test-send")
+@at_option
+@click.option("--segment", "segment_names", multiple=True, metavar="NAME", help="The segment to test (repeatable).")
+@click.option("--all-segments", is_flag=True, help="One test email per segment.")
+@click.option("--to", "to", multiple=True, metavar="ADDR", help="Send here instead of the segment's test_recipients.")
+@click.option("--as", "as_member", metavar="EMAIL", help="Render for this member (default: the first who gets one).")
+@click.option("--edition", "edition_id", metavar="ID", help="Edition id (default: the ISO week of --at).")
+@click.option("--transport", type=click.Choice(["outbox", "sendgrid", "smtp"]), help="Override sending.transport.")
+@pass_ctx
+def test_send(
+    obj: Context,
+    at: str | None,
+    segment_names: tuple[str, ...],
+    all_segments: bool,
+    to: tuple[str, ...],
+    as_member: str | None,
+    edition_id: str | None,
+    transport: str | None,
+) -> None:
+    """Send a segment's digest, as a member gets it, to test recipients only; the ledger is not touched."""
+    from digest.schedule import UsageError, parse_at
+    from digest.testsend import send_tests
+
+    if all_segments and segment_names:
+        raise UsageError("use --segment NAME or --all-segments, not both")
+    config = obj.config()
+    report = send_tests(
+        config,
+        parse_at(at, config.tz),
+        segments=segment_names,
+        all_segments=all_segments,
+        to=to,
+        as_member=as_member,
+        edition_id=edition_id,
+        transport_name=transport,
+    )
+    click.echo(f"test send of edition {report.edition.id} via {report.transport} (the ledger is not touched)")
+    for sent in report.sent:
+        click.echo(f"{sent.segment}: rendered for {sent.member}, {sent.articles} article(s): {sent.subject}")
+        if sent.accepted:
+            click.echo(f"  sent to {', '.join(sent.accepted)}")
+        for address, why in sent.failed:
+            click.echo(f"  failed: {address}: {why}")
+    for name, why in report.skipped:
+        click.echo(f"{name}: skipped: {why}")
+    if report.exit_code:
+        sys.exit(report.exit_code)

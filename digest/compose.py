@@ -87,9 +87,14 @@ def add_utm(url: str, params: Mapping[str, str]) -> str:
 class Composer:
     """Renders digests with the templates of one config. Reuse one per run: it caches templates."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, *, mjml_template: str = MJML_TEMPLATE, subject: str | None = None):
+        """`mjml_template` and `subject` (a Jinja source standing in for subject.j2) are a segment's
+        overrides: the same composer and both paths render them, so nothing else changes."""
         self.config = config
-        loader = jinja2.FileSystemLoader(str(config.templates.path))
+        self.mjml_template = mjml_template
+        loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(config.templates.path))
+        if subject is not None:
+            loader = jinja2.ChoiceLoader([jinja2.DictLoader({SUBJECT_TEMPLATE: subject}), loader])
         self.env = jinja2.Environment(
             loader=loader,
             autoescape=_autoescape,
@@ -175,7 +180,7 @@ class Composer:
         self, articles: Sequence[Article], edition: Edition, recipient: personalize.RecipientView, preheader: str
     ) -> str:
         return self._render(
-            MJML_TEMPLATE,
+            self.mjml_template,
             **self._context(
                 articles,
                 edition,
@@ -192,7 +197,7 @@ class Composer:
             # fonts={}: the default font list adds a Google Fonts <link> (a network fetch per open)
             html = mjml.mjml2html(source, fonts={})
         except (ValueError, TypeError) as exc:
-            raise TemplateError(f"{MJML_TEMPLATE}: MJML does not compile: {exc}") from None
+            raise TemplateError(f"{self.mjml_template}: MJML does not compile: {exc}") from None
         return Premailer(
             html,
             allow_network=False,  # the default downloads linked stylesheets for every email
@@ -224,7 +229,7 @@ class Composer:
         parts = body.split(ARTICLE_MARKER)
         if not end or len(parts) != len(pool) + 1:
             raise TemplateError(
-                f"{MJML_TEMPLATE}: put {{{{ article_start }}}} before each article block and "
+                f"{self.mjml_template}: put {{{{ article_start }}}} before each article block and "
                 "{{ articles_end }} after the loop (needed to compile each article once)"
             )
         return parts[0], parts[1:], tail

@@ -57,6 +57,11 @@ class ContentConfig:
 @dataclass(frozen=True)
 class SubscribersConfig:
     path: Path = opt(Path("subscribers/subscribers.csv"), "CSV or JSON subscriber list.")
+    segments: Path = opt(
+        Path("subscribers/segments.toml"),
+        "Segments file: named rules over subscriber fields, per-segment overrides and test recipients; "
+        "no file, no segments.",
+    )
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,7 @@ class SendingConfig:
         "skip or resend: what `digest send` does with a subscriber whose earlier request may have left "
         "(answer lost, crash); --on-ambiguous overrides it.",
     )
+    test_subject_prefix: str = opt("[TEST]", "Put before the subject of every `digest test-send` email.")
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ from functools import cached_property
 from pathlib import Path
 
 from digest import personalize
-from digest.compose import Composer, PreparedEdition
+from digest.compose import Composer, Content, PreparedEdition
 from digest.config import Config
 from digest.content import ContentIndex, load_articles
 from digest.errors import SubscriberError
 from digest.message import to_bytes
 from digest.models import Article, Edition, Email, Problem, Selection, Subscriber
 from digest.schedule import edition_for
+from digest.segments import NO_SEGMENTS, Overrides, Segments, load_segments
 from digest.selection import NO_HISTORY, History, Selector, candidate_pool, window_start
 from digest.subscribers import SubscriberList
 from digest.suppressions import load_effective
@@ -89,7 +90,7 @@ class Run:
         return Selector(self.pool, self.at, self.config.selection)
 
     def select(self, subscriber: Subscriber, history: History = NO_HISTORY) -> Selection:
-        return self.selector(subscriber, history)
+        return self.variant(subscriber).selector(subscriber, history)
 
     def selections(
         self,
@@ -100,14 +101,18 @@ class Run:
         for subscriber in self.subscribers_for(only):
             yield self.select(subscriber, history(subscriber))
 
-    def subscribers_for(self, only: Iterable[str] = ()) -> tuple[Subscriber, ...]:
+    def subscribers_for(self, only: Iterable[str] = (), segment: str = "") -> tuple[Subscriber, ...]:
+        """The list, or the addresses in `only`, or (and) the members of `segment`."""
         wanted = {e.casefold() for e in only}
+        everyone = self.subscribers.subscribers
+        listed = self.segments.members(segment, everyone) if segment else everyone
         if not wanted:
-            return self.subscribers.subscribers
-        found = tuple(s for s in self.subscribers.subscribers if s.id in wanted)
+            return listed
+        found = tuple(s for s in listed if s.id in wanted)
         missing = wanted - {s.id for s in found}
         if missing:
-            raise SubscriberError(f"not in {self.config.subscribers.path}: {', '.join(sorted(missing))}")
+            where = f"segment {segment!r}" if segment else str(self.config.subscribers.path)
+            raise SubscriberError(f"not in {where}: {', '.join(sorted(missing))}")
         return found
 
     def reaching_back(self, earliest: datetime | None) -> Run:
@@ -117,7 +122,40 @@ class Run:
         return replace(self, pool=candidate_pool(self.content.articles, self.at, self.config.selection, earliest))
 
     def email(self, selection: Selection) -> Email:
-        return self.prepared.email(selection, self.values(selection.subscriber))
+        return self.variant(selection.subscriber).prepared.email(selection, self.values(selection.subscriber))
+
+    def content_for(self, selection: Selection) -> Content:
+        """The content shared by everyone with this selection's articles and segment overrides."""
+        return self.variant(selection.subscriber).prepared.content(selection)
+
+    def group_key(self, selection: Selection) -> tuple[str, ...]:
+        """Who may share one request: the same articles AND the same segment overrides."""
+        overrides = self.segments.overrides_for(selection.subscriber)
+        return (f"\0{overrides.describe()}", *selection.content_key) if overrides else selection.content_key
+
+    @cached_property
+    def segments(self) -> Segments:
+        return load_segments(self.config.subscribers.segments)
+
+    @cached_property
+    def _variants(self) -> dict[Overrides, Run]:
+        return {}
+
+    def variant(self, subscriber: Subscriber) -> Run:
+        """This run as `subscriber` gets it: their segments' overrides applied (see segments.py)."""
+        overrides = self.segments.overrides_for(subscriber)
+        return self.with_overrides(overrides) if overrides else self
+
+    def with_overrides(self, overrides: Overrides) -> Run:
+        """This run with a config copy and the one composer configured by `overrides`; made once
+        per distinct overrides, so each compiles its frame once per edition."""
+        run = self._variants.get(overrides)
+        if run is None:
+            config = overrides.config(self.config)
+            run = self._variants[overrides] = replace(self, config=config, composer=overrides.composer(config))
+            # the variant must not look up overrides again: it IS the overridden run
+            run.__dict__["segments"] = NO_SEGMENTS
+        return run
 
 
 def open_run(

@@ -45,6 +45,7 @@ SCHEDULED_ATTEMPTS = 3
 @dataclass(frozen=True)
 class SendOptions:
     only: tuple[str, ...] = ()  #: --subscriber addresses
+    segment: str = ""  #: --segment: only its members (each still gets their own overrides)
     limit: int | None = None
     dry_run: bool = False
     on_ambiguous: str = "skip"  #: skip | resend
@@ -144,7 +145,7 @@ def _plan(run: Run, rows: dict[str, Delivery], ledger: Ledger, options: SendOpti
     histories = ledger.histories(exclude_edition=run.edition.id)
     seen: set[str] = set()
     eligible: list[Selection] = []
-    for subscriber in run.subscribers_for(options.only):
+    for subscriber in run.subscribers_for(options.only, options.segment):
         if subscriber.id in seen:  # one row per address in the ledger, one email per address
             plan.skipped.append((subscriber.email, "duplicate address in the subscriber list"))
             continue
@@ -170,7 +171,7 @@ def _plan(run: Run, rows: dict[str, Delivery], ledger: Ledger, options: SendOpti
             plan.skipped.append((selection.subscriber.email, f"over --limit {options.limit}"))
         eligible = eligible[: options.limit]
     for selection in eligible:
-        key = (selection.content_key, options.send_at.get(selection.subscriber.id))
+        key = (run.group_key(selection), options.send_at.get(selection.subscriber.id))
         plan.groups.setdefault(key, []).append(selection)
     return plan
 
@@ -222,7 +223,7 @@ def _send_chunk(
     tally: _Tally,
 ) -> None:
     edition = run.edition.id
-    content = run.prepared.content(chunk[0])
+    content = run.content_for(chunk[0])
     by_id = {s.subscriber.id: s for s in chunk}
     also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
     items = [ClaimItem(s.subscriber.id, s.subscriber.email, s.content_key, run.at) for s in chunk]
