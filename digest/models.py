@@ -149,7 +149,7 @@ class Selection:
     window_start: datetime
     skipped: str | None = None  #: why no email, when there is none
 
-    @property
+    @cached_property
     def articles(self) -> tuple[Article, ...]:
         return tuple(c.article for c in self.choices)
 
@@ -157,7 +157,7 @@ class Selection:
     def gets_email(self) -> bool:
         return self.skipped is None and bool(self.choices)
 
-    @property
+    @cached_property
     def content_key(self) -> tuple[str, ...]:
         """Subscribers with the same key receive identical content (bar per-recipient fields)."""
         return tuple(a.id for a in self.articles)

@@ -8,7 +8,7 @@ One without preferences gets the newest.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from digest.config import SelectionConfig
@@ -121,4 +121,4 @@ class Selector:
                 self._memo.clear()
             hit = self._memo[key] = select(subscriber, self.pool, self.at, self.settings, history)
         # reasons name the article's tags that match the key's preferences: shareable as they are
-        return replace(hit, subscriber=subscriber)
+        return Selection(subscriber, hit.choices, hit.at, hit.window_start, hit.skipped)
