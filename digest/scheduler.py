@@ -40,14 +40,16 @@ class LateError(DigestError):
     """The most recent slot passed longer ago than the grace period and its edition never went out."""
 
 
-Outcome = Literal["sent", "nothing", "already"]
+Outcome = Literal["sent", "nothing", "already", "failed"]
 
 
 @dataclass(frozen=True)
 class ScheduledResult:
     slot: Slot
     late: timedelta  #: how long after the slot the run happened
-    outcome: Outcome  #: sent: someone got it now; nothing: nobody gets an article; already: nothing left to send
+    #: sent: someone got it now; nothing: nobody gets an article; already: nothing left to send;
+    #: failed: nothing accepted, something failed or is ambiguous (the report says what)
+    outcome: Outcome
     message: str
     report: SendReport | None = None
 
@@ -119,8 +121,10 @@ def _outcome(report: SendReport, where: str, late: timedelta) -> tuple[Outcome, 
     if report.accepted or (report.dry_run and report.recipients):
         verb = "would send to" if report.dry_run else "sent to"
         return "sent", f"{where}: {verb} {report.recipients} subscriber(s), {timing}"
+    if report.failed or report.ambiguous:
+        return "failed", f"{where}: nothing accepted: {len(report.failed)} failed, {len(report.ambiguous)} ambiguous"
     covered = sum(1 for _, why in report.skipped if why.startswith(_LEDGER_REASONS))
-    if covered or report.failed or report.ambiguous:
+    if covered:
         return "already", f"{where}: nothing left to send ({covered} already sent or in flight)"
     return "nothing", f"{where}: nobody gets an article this time; nothing sent"
 

@@ -203,3 +203,14 @@ def test_local_time_delivery_late_in_the_day_sends_the_passed_zones_at_once(
         assert code == 0, out
         held = {m.to_email: m.send_at for m in fake.messages if m.send_at is not None}
     assert held == {"sam.rivera@example.net": utc(2026, 11, 30, 17).timestamp()}
+
+
+def test_a_run_where_everything_fails_says_so_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeSendGrid() as fake:
+        config = scheduled_sample(tmp_path, WEEKLY + sendgrid_toml(fake.url))
+        for address in SAMPLE_RECIPIENTS:
+            fake.fail_for(address, 400)
+        monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
+        code, out = digest(config, "send", "--scheduled", "--yes", "--at", SLOT)
+    assert code == 1
+    assert "edition 2026-W49 (slot Mon 2026-11-30 09:00 GMT): nothing accepted: 7 failed, 0 ambiguous" in out
