@@ -158,6 +158,8 @@ class Composer:
             "site_host": urlsplit(n.site_url).hostname or n.site_url,
             "postal_address": n.postal_address,
             "intro": n.intro,
+            # a preferences page exists once `digest serve` has an endpoint to serve it from
+            "preferences_page": bool(self.config.sending.unsubscribe_url or self.config.sending.preferences_url),
             "logo_url": n.logo_url,
             "logo_alt": n.logo_alt or n.name,
             "from_email": n.from_email,

@@ -203,3 +203,19 @@ def test_tokens_never_leak_into_final_emails(run):
         if sel.gets_email:
             email = run.email(sel)
             assert "__DG" not in email.html + email.text + email.subject + email.preheader
+
+
+def test_footer_links_to_the_preferences_page_when_one_is_served(sample, monkeypatch):
+    monkeypatch.setenv("DIGEST_SECRET", "s" * 32)
+    sample.write_text(sample.read_text() + '\n[sending]\nunsubscribe_url = "https://news.example.com/unsubscribe"\n')
+    run = open_run(load_config(sample), SAMPLE_AT)
+    email = run.email(selection_for(run, "grace@example.org"))
+    assert 'href="https://news.example.com/preferences?token=' in email.html
+    assert "Change your topics: https://news.example.com/preferences?token=" in email.text
+    assert 'href="https://news.example.com/unsubscribe?token=' in email.html
+    assert email.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_no_preferences_link_without_a_served_page(run):
+    email = run.email(selection_for(run, "grace@example.org"))
+    assert "Change your topics" not in email.html + email.text
