@@ -277,6 +277,7 @@ def send(
         on_ambiguous=on_ambiguous or config.sending.on_ambiguous,
         scheduled=config.sendgrid.scheduled_mode if scheduled is None else scheduled,
         send_at_delay=config.sendgrid.send_at_delay_minutes * 60,
+        concurrency=config.sending.concurrency,
     )
     progress = _SendProgress()
 

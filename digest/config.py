@@ -120,6 +120,7 @@ class SendingConfig:
         "skip or resend: what `digest send` does with a subscriber whose earlier request may have left "
         "(answer lost, crash); --on-ambiguous overrides it.",
     )
+    concurrency: int = opt(4, "Requests in flight at once (SendGrid and outbox; SMTP sends one at a time).")
     test_subject_prefix: str = opt("[TEST]", "Put before the subject of every `digest test-send` email.")
 
 
@@ -300,6 +301,8 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: selection needs 0 <= min_articles <= max_articles and max_articles >= 1")
     if config.sending.transport not in ("outbox", "sendgrid", "smtp"):
         raise ConfigError(f"{source}: sending.transport must be outbox, sendgrid or smtp")
+    if not 1 <= config.sending.concurrency <= 64:
+        raise ConfigError(f"{source}: sending.concurrency must be between 1 and 64")
     if config.smtp.security not in ("starttls", "ssl", "none"):
         raise ConfigError(f"{source}: smtp.security must be starttls, ssl or none")
     if config.sending.on_ambiguous not in ("skip", "resend"):

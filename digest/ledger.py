@@ -105,6 +105,14 @@ class Ledger(Protocol):
         error: str = "",
     ) -> int: ...
 
+    def settle_many(
+        self,
+        edition: str,
+        outcomes: Sequence[tuple[Sequence[str], State, str, str]],
+        *,
+        run_id: str | None = None,
+    ) -> int: ...
+
     def summary(self, edition: str) -> Counter[str]: ...
 
     def editions(self, limit: int = 5) -> list[EditionSummary]: ...
@@ -331,6 +339,16 @@ class SqliteLedger:
         error: str = "",
     ) -> int:
         """Record the outcome for rows; with `run_id`, only rows that run still holds."""
+        return self.settle_many(edition, [(tuple(subscribers), state, message_id, error)], run_id=run_id)
+
+    def settle_many(
+        self,
+        edition: str,
+        outcomes: Sequence[tuple[Sequence[str], State, str, str]],
+        *,
+        run_id: str | None = None,
+    ) -> int:
+        """Several `settle`s, (subscribers, state, message_id, error) each, in one transaction."""
         guard = " AND run_id = ?" if run_id is not None else ""
         tail = (run_id,) if run_id is not None else ()
         now = _now()
@@ -339,7 +357,11 @@ class SqliteLedger:
             self._db.executemany(
                 "UPDATE deliveries SET state = ?, message_id = ?, error = ?, updated_at = ?"
                 f" WHERE edition = ? AND subscriber = ?{guard}",
-                [(state, message_id, error, now, edition, subscriber, *tail) for subscriber in subscribers],
+                [
+                    (state, message_id, error, now, edition, subscriber, *tail)
+                    for subscribers, state, message_id, error in outcomes
+                    for subscriber in subscribers
+                ],
             )
             return self._db.total_changes - before
 

@@ -60,6 +60,7 @@ def send_options(config: Config, **changes: Any) -> SendOptions:
         on_ambiguous=config.sending.on_ambiguous,
         scheduled=config.sendgrid.scheduled_mode,
         send_at_delay=config.sendgrid.send_at_delay_minutes * 60,
+        concurrency=config.sending.concurrency,
     )
     return replace(options, **changes)
 

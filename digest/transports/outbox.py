@@ -7,7 +7,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from digest.message import to_mime
+from digest.message import message_id, to_bytes
 from digest.pipeline import eml_name
 from digest.transports import Batch, Outcome, Unschedulable
 
@@ -15,6 +15,7 @@ from digest.transports import Batch, Outcome, Unschedulable
 class OutboxTransport(Unschedulable):
     name = "outbox"
     max_batch = 1
+    concurrent = True  #: send() may run in several threads at once
 
     def __init__(self, folder: Path, *, date: datetime):
         self.folder = folder
@@ -23,16 +24,15 @@ class OutboxTransport(Unschedulable):
     def send(self, batch: Batch) -> Outcome:
         (recipient,) = batch.recipients
         email = batch.email_for(recipient)
-        msg = to_mime(email, date=self.date, edition_id=batch.edition_id)
         folder = self.folder / batch.edition_id
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / eml_name(email.subscriber)
             tmp = path.with_suffix(".eml.tmp")
             # Write then rename: a crash never leaves a half-written .eml looking like a sent one.
-            tmp.write_bytes(msg.as_bytes())
+            tmp.write_bytes(to_bytes(email, date=self.date, edition_id=batch.edition_id))
             os.replace(tmp, path)
         except OSError as exc:
             # Nothing was delivered, so the row is safe to retry.
             return Outcome("retry", error=f"cannot write {folder}: {exc.strerror or exc}")
-        return Outcome("accepted", message_id=str(msg["Message-ID"]))
+        return Outcome("accepted", message_id=message_id(email, batch.edition_id))

@@ -47,6 +47,7 @@ class _Retry(Exception):
 class SendGridTransport:
     name = "sendgrid"
     can_schedule = True
+    concurrent = True  #: send() may run in several threads at once
 
     def __init__(
         self,
