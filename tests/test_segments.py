@@ -238,3 +238,13 @@ def test_same_articles_but_different_overrides_never_share_a_request(tmp_path: P
     assert "Hello from the London desk." in to_london.html
     assert "Hello from the London desk." not in to_newyork.html
     assert cfg.newsletter.intro in to_newyork.html
+
+
+def test_the_preview_lists_segments_with_members_and_an_example_digest(tmp_path: Path) -> None:
+    code, out = digest(copy_sample(tmp_path), "preview", "--get", "/", "--at", AT)
+    assert code == 0
+    section = out.split('<h2 id="segments">', 1)[1].split("<h2 ", 1)[0]
+    assert section.count('<tr class="segment">') == 4
+    assert f'<a href="/subscribers/{CHLOE}">{CHLOE}</a>' in section and SAM in section
+    code, out = digest(with_segments(tmp_path / "none", None), "preview", "--get", "/", "--at", AT)
+    assert code == 0 and 'id="segments"' not in out

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from digest.config import Config
 from digest.models import Article, Email, Selection, Subscriber
 from digest.personalize import escape_text
+from digest.segments import Segment
 from digest.web.live import Snapshot
 
 #: Gmail cuts the HTML part at about 102 KB and hides the rest, unsubscribe link included.
@@ -69,7 +70,30 @@ def index_context(snap: Snapshot) -> dict[str, object]:
         "getting": sum(1 for r in rows if r.selection.gets_email),
         "problems": sorted(snap.problems, key=lambda p: (p.severity != "error", p.source, p.line or 0)),
         "input_problems": [p for p in snap.problems if p.severity == "error"],
+        "segments": segment_rows(snap),
     }
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    segment: Segment
+    members: tuple[Subscriber, ...]
+    example: Selection | None  #: the member `digest test-send` renders for: the first who gets one
+
+    @property
+    def example_url(self) -> str:
+        return subscriber_url(self.example.subscriber) if self.example else ""
+
+
+def segment_rows(snap: Snapshot) -> list[SegmentRow]:
+    """Each segment with its members and an example digest (that member's page)."""
+    rows = []
+    for segment in snap.run.segments:
+        members = segment.members(snap.run.subscribers.subscribers)
+        picks = (snap.selections.get(m.id) for m in members)
+        example = next((s for s in picks if s is not None and s.gets_email), None)
+        rows.append(SegmentRow(segment, members, example))
+    return rows
 
 
 @dataclass(frozen=True)
