@@ -291,7 +291,7 @@ def _rule(value: Any, where: str) -> Rule:
         if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
             raise SegmentError(f'{where}.{key} must be a table of field = "text"')
         maps[key] = _frozen(table)
-    return Rule(**lists, **maps)
+    return Rule(**lists, **maps)  # type: ignore[arg-type]  # keys checked against Rule's fields above
 
 
 def _overrides(value: Any, where: str) -> Overrides:
