@@ -196,6 +196,7 @@ class _SendProgress:
     def __init__(self) -> None:
         self.total = 0
         self.done = 0
+        self.logged = 0
         self.bar: Any = None
 
     def start(self, total: int) -> None:
@@ -208,7 +209,9 @@ class _SendProgress:
         self.done += n
         if self.bar is not None:
             self.bar.update(n)
-        else:
+        elif self.done >= self.total or self.done - self.logged >= max(1, self.total // 10):
+            # a log line per tenth: a 100,000-subscriber send is thousands of requests
+            self.logged = self.done
             click.echo(f"sent {self.done}/{self.total}", err=True)
 
     def finish(self) -> None:

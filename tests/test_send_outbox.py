@@ -149,3 +149,14 @@ def test_a_subscriber_who_missed_editions_catches_up_from_their_last_delivery(tm
     assert "accepted: 1" in out
     assert (config.parent / "outbox" / "2026-W51" / "ada@example.com.eml").exists()
     assert not (config.parent / "outbox" / "2026-W51" / "grace@example.org.eml").exists()
+
+
+def test_progress_without_a_terminal_is_a_few_log_lines(tmp_path: Path) -> None:
+    config = copy_sample(tmp_path)
+    csv = config.parent / "subscribers" / "subscribers.csv"
+    rows = csv.read_text(encoding="utf-8").splitlines()
+    csv.write_text("\n".join([rows[0]] + [f"r{i}@example.com,Reader {i},,,active,UTC," for i in range(120)]) + "\n")
+    code, out = digest(config, "send", "--yes", "--at", AT)
+    assert code == 0 and "accepted: 120" in out, out
+    lines = [line for line in out.splitlines() if line.startswith("sent ")]
+    assert lines[-1] == "sent 120/120" and len(lines) <= 11
