@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,12 @@ def split_terms(value: Any) -> tuple[str, ...]:
         if term and term.casefold() not in seen:
             seen.add(term.casefold())
             out.append(term)
-    return tuple(out)
+    terms = tuple(out)
+    # shared: a million rows name the same few dozen topics
+    return _TERMS.setdefault(terms, terms) if len(_TERMS) < 100_000 else terms
+
+
+_TERMS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 def load_subscribers(path: Path) -> SubscriberList:
@@ -93,7 +99,7 @@ def _subscriber(row: dict[str, Any], source: str) -> Subscriber:
     if not is_valid_email(email):
         raise ValueError(f"invalid email address {email!r}")
     status = str(row.get("status") or "").strip().lower()
-    status = STATUS_ALIASES.get(status, status)
+    status = sys.intern(STATUS_ALIASES.get(status, status))
     if status not in STATUSES:
         raise ValueError(f"unknown status {row.get('status')!r} (known: {', '.join(sorted(STATUSES))})")
     attributes = {
@@ -114,27 +120,37 @@ def _subscriber(row: dict[str, Any], source: str) -> Subscriber:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    # Streamed, not read whole: a million-row list should not sit in memory twice. Bytes that are
+    # not UTF-8 are carried as surrogates so that only their row is reported, not the whole file.
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        yield 0, Problem(str(path), f"cannot read: {exc}")
+        f = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
+    except OSError as exc:
+        yield 0, Problem(str(path), f"cannot read: {exc.strerror or exc}")
         return
-    reader = csv.DictReader(text.splitlines(keepends=True))
-    if reader.fieldnames is None:
-        yield 1, Problem(str(path), "empty subscriber list", line=1)
-        return
-    reader.fieldnames = [(f or "").strip().lower() for f in reader.fieldnames]
-    if "email" not in reader.fieldnames:
-        yield 1, Problem(str(path), "no 'email' column in the header", line=1)
-        return
-    for row in reader:
-        line = reader.line_num
-        if None in row:  # more cells than header columns: a shifted row would mis-file data
-            yield line, Problem(str(path), "more cells than header columns", line=line)
-            continue
-        if not any((v or "").strip() for v in row.values()):
-            continue
-        yield line, row
+    with f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            yield 1, Problem(str(path), "empty subscriber list", line=1)
+            return
+        reader.fieldnames = [(name or "").strip().lower() for name in reader.fieldnames]
+        if "email" not in reader.fieldnames:
+            yield 1, Problem(str(path), "no 'email' column in the header", line=1)
+            return
+        for row in reader:
+            line = reader.line_num
+            if None in row:  # more cells than header columns: a shifted row would mis-file data
+                yield line, Problem(str(path), "more cells than header columns", line=line)
+                continue
+            values = [v for v in row.values() if v]
+            if not any(v.strip() for v in values):
+                continue
+            if any(_NOT_UTF8.search(v) for v in values):
+                yield line, Problem(str(path), "not valid UTF-8", line=line)
+                continue
+            yield line, row
+
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 def _json_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:

@@ -64,7 +64,8 @@ def test_index_click_subscriber_mobile_width_and_text_tab(page, server):
 
     page.fill("#filter", "robotics")
     assert page.locator("tr.subscriber:visible").count() == 1
-    page.click(f"text={CHLOE}")
+    # the visible row's link (the segments table above lists members too)
+    page.locator("tr.subscriber:visible a", has_text=CHLOE).click()
     page.wait_for_url(f"**/subscribers/{CHLOE}")
 
     frame = page.frame_locator("#email")

@@ -71,3 +71,12 @@ def test_email_validation():
     assert is_valid_email("o'brien+news@mail.example.co.uk")
     for bad in ("", "a@b", "a b@example.com", "a@@example.com", "<a@example.com>", "a@-example.com"):
         assert not is_valid_email(bad), bad
+
+
+def test_a_row_that_is_not_utf8_is_reported_alone(tmp_path):
+    path = tmp_path / "subs.csv"
+    path.write_bytes(b"email,name\na@example.com,Ann\nb@example.com,Caf\xe9\nc@example.com,Cy\n")
+    result = load_subscribers(path)
+    assert [s.email for s in result.subscribers] == ["a@example.com", "c@example.com"]
+    (problem,) = result.problems
+    assert problem.line == 3 and "not valid UTF-8" in problem.message
