@@ -345,9 +345,7 @@ def validate_mail(
             "personalizations",
         )
     top_custom = body.get("custom_args")
-    top_custom_ok = "custom_args" not in body or check_string_map(
-        top_custom, "custom_args", "custom_args"
-    )
+    top_custom_ok = "custom_args" not in body or check_string_map(top_custom, "custom_args", "custom_args")
     if top_custom_ok and top_custom is not None and _json_size(top_custom) > MAX_CUSTOM_ARGS_BYTES:
         err(f"The custom_args may not exceed {MAX_CUSTOM_ARGS_BYTES} bytes.", "custom_args")
 
@@ -405,13 +403,10 @@ def validate_mail(
             if check_string_map(subs, f"{pf}.substitutions", "substitutions"):
                 if _json_size(subs) > MAX_SUBSTITUTIONS_BYTES:
                     err(
-                        f"The substitutions may not exceed {MAX_SUBSTITUTIONS_BYTES} bytes"
-                        " per personalization.",
+                        f"The substitutions may not exceed {MAX_SUBSTITUTIONS_BYTES} bytes per personalization.",
                         f"{pf}.substitutions",
                     )
-        if "custom_args" in p and check_string_map(
-            p["custom_args"], f"{pf}.custom_args", "custom_args"
-        ):
+        if "custom_args" in p and check_string_map(p["custom_args"], f"{pf}.custom_args", "custom_args"):
             # The limit is on what travels with each email: top-level merged with this one.
             merged = {**(top_custom if top_custom_ok and top_custom else {}), **p["custom_args"]}
             if _json_size(merged) > MAX_CUSTOM_ARGS_BYTES:
@@ -467,8 +462,7 @@ def validate_mail(
                     err(f"The content type {ctype} may only be used once.", f"content.{i}.type")
                 types.append(ctype.lower())
             order_msg = (
-                "If present, text/plain content must be first, followed by text/html,"
-                " followed by any other content."
+                "If present, text/plain content must be first, followed by text/html, followed by any other content."
             )
             if "text/plain" in types and types.index("text/plain") != 0:
                 err(order_msg, "content")
@@ -724,9 +718,7 @@ class FakeSendGrid:
             records = list(self._accepted)
         for rec in records:
             for i, p in enumerate(rec.body.get("personalizations") or []):
-                subject = _render(
-                    p.get("subject", rec.body.get("subject")), p.get("substitutions") or {}
-                )
+                subject = _render(p.get("subject", rec.body.get("subject")), p.get("substitutions") or {})
                 for kind in ("to", "cc", "bcc"):
                     for addr in p.get(kind) or []:
                         msg = Message(addr["email"], subject, p, rec.message_id, rec.body)
@@ -818,10 +810,7 @@ class FakeSendGrid:
         email = msg.to_email.lower()
         with self._lock:
             for name in lists:
-                if any(
-                    str(e.get("email", "")).lower() == email
-                    for e in self.suppressions.get(name, [])
-                ):
+                if any(str(e.get("email", "")).lower() == email for e in self.suppressions.get(name, [])):
                     return True
             group = (msg.body.get("asm") or {}).get("group_id")
             return email in {e.lower() for e in self.group_suppressions.get(group, [])}
@@ -840,9 +829,7 @@ class FakeSendGrid:
             self._accepted.append(rec)
             if self._log is not None:
                 for i, p in enumerate(body["personalizations"]):
-                    subject = _render(
-                        p.get("subject", body.get("subject")), p.get("substitutions") or {}
-                    )
+                    subject = _render(p.get("subject", body.get("subject")), p.get("substitutions") or {})
                     for kind in ("to", "cc", "bcc"):
                         for addr in p.get(kind) or []:
                             line = {
@@ -1061,12 +1048,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._scheduled_sends(rec, m, parts[3] if len(parts) > 3 else None)
         elif parts[:2] == ["v3", "suppression"] and len(parts) == 3 and m == "GET":
             self._suppression_list(rec, parts[2])
-        elif (
-            parts[:3] == ["v3", "asm", "groups"]
-            and len(parts) == 5
-            and parts[4] == "suppressions"
-            and m == "GET"
-        ):
+        elif parts[:3] == ["v3", "asm", "groups"] and len(parts) == 5 and parts[4] == "suppressions" and m == "GET":
             try:
                 group = int(parts[3])
             except ValueError:
@@ -1115,9 +1097,7 @@ class _Handler(BaseHTTPRequestHandler):
             if status == 429:
                 self._status_fault(rec, 429, 1.0)
             else:
-                self._errors(
-                    rec, status, [_err(f"Refused for {email} (fake fail_for).", "personalizations")]
-                )
+                self._errors(rec, status, [_err(f"Refused for {email} (fake fail_for).", "personalizations")])
             return
         sandbox = (rec.body.get("mail_settings") or {}).get("sandbox_mode") or {}
         if sandbox.get("enable") is True:
@@ -1160,9 +1140,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif status not in ("cancel", "pause"):
                 self._errors(rec, 400, [_err("status must be either cancel or pause", "status")])
             elif fake.batches.get(batch_id):
-                self._errors(
-                    rec, 400, [_err("batch id already has a status; use PATCH", "batch_id")]
-                )
+                self._errors(rec, 400, [_err("batch id already has a status; use PATCH", "batch_id")])
             else:
                 fake._set_batch_status(batch_id, status)
                 self._send(rec, 201, {"batch_id": batch_id, "status": status})

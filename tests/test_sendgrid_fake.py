@@ -398,9 +398,7 @@ def test_batch_and_cancel_scheduled_send(fake: FakeSendGrid, sg: SendGridAPIClie
     sg.send(now)
     assert fake.delivered_to() == Counter({"later@example.com": 1, "now@example.com": 1})
 
-    cancel = sg.client.user.scheduled_sends.post(
-        request_body={"batch_id": batch_id, "status": "cancel"}
-    )
+    cancel = sg.client.user.scheduled_sends.post(request_body={"batch_id": batch_id, "status": "cancel"})
     assert cancel.status_code == 201
     status = sg.client.user.scheduled_sends._(batch_id).get()
     assert json.loads(status.body) == [{"batch_id": batch_id, "status": "cancel"}]
