@@ -274,6 +274,19 @@ class Composer:
             values=values,
         )
 
+    def personalize(self, content: Content, subscriber: Subscriber, values: Mapping[str, str]) -> Email:
+        """A shared content with one recipient's fields filled in: their final email."""
+        fill = personalize.fill
+        return self.make_email(
+            subscriber,
+            subject=fill(content.subject, values),
+            preheader=fill(content.preheader, values),
+            html=fill(content.html, values),
+            text=fill(content.text, values),
+            article_ids=content.key,
+            values=values,
+        )
+
     def make_email(
         self,
         subscriber: Subscriber,
@@ -361,17 +374,7 @@ class PreparedEdition:
 
     def email(self, selection: Selection, values: Mapping[str, str]) -> Email:
         """One subscriber's final email: shared content with their fields filled in."""
-        content = self.content(selection)
-        fill = personalize.fill
-        return self.composer.make_email(
-            selection.subscriber,
-            subject=fill(content.subject, values),
-            preheader=fill(content.preheader, values),
-            html=fill(content.html, values),
-            text=fill(content.text, values),
-            article_ids=content.key,
-            values=values,
-        )
+        return self.composer.personalize(self.content(selection), selection.subscriber, values)
 
 
 def _template_line(exc: BaseException, template: jinja2.Template) -> int | None:

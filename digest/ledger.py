@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
+from digest.db import connect
 from digest.errors import LedgerError
 from digest.selection import History
 
@@ -154,14 +155,7 @@ class SqliteLedger:
     def __init__(self, path: Path, *, busy_timeout: float = 30.0):
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN ourselves, so a claim is one explicit transaction.
-            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            # FULL: an accepted row must survive a power cut, or a rerun would resend it.
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.executescript(_SCHEMA)
+            self._db = connect(path, _SCHEMA, busy_timeout=busy_timeout)
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"{path}: cannot open the send ledger: {exc}") from None
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TextIO
 
+from digest.db import connect
 from digest.errors import DigestError, LedgerError
 from digest.models import Subscriber
 from digest.subscribers import SubscriberList, load_subscribers
@@ -129,12 +130,8 @@ class SubscriberState:
     def __init__(self, path: Path, *, busy_timeout: float = 30.0):
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            # FULL: a recorded unsubscribe must survive a power cut, or the next send ignores it.
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.executescript(_SCHEMA)
+            # threads: the public app's worker threads share one connection
+            self._db = connect(path, _SCHEMA, busy_timeout=busy_timeout, threads=True)
         except (sqlite3.Error, OSError) as exc:
             raise StateError(f"{path}: cannot open the subscriber state: {exc}") from None
 

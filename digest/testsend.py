@@ -247,19 +247,10 @@ def insert_banner(html: str, banner: str) -> str:
 def dispatch(run: Run, planned: PlannedTest, transport: Transport) -> SentTest:
     """Hand one planned test to the transport, in batches it accepts. Touches no ledger."""
     composer = run.variant(planned.member).composer
-    content, fill = planned.content, personalize.fill
+    content = planned.content
 
     def email_for(recipient: Recipient) -> Email:
-        values = recipient.values
-        email = composer.make_email(
-            recipient.subscriber,
-            subject=fill(content.subject, values),
-            preheader=fill(content.preheader, values),
-            html=fill(content.html, values),
-            text=fill(content.text, values),
-            article_ids=content.key,
-            values=values,
-        )
+        email = composer.personalize(content, recipient.subscriber, recipient.values)
         return replace(email, headers=dict(planned.headers))  # never the member's List-Unsubscribe
 
     accepted: list[str] = []
@@ -277,7 +268,7 @@ def dispatch(run: Run, planned: PlannedTest, transport: Transport) -> SentTest:
     return SentTest(
         segment=planned.segment.name,
         member=planned.member.email,
-        subject=fill(content.subject, planned.values),
+        subject=personalize.fill(content.subject, planned.values),
         articles=len(planned.selection.choices),
         accepted=tuple(accepted),
         failed=tuple(failed),
