@@ -65,7 +65,7 @@ class Content:
 def _autoescape(name: str | None) -> bool:
     # select_autoescape() does not know .mjml names; all our markup templates must escape
     return (
-        bool(name)
+        name is not None
         and not name.endswith((".txt.j2", ".txt"))
         and name
         not in (

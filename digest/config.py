@@ -357,6 +357,6 @@ def describe_schema() -> list[tuple[str, str, Any, str]]:
     rows = []
     for name, cls in SECTIONS.items():
         for f in fields(cls):
-            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default_factory is MISSING else f.default_factory()
             rows.append((name, f.name, default, f.metadata.get("doc", "")))
     return rows

@@ -187,7 +187,9 @@ def _json_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
 
 def _flatten_json(item: dict[str, Any]) -> dict[str, Any]:
     row = {k: v for k, v in item.items() if k not in ("preferences", "active")}
-    prefs = item.get("preferences") if isinstance(item.get("preferences"), dict) else {}
+    prefs = item.get("preferences")
+    if not isinstance(prefs, dict):
+        prefs = {}
     for key in ("tags", "categories"):
         value = prefs.get(key, item.get(key))
         if value is not None:

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.error import URLError
 
@@ -86,7 +87,7 @@ def _entries(client: SendGridAPIClient, name: str) -> list[tuple[str, str]]:
     for _ in range(MAX_PAGES):
         page = _get(
             f"/v3/suppression/{name}",
-            lambda o=offset: endpoint.get(query_params={"limit": PAGE_SIZE, "offset": o}),
+            partial(lambda o: endpoint.get(query_params={"limit": PAGE_SIZE, "offset": o}), offset),
         )
         if not isinstance(page, list):
             raise SendError(f"sync: SendGrid answered /v3/suppression/{name} with something that is not a list")

@@ -120,14 +120,14 @@ class SmtpTransport(Unschedulable):
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))
                 if 400 <= code < 500:
-                    last = f"{code} {text.decode(errors='replace')}"
+                    last = f"{code} {_text(text)}"
                     continue
-                return Outcome("failed", error=f"refused: {code} {text.decode(errors='replace')}")
+                return Outcome("failed", error=f"refused: {code} {_text(text)}")
             except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
                 if 400 <= exc.smtp_code < 500:
-                    last = f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
+                    last = f"{exc.smtp_code} {_text(exc.smtp_error)}"
                     continue
-                return Outcome("failed", error=f"refused: {exc.smtp_code} {exc.smtp_error.decode(errors='replace')}")
+                return Outcome("failed", error=f"refused: {exc.smtp_code} {_text(exc.smtp_error)}")
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 self._drop()
                 # We cannot tell whether the server queued the message before the line dropped.
@@ -141,3 +141,8 @@ class SmtpTransport(Unschedulable):
             except (smtplib.SMTPException, OSError):
                 pass
             self._conn = None
+
+
+def _text(value: bytes | str) -> str:
+    """An SMTP reply's text: smtplib gives bytes, or str for errors it makes up itself."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

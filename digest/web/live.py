@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from digest.errors import DigestError
 from digest.models import Email, Problem, Selection
@@ -213,7 +214,7 @@ class Watcher:
     ) -> None:
         import watchfiles
 
-        kwargs = {"watch_filter": keep} if keep is not None else {}
+        kwargs: dict[str, Any] = {"watch_filter": keep} if keep is not None else {}
         try:
             for changes in watchfiles.watch(
                 *paths,

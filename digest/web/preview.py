@@ -17,7 +17,7 @@ import re
 import socket
 import threading
 import webbrowser
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, MutableMapping
 from contextlib import asynccontextmanager
 from email.header import decode_header, make_header
 from pathlib import Path
@@ -62,7 +62,7 @@ _templates.filters["header"] = lambda value: str(make_header(decode_header(value
 _WHERE = re.compile(r"^(?P<file>[^\n:]+):(?P<line>\d+):")
 
 
-def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+def _page(name: str, status: int = 200, /, **context: Any) -> HTMLResponse:
     return HTMLResponse(_templates.get_template(name).render(**context), status_code=status)
 
 
@@ -255,7 +255,7 @@ def get_page(state: PreviewState, path: str) -> tuple[int, bytes]:
         # A streaming page (/events) ends once it has been asked for: there is no one to stream to.
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]

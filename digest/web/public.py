@@ -335,7 +335,7 @@ def _event_batch(events: Sequence[Any], asm_group_id: int) -> list[tuple[str, st
     """(event id, event, changes) in the order they happened, so an unsubscribe followed by a
     resubscribe in one batch ends resubscribed."""
     usable = [e for e in events if isinstance(e, dict) and isinstance(e.get("sg_event_id"), str)]
-    usable.sort(key=lambda e: e.get("timestamp") if isinstance(e.get("timestamp"), int) else 0)
+    usable.sort(key=lambda e: e["timestamp"] if isinstance(e.get("timestamp"), int) else 0)
     return [(e["sg_event_id"], str(e.get("event", "")), changes_for(e, asm_group_id)) for e in usable]
 
 
