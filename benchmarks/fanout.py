@@ -100,6 +100,9 @@ def naive(config_path: Path, limit: int) -> None:
     client = SendGridAPIClient(KEY, host=config.sendgrid.host)
     client.client.timeout = 30
     sent = 0
+    # Timed from here: loading the list is not the naive path's cost, sending one by one is.
+    # (The fast path's figure includes its loading: the comparison leans against it.)
+    started = time.perf_counter()
     for subscriber in run.subscribers.subscribers[:limit]:
         selection = run.select(subscriber)
         if not selection.gets_email:
@@ -113,7 +116,8 @@ def naive(config_path: Path, limit: int) -> None:
         }
         client.client.mail.send.post(request_body=body)
         sent += 1
-    print(json.dumps({"sent": sent, "considered": min(limit, len(run.subscribers.subscribers))}))
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"sent": sent, "seconds": elapsed}))
 
 
 # ------------------------------------------------------------------ the driver
@@ -185,13 +189,14 @@ def main() -> None:
         naive_wall, naive_rss, naive_out = timed(
             [sys.executable, __file__, "--naive", cfg, "--limit", str(args.naive_sample)], env
         )
-        naive_sent = json.loads(naive_out.strip().splitlines()[-1])["sent"]
+        naive = json.loads(naive_out.strip().splitlines()[-1])
+        naive_sent, naive_loop = naive["sent"], naive["seconds"]
     finally:
         server.terminate()
         server.wait()
 
     fast_rate = accepted / fast_wall
-    naive_rate = naive_sent / naive_wall
+    naive_rate = naive_sent / naive_loop
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(
         f"fast : {accepted} subscribers sent in {fast_wall:.1f} s = {fast_rate:,.0f}/s, "

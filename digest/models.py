@@ -118,7 +118,8 @@ class Subscriber:
     categories: tuple[str, ...] = ()
     status: str = "active"
     attributes: Mapping[str, str] = field(default_factory=_frozen_mapping)
-    source: str = ""  #: "file:line" the row came from, for messages
+    file: str = ""  #: the list the row came from (one shared string for the whole list)
+    line: int = 0  #: its line there
     #: The key of this subscriber in the ledger: the address, case-folded.
     id: str = field(init=False, repr=False, compare=False)
     tag_keys: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -131,6 +132,11 @@ class Subscriber:
         set_(self, "category_keys", _keys(self.categories))
         if not isinstance(self.attributes, MappingProxyType):
             set_(self, "attributes", _frozen_mapping(self.attributes))
+
+    @property
+    def source(self) -> str:
+        """'file:line' the row came from, for messages."""
+        return f"{self.file}:{self.line}" if self.line else self.file
 
     @property
     def has_preferences(self) -> bool:
@@ -157,28 +163,39 @@ class Choice:
     score: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Selection:
-    """What one subscriber gets at one moment (possibly nothing, with the reason)."""
+    """What one subscriber gets at one moment (possibly nothing, with the reason).
+
+    Slotted: a send holds one per subscriber. Subscribers with the same preferences share one
+    choice (`for_subscriber`), so its tuples are computed once and shared.
+    """
 
     subscriber: Subscriber
     choices: tuple[Choice, ...]
     at: datetime
     window_start: datetime
     skipped: str | None = None  #: why no email, when there is none
+    articles: tuple[Article, ...] = field(init=False, repr=False, compare=False)
+    #: Subscribers with the same key receive identical content (bar per-recipient fields).
+    content_key: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def articles(self) -> tuple[Article, ...]:
-        return tuple(c.article for c in self.choices)
+    def __post_init__(self) -> None:
+        articles = tuple(c.article for c in self.choices)
+        object.__setattr__(self, "articles", articles)
+        object.__setattr__(self, "content_key", tuple(a.id for a in articles))
 
     @property
     def gets_email(self) -> bool:
         return self.skipped is None and bool(self.choices)
 
-    @cached_property
-    def content_key(self) -> tuple[str, ...]:
-        """Subscribers with the same key receive identical content (bar per-recipient fields)."""
-        return tuple(a.id for a in self.articles)
+    def for_subscriber(self, subscriber: Subscriber) -> Selection:
+        """This same choice for another subscriber (one with the same preferences and history)."""
+        twin = object.__new__(Selection)
+        for name in Selection.__slots__:
+            object.__setattr__(twin, name, getattr(self, name))
+        object.__setattr__(twin, "subscriber", subscriber)
+        return twin
 
 
 @dataclass(frozen=True)

@@ -121,4 +121,4 @@ class Selector:
                 self._memo.clear()
             hit = self._memo[key] = select(subscriber, self.pool, self.at, self.settings, history)
         # reasons name the article's tags that match the key's preferences: shareable as they are
-        return Selection(subscriber, hit.choices, hit.at, hit.window_start, hit.skipped)
+        return hit.for_subscriber(subscriber)

@@ -73,12 +73,13 @@ def load_subscribers(path: Path) -> SubscriberList:
     subscribers: list[Subscriber] = []
     problems: list[Problem] = []
     first_line: dict[str, int] = {}
+    file = str(path)
     for line, row in rows:
         if isinstance(row, Problem):
             problems.append(row)
             continue
         try:
-            sub = _subscriber(row, f"{path}:{line}")
+            sub = _subscriber(row, file, line)
         except ValueError as exc:
             problems.append(Problem(str(path), str(exc), line=line))
             continue
@@ -92,7 +93,7 @@ def load_subscribers(path: Path) -> SubscriberList:
     return SubscriberList(tuple(subscribers), tuple(problems))
 
 
-def _subscriber(row: dict[str, Any], source: str) -> Subscriber:
+def _subscriber(row: dict[str, Any], file: str, line: int) -> Subscriber:
     email = str(row.get("email") or "").strip()
     if not email:
         raise ValueError("no email")
@@ -115,7 +116,8 @@ def _subscriber(row: dict[str, Any], source: str) -> Subscriber:
         categories=split_terms(list(categories)),
         status=status,
         attributes=attributes,
-        source=source,
+        file=file,
+        line=line,
     )
 
 
