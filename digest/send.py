@@ -313,7 +313,9 @@ def _send_windows(
     """
     workers = max(1, options.concurrency) if getattr(transport, "concurrent", False) else 1
     # transports that send one recipient per request (outbox, SMTP) still claim in bulk
-    window = max(workers, 50 // max(1, transport.max_batch))
+    # two requests per worker: the pool stays busy while the main thread prepares, and the
+    # window's claim and settle commits are shared by more requests
+    window = max(2 * workers, 50 // max(1, transport.max_batch))
     chunks = plan.chunks(transport.max_batch)
     # The first window is one request: a refused key or a broken config stops the run after one
     # request, not after a window of them.

@@ -95,3 +95,19 @@ def test_wal_mode_and_status_summaries(tmp_path: Path) -> None:
         ledger.claim("W48", "r", [item("a")], transport="x")
         assert ledger.summary("W47") == {"accepted": 1, "claimed": 1}
         assert [e.edition for e in ledger.editions()] == ["W48", "W47"]
+
+
+def test_claims_are_committed_with_full_sync_and_settles_leave_it_on(tmp_path):
+    """Claims must reach the disk before a request leaves (FULL); settles may skip the fsync,
+    but the connection must be back to FULL for the next claim."""
+    from datetime import UTC, datetime
+
+    from digest.ledger import ClaimItem, SqliteLedger
+
+    with SqliteLedger(tmp_path / "ledger.sqlite3") as ledger:
+        sync = lambda: ledger._db.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+        assert sync() == 2  # FULL
+        item = ClaimItem("a@example.com", "a@example.com", ("x",), datetime(2026, 11, 30, tzinfo=UTC))
+        assert ledger.claim("e1", "run1", [item], transport="outbox") == ("a@example.com",)
+        assert ledger.settle("e1", ["a@example.com"], "accepted", run_id="run1") == 1
+        assert sync() == 2
