@@ -77,11 +77,13 @@ class EditionSummary:
 class Ledger(Protocol):
     """What a send run needs from a ledger; a PostgreSQL one can implement the same."""
 
-    def histories(self, exclude_edition: str) -> Mapping[str, History]: ...
+    def histories(self, exclude_edition: str, since: datetime | None = None) -> Mapping[str, History]: ...
 
-    def oldest_last_delivery(self, exclude_edition: str) -> datetime | None: ...
+    def oldest_last_delivery(self, exclude_edition: str, since: datetime | None = None) -> datetime | None: ...
 
-    def rows(self, edition: str) -> dict[str, Delivery]: ...
+    def states(self, edition: str) -> dict[str, State]: ...
+
+    def rows(self, edition: str, states: Iterable[State] | None = None) -> dict[str, Delivery]: ...
 
     def claim(
         self,
@@ -144,6 +146,11 @@ CREATE INDEX IF NOT EXISTS deliveries_subscriber ON deliveries (subscriber, stat
 """
 
 
+def _stamp(moment: datetime) -> str:
+    """A stored moment: UTC, always with microseconds, so text order is time order in SQL."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -173,41 +180,80 @@ class SqliteLedger:
 
     # ---- reading
 
-    def histories(self, exclude_edition: str) -> dict[str, History]:
+    def histories(self, exclude_edition: str, since: datetime | None = None) -> dict[str, History]:
         """Per subscriber: the moment of their last accepted digest and every article that may
-        have reached them, from editions other than `exclude_edition` (the one being sent)."""
-        last: dict[str, datetime] = {}
-        sent: dict[str, set[str]] = {}
+        have reached them, from editions other than `exclude_edition` (the one being sent).
+
+        `since`: only editions selected from then on. Older ones cannot matter to a send whose
+        candidates are all newer (see `selection.history_horizon`), and reading a year of a
+        million subscribers' rows would cost minutes and gigabytes. Rows come in subscriber order
+        and equal histories are shared, so memory grows with distinct histories, not with rows.
+        """
         marks = ",".join("?" * len(MAYBE_SENT))
+        where = f"edition != ? AND state IN ({marks})"
+        args: list[object] = [exclude_edition, *MAYBE_SENT]
+        if since is not None:
+            where += " AND selected_at >= ?"
+            args.append(_stamp(since))
         cur = self._db.execute(
-            f"SELECT subscriber, state, article_ids, selected_at FROM deliveries "
-            f"WHERE edition != ? AND state IN ({marks})",
-            (exclude_edition, *MAYBE_SENT),
+            f"SELECT subscriber, state, article_ids, selected_at FROM deliveries WHERE {where} ORDER BY subscriber",
+            args,
         )
+        out: dict[str, History] = {}
+        shared: dict[tuple[datetime | None, frozenset[str]], History] = {}
+
+        def flush(subscriber: str, ids: set[str], last: datetime | None) -> None:
+            key = (last, frozenset(ids))
+            out[subscriber] = shared.setdefault(key, History(last_delivery=last, sent_article_ids=key[1]))
+
+        current: str | None = None
+        ids: set[str] = set()
+        last: datetime | None = None
         for subscriber, state, article_ids, selected_at in cur:
-            sent.setdefault(subscriber, set()).update(json.loads(article_ids))
+            if subscriber != current:
+                if current is not None:
+                    flush(current, ids, last)
+                current, ids, last = subscriber, set(), None
+            ids.update(json.loads(article_ids))
             if state == "accepted":
                 at = datetime.fromisoformat(selected_at)
-                if subscriber not in last or at > last[subscriber]:
-                    last[subscriber] = at
-        return {s: History(last_delivery=last.get(s), sent_article_ids=frozenset(ids)) for s, ids in sent.items()}
+                if last is None or at > last:
+                    last = at
+        if current is not None:
+            flush(current, ids, last)
+        return out
 
-    def oldest_last_delivery(self, exclude_edition: str) -> datetime | None:
-        """The earliest of the subscribers' last accepted deliveries: how far back the candidate
-        pool must reach so a subscriber who missed editions can catch up."""
+    def oldest_last_delivery(self, exclude_edition: str, since: datetime | None = None) -> datetime | None:
+        """The earliest of the subscribers' last accepted deliveries (from `since` on): how far back
+        the candidate pool must reach so a subscriber who missed editions can catch up."""
+        where = "edition != ? AND state = 'accepted'"
+        args: list[object] = [exclude_edition]
+        if since is not None:
+            where += " AND selected_at >= ?"
+            args.append(_stamp(since))
+        # stamps are UTC in one format (see _stamp), so text order is time order
         cur = self._db.execute(
-            "SELECT subscriber, selected_at FROM deliveries WHERE edition != ? AND state = 'accepted'",
-            (exclude_edition,),
+            f"SELECT MIN(last) FROM (SELECT MAX(selected_at) AS last FROM deliveries WHERE {where} GROUP BY subscriber)",
+            args,
         )
-        last: dict[str, datetime] = {}
-        for subscriber, selected_at in cur:  # parsed, not compared as text: offsets may differ
-            at = datetime.fromisoformat(selected_at)
-            if subscriber not in last or at > last[subscriber]:
-                last[subscriber] = at
-        return min(last.values(), default=None)
+        (oldest,) = cur.fetchone()
+        return datetime.fromisoformat(oldest) if oldest else None
 
-    def rows(self, edition: str) -> dict[str, Delivery]:
-        cur = self._db.execute("SELECT * FROM deliveries WHERE edition = ?", (edition,))
+    def states(self, edition: str) -> dict[str, State]:
+        """subscriber -> state for an edition: what planning needs, without loading whole rows."""
+        names: dict[str, State] = {s: s for s in ("claimed", "accepted", "failed", "ambiguous", "cancelled")}
+        cur = self._db.execute("SELECT subscriber, state FROM deliveries WHERE edition = ?", (edition,))
+        return {subscriber: names[state] for subscriber, state in cur}
+
+    def rows(self, edition: str, states: Iterable[State] | None = None) -> dict[str, Delivery]:
+        """Whole rows of an edition; `states` limits them (a million accepted rows are not needed
+        to find the few claimed ones)."""
+        where, args = "edition = ?", [edition]
+        if states is not None:
+            wanted = list(states)
+            where += f" AND state IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        cur = self._db.execute(f"SELECT * FROM deliveries WHERE {where}", args)
         names = [d[0] for d in cur.description]
         out = {}
         for values in cur:
@@ -285,7 +331,7 @@ class SqliteLedger:
                 if state is not None and state not in takeable:
                     continue  # someone else's, or already settled for good
                 ids_json = json.dumps(list(item.article_ids))
-                at = item.selected_at.isoformat()
+                at = _stamp(item.selected_at)
                 if state is None:
                     inserts.append(
                         (

@@ -181,7 +181,7 @@ def upcoming(config: Config, now: datetime, count: int = 5) -> Upcoming:
     """The next `count` slots, the last slot's state, and what the next edition would hold if it
     were selected now (the pipeline's run and selection; nothing is sent or written)."""
     from digest.pipeline import open_run
-    from digest.selection import NO_HISTORY
+    from digest.selection import NO_HISTORY, history_horizon
 
     table = Timetable.from_config(config)
     slots = tuple(table.next_slots(now, count))
@@ -192,8 +192,9 @@ def upcoming(config: Config, now: datetime, count: int = 5) -> Upcoming:
     path = config.state.path / LEDGER_NAME
     if path.exists():
         with SqliteLedger(path) as ledger:
-            histories = dict(ledger.histories(exclude_edition=nxt.edition_id))
-            run = run.reaching_back(ledger.oldest_last_delivery(exclude_edition=nxt.edition_id))
+            since = history_horizon(nxt.at, config.selection)
+            histories = dict(ledger.histories(nxt.edition_id, since=since))
+            run = run.reaching_back(ledger.oldest_last_delivery(nxt.edition_id, since=since))
     selections = list(run.selections(history=lambda s: histories.get(s.id, NO_HISTORY)))
     chosen = [s for s in selections if s.gets_email]
     articles = {a.id: a for s in chosen for a in s.articles}

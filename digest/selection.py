@@ -44,6 +44,12 @@ def candidate_pool(
     return tuple(pool)
 
 
+def history_horizon(at: datetime, settings: SelectionConfig) -> datetime:
+    """How far back a subscriber's history can matter at `at`: no candidate is older, so neither
+    is any delivery that could shape a window or hold an article that is still a candidate."""
+    return at - timedelta(days=max(settings.window_days, settings.catch_up_days))
+
+
 def window_start(at: datetime, settings: SelectionConfig, history: History) -> datetime:
     """The default window is the last `window_days`; after a missed edition it reaches back to the
     subscriber's last delivery (never past `catch_up_days`), so nobody silently loses a week."""

@@ -30,7 +30,7 @@ from digest.errors import AuthError, SendError
 from digest.ledger import LEDGER_NAME, ClaimItem, Delivery, EditionSummary, Ledger, SqliteLedger, State, open_ledger
 from digest.models import Edition, Selection
 from digest.pipeline import Run
-from digest.selection import NO_HISTORY
+from digest.selection import NO_HISTORY, history_horizon
 from digest.transports import Batch, Outcome, Recipient, Schedule, Transport
 
 try:  # POSIX; elsewhere every claim of an ended run is treated as live until it is settled
@@ -143,9 +143,17 @@ class _Plan:
                 yield group[i : i + size]
 
 
-def _plan(run: Run, rows: dict[str, Delivery], ledger: Ledger, options: SendOptions) -> _Plan:
+def _plan(run: Run, ledger: Ledger, options: SendOptions) -> _Plan:
     plan = _Plan()
-    histories = ledger.histories(exclude_edition=run.edition.id)
+    edition = run.edition.id
+    histories = ledger.histories(edition, since=history_horizon(run.at, run.config.selection))
+    # the state of every row, and whole rows only for the few that need their details
+    states = ledger.states(edition)
+    details = (
+        ledger.rows(edition, states=("claimed", "ambiguous"))
+        if any(s in ("claimed", "ambiguous") for s in states.values())
+        else {}
+    )
     seen: set[str] = set()
     eligible: list[Selection] = []
     for subscriber in run.subscribers_for(options.only, options.segment):
@@ -153,17 +161,16 @@ def _plan(run: Run, rows: dict[str, Delivery], ledger: Ledger, options: SendOpti
             plan.skipped.append((subscriber.email, "duplicate address in the subscriber list"))
             continue
         seen.add(subscriber.id)
-        row = rows.get(subscriber.id)
-        if row is not None:
-            if row.state == "accepted":
-                plan.skipped.append((subscriber.email, "already sent in this edition"))
-                continue
-            if row.state == "claimed":
-                plan.skipped.append((subscriber.email, f"being sent by another run ({row.run_id})"))
-                continue
-            if row.state == "ambiguous" and options.on_ambiguous != "resend":
-                plan.ambiguous.append((subscriber.email, row.error or "may have been sent"))
-                continue
+        state = states.get(subscriber.id)
+        if state == "accepted":
+            plan.skipped.append((subscriber.email, "already sent in this edition"))
+            continue
+        if state == "claimed":
+            plan.skipped.append((subscriber.email, f"being sent by another run ({details[subscriber.id].run_id})"))
+            continue
+        if state == "ambiguous" and options.on_ambiguous != "resend":
+            plan.ambiguous.append((subscriber.email, details[subscriber.id].error or "may have been sent"))
+            continue
         selection = run.select(subscriber, histories.get(subscriber.id, NO_HISTORY))
         if not selection.gets_email:
             plan.skipped.append((subscriber.email, selection.skipped or "nothing to send"))
@@ -185,7 +192,7 @@ def _plan(run: Run, rows: dict[str, Delivery], ledger: Ledger, options: SendOpti
 def _recover(ledger: Ledger, transport: Transport, edition: str, state_dir: Path, now: Callable[[], float]) -> None:
     """Settle claims left by runs that are gone: cancel them when still possible, else ambiguous."""
     by_run: dict[tuple[str, str, int | None], list[Delivery]] = {}
-    for row in ledger.rows(edition).values():
+    for row in ledger.rows(edition, states=("claimed", "ambiguous")).values():
         stale = row.state == "claimed" and not run_alive(state_dir, row.run_id)
         retry_cancel = row.state == "ambiguous" and bool(row.batch_id)
         if stale or retry_cancel:
@@ -419,7 +426,7 @@ def send_edition(
     try:
         if not options.dry_run:
             _recover(ledger, transport, edition, state_dir, now)
-        plan = _plan(run, ledger.rows(edition), ledger, options)
+        plan = _plan(run, ledger, options)
         selections = plan.selections
         planned = SendReport(
             edition=run.edition,
@@ -515,7 +522,8 @@ def send(
         if sandbox or (options.dry_run and not ledger_path.exists()):
             ledger_path = Path(":memory:")
         with SqliteLedger(ledger_path) as ledger:
-            run = run.reaching_back(ledger.oldest_last_delivery(exclude_edition=run.edition.id))
+            horizon = history_horizon(run.at, config.selection)
+            run = run.reaching_back(ledger.oldest_last_delivery(run.edition.id, since=horizon))
             return send_edition(
                 run,
                 ledger,
@@ -545,6 +553,5 @@ def status(config: Config, edition_id: str | None = None) -> StatusReport:
         edition = edition_id or (recent[0].edition if recent else None)
         if edition is None:
             return StatusReport(None, {}, (), recent)
-        rows = ledger.rows(edition)
-        attention = tuple(r for r in rows.values() if r.state in ("failed", "ambiguous", "claimed"))
+        attention = tuple(ledger.rows(edition, states=("failed", "ambiguous", "claimed")).values())
         return StatusReport(edition, dict(ledger.summary(edition)), attention, recent)

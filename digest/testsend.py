@@ -28,7 +28,7 @@ from digest.ledger import LEDGER_NAME, SqliteLedger
 from digest.models import Edition, Email, Selection, Subscriber
 from digest.pipeline import Run
 from digest.segments import Segment
-from digest.selection import NO_HISTORY, History
+from digest.selection import NO_HISTORY, History, history_horizon
 from digest.subscribers import is_valid_email
 from digest.text import one_line
 from digest.transports import Batch, Recipient, Transport
@@ -107,7 +107,7 @@ class _ReadOnlyLedger(SqliteLedger):
             raise LedgerError(f"{path}: cannot open the send ledger for reading: {exc}") from None
 
 
-def read_history(config: Config, edition_id: str) -> tuple[Mapping[str, History], datetime | None]:
+def read_history(config: Config, edition_id: str, at: datetime) -> tuple[Mapping[str, History], datetime | None]:
     """What a real send of `edition_id` would know: each subscriber's history and the earliest
     last delivery. No ledger yet: no history (and none is created)."""
     path = config.state.path / LEDGER_NAME
@@ -115,7 +115,8 @@ def read_history(config: Config, edition_id: str) -> tuple[Mapping[str, History]
         return {}, None
     with _ReadOnlyLedger(path) as ledger:
         try:
-            return ledger.histories(exclude_edition=edition_id), ledger.oldest_last_delivery(edition_id)
+            since = history_horizon(at, config.selection)
+            return ledger.histories(edition_id, since=since), ledger.oldest_last_delivery(edition_id, since=since)
         except sqlite3.Error as exc:
             raise LedgerError(f"{path}: cannot read the send ledger: {exc}") from None
 
@@ -292,7 +293,7 @@ def send_tests(
     from digest.send import make_transport
 
     run = open_run(config, at, edition_id)
-    histories, earliest = read_history(config, run.edition.id)
+    histories, earliest = read_history(config, run.edition.id, run.at)
     run = run.reaching_back(earliest)
     if all_segments:
         names = run.segments.names

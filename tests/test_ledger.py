@@ -111,3 +111,27 @@ def test_claims_are_committed_with_full_sync_and_settles_leave_it_on(tmp_path):
         assert ledger.claim("e1", "run1", [item], transport="outbox") == ("a@example.com",)
         assert ledger.settle("e1", ["a@example.com"], "accepted", run_id="run1") == 1
         assert sync() == 2
+
+
+def test_histories_since_a_horizon_and_shared_between_equal_histories(tmp_path):
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from digest.ledger import ClaimItem, SqliteLedger
+
+    week = timedelta(days=7)
+    t0 = datetime(2026, 11, 2, 9, tzinfo=ZoneInfo("Europe/London"))
+    with SqliteLedger(tmp_path / "ledger.sqlite3") as ledger:
+        for n, edition in enumerate(("w45", "w46", "w47")):
+            at = t0 + n * week
+            items = [ClaimItem(s, s, (f"{edition}-a",), at) for s in ("a@x.org", "b@x.org")]
+            ledger.claim(edition, "r", items, transport="outbox")
+            ledger.settle(edition, ["a@x.org", "b@x.org"], "accepted", run_id="r")
+        everything = ledger.histories("w48")
+        assert everything["a@x.org"].sent_article_ids == {"w45-a", "w46-a", "w47-a"}
+        recent = ledger.histories("w48", since=(t0 + week).astimezone(UTC))
+        assert recent["a@x.org"].sent_article_ids == {"w46-a", "w47-a"}
+        assert recent["a@x.org"].last_delivery == t0 + 2 * week
+        assert recent["a@x.org"] is recent["b@x.org"]  # equal histories are one object
+        assert ledger.oldest_last_delivery("w48") == t0 + 2 * week
+        assert ledger.oldest_last_delivery("w47", since=t0 + 2 * week) is None
