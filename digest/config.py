@@ -156,6 +156,9 @@ class SmtpConfig:
     security: str = opt("starttls", "starttls, ssl or none.")
     username_env: str = opt("SMTP_USERNAME", "Environment variable holding the user name (empty: no login).")
     password_env: str = opt("SMTP_PASSWORD", "Environment variable holding the password.")
+    ca_file: Path | None = opt(
+        None, "PEM file of CAs to trust for a relay with a private certificate; unset: the system's."
+    )
     timeout: float = opt(30.0, "Seconds before a connection times out.")
 
 
@@ -277,10 +280,11 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     updated: dict[str, Any] = {}
     for name in SECTIONS:
         section = getattr(config, name)
+        hints = typing.get_type_hints(type(section))
         changes = {
             f.name: (base / Path(getattr(section, f.name))).resolve()
             for f in fields(section)
-            if typing.get_type_hints(type(section))[f.name] is Path
+            if hints[f.name] in (Path, Path | None) and getattr(section, f.name) is not None
         }
         if changes:
             updated[name] = dataclasses.replace(section, **changes)

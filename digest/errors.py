@@ -29,8 +29,13 @@ class SendError(DigestError):
     """A send could not go on (a refused API key, a locked ledger ...)."""
 
 
-class AuthError(SendError):
-    """The provider refused our credentials: stop at once, retrying cannot help."""
+class NotSentError(SendError):
+    """Nothing was handed over and retrying cannot help (a refused key, an untrusted certificate):
+    the request's rows are failed, not ambiguous, and the run stops at once."""
+
+
+class AuthError(NotSentError):
+    """The provider refused our credentials."""
 
 
 class LedgerError(DigestError):

@@ -26,7 +26,7 @@ from typing import Any
 
 from digest.compose import list_headers
 from digest.config import Config
-from digest.errors import AuthError, SendError
+from digest.errors import NotSentError, SendError
 from digest.ledger import LEDGER_NAME, ClaimItem, Delivery, EditionSummary, Ledger, SqliteLedger, State, open_ledger
 from digest.models import Edition, Selection
 from digest.pipeline import Run
@@ -264,7 +264,7 @@ def _send_chunk(
         tally.requests += 1
         try:
             outcome = transport.send(batch)
-        except AuthError as exc:
+        except NotSentError as exc:
             # A 401 means the request was refused before anything was queued.
             ledger.settle(edition, claimed, "failed", run_id=run_id, error=str(exc))
             raise
@@ -368,7 +368,7 @@ def _send_window(
         emails = [s.subscriber.email for s in mine]
         try:
             outcome = future.result()
-        except AuthError as exc:
+        except NotSentError as exc:
             # refused before anything was queued; the run stops after this window is recorded
             outcome, stop = Outcome("failed", error=str(exc)), stop or exc
         except BaseException as exc:  # a bug or an interrupt mid-request: it may have left

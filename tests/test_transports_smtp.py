@@ -16,6 +16,10 @@ from send_support import AT, SAMPLE_RECIPIENTS, copy_sample, ledger_for, load
 
 from digest.cli import main
 
+# aiosmtpd warns when AUTH is allowed without STARTTLS; over implicit TLS (security = "ssl") it is
+# encrypted all the same
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
 
 class Inbox:
     """An aiosmtpd handler keeping what it received; refuses addresses in `refuse` with a 550."""
@@ -101,7 +105,132 @@ def test_no_server_means_not_sent_and_retryable(tmp_path: Path) -> None:
     waits: list[float] = []
     transport = SmtpTransport("127.0.0.1", cfg.smtp.port, date=AT_DT, security="none", timeout=2, sleep=waits.append)
     with ledger_for(cfg) as ledger:
-        report = send_edition(open_run(cfg, AT_DT), ledger, transport, SendOptions(limit=1), state_dir=cfg.state.path)
+        report = send_edition(open_run(cfg, AT_DT), ledger, transport, SendOptions(), state_dir=cfg.state.path)
         assert report.exit_code == 1 and "not sent after 4 attempts" in report.failed[0][1]
+        # the first recipient spends the retries; the relay is then given up on for the run
         assert waits == [2.0, 4.0, 8.0]
+        assert len(report.failed) == 7 and all("relay is not answering" in e for _, e in report.failed[1:])
         assert {r.state for r in ledger.rows("2026-W49").values()} == {"failed"}
+
+
+# ---- TLS and login: STARTTLS and implicit TLS against aiosmtpd with a certificate made here
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert.pem, key.pem)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN201
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"mailer", b"s3cret-pw")
+    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
+
+
+@pytest.fixture(params=["starttls", "ssl"])
+def tls_smtp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Inbox, int, str, Path]]:
+    import ssl
+
+    cert, key = make_certificate(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    inbox, port, mode = Inbox(), free_port(), request.param
+    common = {
+        "hostname": "127.0.0.1",
+        "port": port,
+        "authenticator": authenticator,
+        "auth_required": True,
+    }
+    if mode == "starttls":
+        # the server refuses anything before STARTTLS, and AUTH in the clear
+        controller = Controller(inbox, tls_context=server_tls, require_starttls=True, auth_require_tls=True, **common)
+    else:
+        # implicit TLS: aiosmtpd only knows STARTTLS sessions as encrypted, so it must be told AUTH is fine
+        controller = Controller(inbox, ssl_context=server_tls, auth_require_tls=False, **common)
+    controller.start()
+    try:
+        yield inbox, port, mode, cert
+    finally:
+        controller.stop()
+
+
+def tls_config(tmp_path: Path, port: int, mode: str, ca: Path) -> Path:
+    return copy_sample(
+        tmp_path / "newsletter",
+        f'[sending]\ntransport = "smtp"\n\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{mode}"\n'
+        f'ca_file = "{ca}"\ntimeout = 5.0\n',
+    )
+
+
+def test_tls_and_login_with_credentials_from_the_environment(
+    tmp_path: Path, tls_smtp: tuple[Inbox, int, str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox, port, mode, ca = tls_smtp
+    (tmp_path / "newsletter").mkdir()
+    config = tls_config(tmp_path, port, mode, ca)
+    monkeypatch.setenv("SMTP_USERNAME", "mailer")
+    monkeypatch.setenv("SMTP_PASSWORD", "s3cret-pw")
+    result = CliRunner().invoke(main, ["--config", str(config), "--verbose", "send", "--yes", "--at", AT])
+    assert result.exit_code == 0, result.output
+    assert sorted(r for rcpts, _ in inbox.messages for r in rcpts) == sorted(SAMPLE_RECIPIENTS)
+    assert "s3cret-pw" not in result.output
+
+
+def test_a_refused_password_stops_with_one_line_and_never_shows_it(
+    tmp_path: Path, tls_smtp: tuple[Inbox, int, str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox, port, mode, ca = tls_smtp
+    (tmp_path / "newsletter").mkdir()
+    config = tls_config(tmp_path, port, mode, ca)
+    monkeypatch.setenv("SMTP_USERNAME", "mailer")
+    monkeypatch.setenv("SMTP_PASSWORD", "wrong-password-xyz")
+    result = CliRunner().invoke(main, ["--config", str(config), "send", "--yes", "--at", AT])
+    assert result.exit_code == 1
+    assert "the user name or password was refused" in result.output
+    assert "wrong-password-xyz" not in result.output and not inbox.messages
+
+
+def test_an_untrusted_certificate_is_refused(tmp_path: Path, tls_smtp: tuple[Inbox, int, str, Path]) -> None:
+    inbox, port, mode, _ = tls_smtp
+    (tmp_path / "newsletter").mkdir()
+    config = copy_sample(
+        tmp_path / "newsletter",
+        f'[sending]\ntransport = "smtp"\n\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{mode}"\n'
+        'username_env = ""\ntimeout = 5.0\n',
+    )
+    result = CliRunner().invoke(main, ["--config", str(config), "send", "--yes", "--at", AT])
+    assert result.exit_code == 1 and not inbox.messages
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: SMTP 127.0.0.1: its TLS certificate is not trusted") and "ca_file" in line
+    # stopped at once, after one recipient, recorded as not sent (retryable), never ambiguous
+    with ledger_for(load(config)) as ledger:
+        assert [r.state for r in ledger.rows("2026-W49").values()] == ["failed"]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from digest.config import Config
-from digest.errors import AuthError
+from digest.errors import AuthError, NotSentError
 from digest.message import to_mime
 from digest.transports import Batch, Outcome, Unschedulable
 
@@ -49,6 +49,7 @@ class SmtpTransport(Unschedulable):
         self._sleep = sleep
         self._ssl = ssl_context or ssl.create_default_context()
         self._conn: smtplib.SMTP | None = None
+        self._down = ""  #: why the relay was given up on for this run, once it was
 
     def __repr__(self) -> str:  # never the password
         return f"SmtpTransport({self.host!r}, {self.port}, security={self.security!r})"
@@ -58,6 +59,8 @@ class SmtpTransport(Unschedulable):
         s = config.smtp
         username = os.environ.get(s.username_env, "") if s.username_env else ""
         password = os.environ.get(s.password_env, "") if s.password_env else ""
+        if s.ca_file is not None and "ssl_context" not in kwargs:
+            kwargs["ssl_context"] = ssl.create_default_context(cafile=str(s.ca_file))
         return cls(
             s.host,
             s.port,
@@ -104,16 +107,29 @@ class SmtpTransport(Unschedulable):
         (recipient,) = batch.recipients
         msg = to_mime(batch.email_for(recipient), date=self.date, edition_id=batch.edition_id)
         message_id = str(msg["Message-ID"])
+        if self._down:
+            # The relay could not be reached with every retry for an earlier recipient: do not
+            # spend the same minute of retries on each of the rest (they stay retryable).
+            return Outcome("retry", error=self._down)
         last = ""
+        connected = False
         for attempt in range(self.retries + 1):
             if attempt:
                 self._sleep(min(30.0, 2.0**attempt))
             try:
                 conn = self._connect()
+            except ssl.SSLCertVerificationError as exc:
+                self._drop()
+                # not a passing fault: every retry and every recipient would fail the same way
+                raise NotSentError(
+                    f"SMTP {self.host}: its TLS certificate is not trusted ({exc.verify_message}); "
+                    "set [smtp] ca_file for a private CA"
+                ) from None
             except (OSError, smtplib.SMTPException) as exc:
                 self._drop()
                 last = f"cannot connect to {self.host}:{self.port}: {exc}"
                 continue  # nothing was handed over yet
+            connected = True
             try:
                 conn.send_message(msg, to_addrs=[recipient.subscriber.email])
                 return Outcome("accepted", message_id=message_id)
@@ -132,7 +148,10 @@ class SmtpTransport(Unschedulable):
                 self._drop()
                 # We cannot tell whether the server queued the message before the line dropped.
                 return Outcome("ambiguous", error=f"connection lost while sending: {exc}")
-        return Outcome("retry", error=f"not sent after {self.retries + 1} attempts: {last}")
+        error = f"not sent after {self.retries + 1} attempts: {last}"
+        if not connected:
+            self._down = f"{error} (the relay is not answering; not tried again this run)"
+        return Outcome("retry", error=error)
 
     def close(self) -> None:
         if self._conn is not None:
