@@ -221,3 +221,27 @@ def test_all_segments_skips_an_empty_segment_and_says_so(tmp_path: Path) -> None
     assert "martians: skipped: segment 'martians' is empty" in out
     assert "no-testers: rendered for grace@example.org" in out
     assert [p.parent.name for p in (tmp_path / "outbox").rglob("*.eml")] == [f"{EDITION}.test.no-testers"]
+
+
+def test_over_smtp_only_the_testers_receive(tmp_path: Path) -> None:
+    """test-send works with every transport: over a real SMTP peer (aiosmtpd) too."""
+    from aiosmtpd.controller import Controller
+    from test_transports_smtp import Inbox, free_port
+
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        config = copy_sample(
+            tmp_path,
+            f'[sending]\ntransport = "smtp"\n\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+            'username_env = ""\ntimeout = 5.0\n',
+        )
+        code, out = digest(config, "test-send", "--all-segments", "--to", "me@example.com", "--at", AT)
+    finally:
+        controller.stop()
+    assert code == 0, out
+    recipients = {r for rcpts, _ in inbox.messages for r in rcpts}
+    assert recipients == {"me@example.com"} and len(inbox.messages) >= 2
+    assert all(msg["Subject"].startswith("[TEST]") and "List-Unsubscribe" not in msg for _, msg in inbox.messages)
+    assert not (tmp_path / "state" / "ledger.sqlite3").exists()
