@@ -166,6 +166,22 @@ class SqliteLedger:
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"{path}: cannot open the send ledger: {exc}") from None
 
+    @classmethod
+    def scratch_copy(cls, path: Path) -> SqliteLedger:
+        """An in-memory ledger holding what `path` holds (empty if it does not exist): a run that
+        must read the real history but record nothing (a sandbox send) writes here."""
+        scratch = cls(Path(":memory:"))
+        if path.exists():
+            try:
+                source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                try:
+                    source.backup(scratch._db)
+                finally:
+                    source.close()
+            except sqlite3.Error as exc:
+                raise LedgerError(f"{path}: cannot read the send ledger: {exc}") from None
+        return scratch
+
     def __repr__(self) -> str:
         return f"SqliteLedger({str(self.path)!r})"
 

@@ -516,12 +516,15 @@ def send(
     run = open_run(config, at, edition_id)
     transport = make_transport(config, at=at, name=transport_name, sandbox=sandbox, dry_run=options.dry_run)
     try:
-        # A sandbox send validates real requests but must not mark anyone as sent.
-        # A dry run before the first send must not create the state folder either.
+        # A sandbox send validates the requests a real send would make (so it reads the real
+        # history) but must not mark anyone as sent: it records into a scratch copy. A dry run
+        # before the first send must not create the state folder either.
         ledger_path = config.state.path / LEDGER_NAME
         if sandbox or (options.dry_run and not ledger_path.exists()):
-            ledger_path = Path(":memory:")
-        with SqliteLedger(ledger_path) as ledger:
+            ledger = SqliteLedger.scratch_copy(ledger_path)
+        else:
+            ledger = SqliteLedger(ledger_path)
+        with ledger:
             horizon = history_horizon(run.at, config.selection)
             run = run.reaching_back(ledger.oldest_last_delivery(run.edition.id, since=horizon))
             return send_edition(

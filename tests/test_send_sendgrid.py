@@ -309,3 +309,24 @@ def test_requests_go_out_concurrently_and_each_recipient_once(tmp_path: Path, fa
     assert len(report.accepted) == 9 and fake.delivered_to() == {f"r{i}@example.com": 1 for i in range(9)}
     assert set(states(cfg).values()) == {"accepted"}
     assert Counting.most == 4
+
+
+def test_sandbox_reads_the_real_history_and_leaves_the_ledger_as_it_was(
+    tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a real send to Ada, a sandbox run of the same edition validates requests for the
+    others only (it knows Ada has hers) and the ledger file is unchanged."""
+    config = copy_sample(tmp_path, sendgrid_toml(fake.url))
+    monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
+    result = CliRunner().invoke(
+        main, ["--config", str(config), "send", "--yes", "--at", AT, "--subscriber", "ada@example.com"]
+    )
+    assert result.exit_code == 0 and fake.delivered_to() == {"ada@example.com": 1}, result.output
+    ledger_file = config.parent / "state" / "ledger.sqlite3"
+    before = states(load(config))
+    fake.reset()
+    result = CliRunner().invoke(main, ["--config", str(config), "send", "--sandbox", "--at", AT])
+    assert result.exit_code == 0, result.output
+    sandboxed = {p["to"][0]["email"] for r in fake.requests for p in r.body["personalizations"]}
+    assert sandboxed == SAMPLE_RECIPIENTS - {"ada@example.com"} and fake.delivered_to() == {}
+    assert states(load(config)) == before and ledger_file.exists()
