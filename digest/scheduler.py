@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -234,6 +235,13 @@ class Scheduler:
     def stop(self) -> None:
         self._stopping.set()
 
+    def _nap(self, seconds: float) -> None:
+        """Wait, waking at least once a second. A signal the OS hands to another thread does not
+        interrupt the main thread's wait, so its handler would only run when the wait ends."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._stopping.wait(min(1.0, left))
+
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
@@ -241,7 +249,7 @@ class Scheduler:
     def run(self, until: datetime | None = None) -> None:
         """Loop until stopped (or, for tests and one-off catch-ups, until the next slot is after `until`)."""
         table = Timetable.from_config(self.config)
-        sleep = self.sleep or self._stopping.wait
+        sleep = self.sleep or self._nap
         self._log(f"scheduler started: {table.cron.expr} ({table.tz.key}), grace {hours(table.grace)}")
         self.fire()
         while not self.stopping:
