@@ -270,6 +270,9 @@ def send(
     from digest.send import send as send_edition
 
     config = obj.config()
+    if sandbox and (transport or config.sending.transport) != "sendgrid":
+        # only SendGrid has a sandbox: on the outbox or SMTP a "sandbox" run would really send
+        raise UsageError("--sandbox is SendGrid's sandbox mode: use it with the sendgrid transport")
     if not (yes or dry_run or sandbox) and not sys.stdin.isatty():
         raise UsageError("refusing to send without confirmation: no terminal to ask on; pass --yes")
     options = SendOptions(

@@ -10,6 +10,7 @@ stops the send: sending to someone SendGrid knows has left is worse than sending
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -67,7 +68,8 @@ def _get(what: str, request: Callable[[], Any]) -> Any:
         raise SendError(
             f"sync: SendGrid answered HTTP {exc.status_code} for {what}{hint}: {detail}".rstrip(": ")
         ) from None
-    except (TimeoutError, URLError, OSError) as exc:
+    except (TimeoutError, URLError, OSError, http.client.HTTPException) as exc:
+        # HTTPException: a truncated or garbled answer (IncompleteRead, BadStatusLine)
         reason = getattr(exc, "reason", exc)
         raise SendError(f"sync: cannot reach SendGrid for {what}: {reason}") from None
     try:

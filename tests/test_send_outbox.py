@@ -160,3 +160,10 @@ def test_progress_without_a_terminal_is_a_few_log_lines(tmp_path: Path) -> None:
     assert code == 0 and "accepted: 120" in out, out
     lines = [line for line in out.splitlines() if line.startswith("sent ")]
     assert lines[-1] == "sent 120/120" and len(lines) <= 11
+
+
+def test_sandbox_is_refused_where_it_would_really_send(tmp_path: Path) -> None:
+    config = copy_sample(tmp_path)
+    code, out = digest(config, "send", "--sandbox", "--at", AT)
+    assert code == 2 and "sendgrid transport" in out
+    assert outbox_files(config) == set()

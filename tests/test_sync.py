@@ -117,3 +117,34 @@ def test_a_dry_run_does_not_sync_or_write(config: Config, fake: FakeSendGrid) ->
     result = CliRunner().invoke(main, ["--config", str(config.source), "send", "--dry-run", "--at", AT])
     assert result.exit_code == 0, result.output
     assert fake.requests == [] and not (config.state.path / "subscribers.sqlite3").exists()
+
+
+def test_a_truncated_answer_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that promises more bytes than it sends (IncompleteRead) is a SendError, not a crash."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(3):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n[{")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.test-key")
+    cfg = load(copy_sample(tmp_path, sendgrid_toml(f"http://127.0.0.1:{port}")))
+    try:
+        with pytest.raises(SendError, match="sync: cannot reach SendGrid for"):
+            sync(cfg)
+    finally:
+        listener.close()
