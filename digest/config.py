@@ -305,6 +305,11 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: selection needs 0 <= min_articles <= max_articles and max_articles >= 1")
     if config.sending.transport not in ("outbox", "sendgrid", "smtp"):
         raise ConfigError(f"{source}: sending.transport must be outbox, sendgrid or smtp")
+    for key in ("unsubscribe_url", "preferences_url"):
+        url = getattr(config.sending, key)
+        # RFC 8058 one-click needs HTTPS, and a token in a plain-HTTP link can be read on the way
+        if url and not url.startswith("https://"):
+            raise ConfigError(f"{source}: sending.{key} must be an https:// URL, got {url!r}")
     if not 1 <= config.sending.concurrency <= 64:
         raise ConfigError(f"{source}: sending.concurrency must be between 1 and 64")
     if config.smtp.security not in ("starttls", "ssl", "none"):

@@ -13,10 +13,6 @@ class ConfigError(DigestError):
     """The config file is missing, unreadable, or has an unknown key or a wrong type."""
 
 
-class ContentError(DigestError):
-    """An article could not be read (bad YAML, no title, no date ...)."""
-
-
 class SubscriberError(DigestError):
     """A subscriber list or one of its rows is invalid."""
 

@@ -6,6 +6,7 @@ files, sending) belong to the callers.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -57,7 +58,7 @@ class Run:
 
     @cached_property
     def _secret(self) -> bytes | None:
-        if not self.config.sending.unsubscribe_url:
+        if not (self.config.sending.unsubscribe_url or self.config.sending.preferences_url):
             return None
         return secret_from_env(self.config.sending.secret_env)
 
@@ -202,7 +203,12 @@ class BuildReport:
 
 
 def eml_name(subscriber: Subscriber) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "@._-+" else "_" for ch in subscriber.email.casefold())
+    """A file name for a subscriber's .eml: the address itself when it is file-safe; otherwise a
+    cleaned form plus a hash of the address, so `a!b@x` and `a#b@x` never overwrite each other."""
+    address = subscriber.email.casefold()
+    safe = "".join(ch if ch.isalnum() or ch in "@._-+" else "_" for ch in address)
+    if safe != address:
+        safe += "-" + hashlib.sha256(address.encode()).hexdigest()[:10]
     return f"{safe}.eml"
 
 

@@ -150,3 +150,12 @@ def test_eml_bytes_match_the_stdlib_message(sample_config):
             # to_mime's SMTP policy writes CRLF line ends; the content is the same
             assert fast.get_body((kind,)).get_content() == ref.get_body((kind,)).get_content().replace("\r\n", "\n")
         assert fast.get_body(("plain",)).get_content() == mail.text
+
+
+def test_eml_names_never_collide():
+    from digest.models import Subscriber
+    from digest.pipeline import eml_name
+
+    names = {eml_name(Subscriber(email=e)) for e in ("a!b@x.org", "a#b@x.org", "a_b@x.org", "A_B@x.org")}
+    assert len(names) == 3  # the last two are one address, case aside
+    assert eml_name(Subscriber(email="ada@example.com")) == "ada@example.com.eml"

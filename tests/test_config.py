@@ -53,3 +53,10 @@ def test_every_option_is_documented_in_the_schema_and_readme():
     for section, key, _default, doc in describe_schema():
         assert doc, f"{section}.{key} has no doc"
         assert f"`{key}`" in readme, f"README's config reference lacks [{section}] {key}"
+
+
+def test_unsubscribe_and_preferences_urls_must_be_https(tmp_path):
+    for key in ("unsubscribe_url", "preferences_url"):
+        path = write(tmp_path, f'[sending]\n{key} = "http://news.example.com/x"\n')
+        with pytest.raises(ConfigError, match=f"sending.{key} must be an https:// URL"):
+            load_config(path)
