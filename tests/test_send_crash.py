@@ -32,8 +32,11 @@ EDITION = "2026-W49"
 
 
 def start_fake(log: Path) -> tuple[subprocess.Popen[str], str]:
+    # Every answer takes 30 ms: a send of ~60 requests lasts long enough for each planned kill to
+    # land mid-send, however fast the machine (concurrent requests overlap, so still >= 0.5 s).
+    slow = ",".join(["slow:0.03"] * 400)
     proc = subprocess.Popen(
-        [sys.executable, str(FAKE_SCRIPT), "--port", "0", "--log", str(log)],
+        [sys.executable, str(FAKE_SCRIPT), "--port", "0", "--log", str(log), "--script", slow],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -99,11 +102,11 @@ def test_kill_9_at_random_points_then_rerun_delivers_nobody_twice(tmp_path: Path
             assert len(rows) == planned
             by_state = Counter(r.state for r in rows.values())
             assert set(by_state) <= {"accepted", "ambiguous"}, by_state
-            for row in rows.values():
-                if row.state == "accepted":
-                    assert got[row.email] == 1, row
-                else:  # ambiguous: maybe delivered, never twice
-                    assert got[row.email] <= 1, row
+            # accepted means delivered exactly once; ambiguous rows were delivered at most once
+            # (checked above for everyone) and are reported, never resent silently
+            assert all(got[row.email] == 1 for row in rows.values() if row.state == "accepted")
+            # and nobody received mail the ledger does not account for
+            assert set(got) <= {r.email for r in rows.values() if r.state in ("accepted", "ambiguous")}
             # and once more: nothing new goes out
             before = sum(got.values())
             assert digest_send(config).wait(timeout=30) in (0, 3)
