@@ -39,7 +39,9 @@ PREHEADER_TEMPLATE = "preheader.j2"
 
 ARTICLE_MARKER = "<!--digest:article-->"
 END_MARKER = "<!--digest:end-->"
-PREHEADER_TOKEN = "__DGC_preheader__"  # content-level: replaced once per distinct content
+#: Content-level: replaced once per distinct content. Nonce'd like the recipient tokens, so an
+#: article's text can never stand in for it.
+PREHEADER_TOKEN = personalize.content_token("preheader")
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,6 @@ class Content:
     preheader: str
     html: str
     text: str
-
-    @property
-    def article_ids(self) -> tuple[str, ...]:
-        return self.key
 
     @cached_property
     def tokens(self) -> tuple[tuple[str, str, str], ...]:

@@ -1,17 +1,23 @@
 """Per-recipient fields: rendered as tokens once, filled in per recipient afterwards.
 
 Templates see `recipient.first_name`, `recipient.email`, `recipient.unsubscribe_url`, ... When a
-digest is compiled once for many subscribers those print as tokens (`__DG_first_name__`); after
-MJML and CSS inlining each token is tagged with the context it landed in (HTML text, an HTML
-attribute, or plain text) so that filling it escapes exactly as lxml would have had the value been
-rendered directly. The SendGrid transport sends the same tagged tokens as substitutions.
+digest is compiled once for many subscribers those print as tokens (`__DG<nonce>_first_name__`);
+after MJML and CSS inlining each token is tagged with the context it landed in (HTML text, an HTML
+attribute, or plain text: `__DG<nonce>H_first_name__`) so that filling it escapes exactly as lxml
+would have had the value been rendered directly. The SendGrid transport sends the same tagged
+tokens as substitutions.
+
+Every token carries `NONCE`, random per process. Article titles, URLs and excerpts are rendered
+into the same document as the tokens, so a fixed spelling would let an article author write
+`__DG_email__` into a cover URL and have each recipient's address (or unsubscribe link) filled in
+and sent to a third party. Text nobody could know in advance can never form a live token.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from digest.models import Subscriber
 from digest.text import one_line
@@ -19,8 +25,12 @@ from digest.text import one_line
 #: Fields every recipient has. Attributes (extra CSV columns) come as `attr_<name>`.
 FIELDS = ("first_name", "name", "email", "preferences", "unsubscribe_url", "preferences_url")
 
-_TOKEN = re.compile(r"__DG_([a-z0-9]+(?:_[a-z0-9]+)*)__")
-_TAGGED = re.compile(r"__DG([HAP])_([a-z0-9]+(?:_[a-z0-9]+)*)__")
+#: Random per process, never written anywhere but the compiled pieces it is filled out of.
+NONCE = secrets.token_hex(12)
+_PREFIX = f"__DG{NONCE}"
+_FIELD = r"([a-z0-9]+(?:_[a-z0-9]+)*)"
+_TOKEN = re.compile(re.escape(_PREFIX) + "_" + _FIELD + "__")
+_TAGGED = re.compile(re.escape(_PREFIX) + "([HAP])_" + _FIELD + "__")
 _ATTR_KEY = re.compile(r"[^a-z0-9]+")
 
 
@@ -29,7 +39,12 @@ def attr_field(key: str) -> str:
 
 
 def token(field: str) -> str:
-    return f"__DG_{field}__"
+    return f"{_PREFIX}_{field}__"
+
+
+def content_token(name: str) -> str:
+    """A content-level placeholder (filled once per distinct content, never per recipient)."""
+    return f"{_PREFIX}C_{name}__"
 
 
 class RecipientView:
@@ -109,14 +124,14 @@ def tag_html(html: str) -> str:
         # Inside a tag when the nearest '<' before the token is later than the nearest '>'.
         in_tag = html.rfind("<", 0, m.start()) > html.rfind(">", 0, m.start())
         out.append(html[last : m.start()])
-        out.append(f"__DG{'A' if in_tag else 'H'}_{m.group(1)}__")
+        out.append(f"{_PREFIX}{'A' if in_tag else 'H'}_{m.group(1)}__")
         last = m.end()
     out.append(html[last:])
     return "".join(out)
 
 
 def tag_plain(text: str) -> str:
-    return _TOKEN.sub(lambda m: f"__DGP_{m.group(1)}__", text)
+    return _TOKEN.sub(lambda m: f"{_PREFIX}P_{m.group(1)}__", text)
 
 
 _ESCAPERS = {"H": escape_text, "A": escape_attr, "P": lambda v: v}
@@ -139,11 +154,3 @@ def tokens_in(parts: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
 def substitutions(tokens: tuple[tuple[str, str, str], ...], values: Mapping[str, str]) -> dict[str, str]:
     """Token -> escaped value for one recipient (SendGrid substitutions). `tokens` from `tokens_in`."""
     return {tok: _ESCAPERS[ctx](values.get(name, "")) for tok, ctx, name in tokens}
-
-
-@dataclass(frozen=True)
-class Personal:
-    """Per-recipient header values a transport needs beside the body."""
-
-    unsubscribe_url: str
-    list_unsubscribe: str  #: the List-Unsubscribe header value, or '' when none applies

