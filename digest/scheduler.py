@@ -15,7 +15,6 @@ goes out if still within grace), then sleeps until each slot. Its clock and slee
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -230,21 +229,22 @@ class Scheduler:
     #: Longest single nap, so a suspended host or a changed clock is noticed within this long.
     max_nap: float = 300.0
     runs: list[ScheduledResult | DigestError] = field(default_factory=list)
-    _stopping: threading.Event = field(default_factory=threading.Event)
+    # A plain flag, not a threading.Event: stop() runs in a signal handler, and Event.set() takes
+    # a lock the interrupted main thread may be holding inside Event.wait(): a deadlock.
+    _stop_requested: bool = False
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._stop_requested = True
 
     def _nap(self, seconds: float) -> None:
-        """Wait, waking at least once a second. A signal the OS hands to another thread does not
-        interrupt the main thread's wait, so its handler would only run when the wait ends."""
+        """Sleep in slices of at most a second, so a stop request is seen within one."""
         deadline = time.monotonic() + seconds
-        while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
-            self._stopping.wait(min(1.0, left))
+        while not self._stop_requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(1.0, left))
 
     @property
     def stopping(self) -> bool:
-        return self._stopping.is_set()
+        return self._stop_requested
 
     def run(self, until: datetime | None = None) -> None:
         """Loop until stopped (or, for tests and one-off catch-ups, until the next slot is after `until`)."""
