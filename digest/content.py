@@ -3,6 +3,11 @@
 Real content folders are messy (Jekyll, Hugo, Astro, Next.js and feed importers each spell dates,
 tags and images their own way). Every reader problem becomes a `Problem` naming the file; the file
 is skipped and the rest goes on.
+
+Article links and covers end up as `href` and `src` in every email and on the preview pages, so
+only http(s) URLs are kept (relative ones are resolved against the site URL first). Anything else
+(`javascript:`, `data:`, `vbscript:`, ...) is replaced by the fallback, the article's page on the
+site or no cover, and reported as a warning naming the file and field.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 import frontmatter
@@ -39,6 +44,7 @@ _FILENAME_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[-_](.*))?$")
 # '2023-12-25 00:00:00 +0000': fromisoformat wants no space before the offset
 _SPACE_OFFSET = re.compile(r"\s+([+-]\d{2}:?\d{2}|Z)$")
 _TEXT_DATE_FORMATS = ("%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%d %b %Y", "%B %d %Y", "%Y/%m/%d")
+_WEB_SCHEMES = ("http", "https")
 
 
 @dataclass(frozen=True)
@@ -83,14 +89,17 @@ def load_articles(config: Config, cache_dir: Path | None = None) -> ContentIndex
     problems: list[Problem] = []
     seen: dict[tuple[str, datetime], Path] = {}
     for path in iter_article_files(folder):
-        result = cache.get(path) if cache is not None else None
-        if result is None:
+        cached = cache.get(path) if cache is not None else None
+        if cached is None:
+            warnings: list[Problem] = []
             try:
-                result = read_article(path, folder, config)
+                cached = (read_article(path, folder, config, warnings), tuple(warnings))
             except ArticleProblem as exc:
-                result = Problem(str(path), str(exc), line=exc.line, field=exc.field)
+                cached = (Problem(str(path), str(exc), line=exc.line, field=exc.field), ())
             if cache is not None:
-                cache.put(path, result)
+                cache.put(path, cached)
+        result, file_warnings = cached
+        problems.extend(file_warnings)
         if isinstance(result, Problem):
             problems.append(result)
             continue
@@ -106,6 +115,10 @@ def load_articles(config: Config, cache_dir: Path | None = None) -> ContentIndex
     return ContentIndex(tuple(articles), tuple(problems))
 
 
+#: One file's outcome: the article (or why there is none), and warnings about what was kept.
+Read = tuple[Article | Problem, tuple[Problem, ...]]
+
+
 class ContentCache:
     """Parsed articles keyed by (path, size, mtime_ns), in one pickle file in the state folder.
 
@@ -114,7 +127,7 @@ class ContentCache:
     pattern, excerpt length) or to this code's cache format starts a fresh cache.
     """
 
-    VERSION = 1
+    VERSION = 2  #: 2: entries hold (article or problem, warnings)
 
     def __init__(self, path: Path, fingerprint: tuple[object, ...], entries: dict[str, tuple[int, int, object]]):
         self.path = path
@@ -145,7 +158,7 @@ class ContentCache:
             pass  # no cache, or an unreadable one: parse everything and write a fresh one
         return cls(path, fingerprint, entries)
 
-    def get(self, path: Path) -> Article | Problem | None:
+    def get(self, path: Path) -> Read | None:
         key = str(path)
         try:
             st = path.stat()
@@ -157,7 +170,7 @@ class ContentCache:
             return entry[2]  # type: ignore[return-value]
         return None
 
-    def put(self, path: Path, result: Article | Problem) -> None:
+    def put(self, path: Path, result: Read) -> None:
         try:
             st = path.stat()
         except OSError:
@@ -179,8 +192,10 @@ class ContentCache:
             pass  # a read-only state folder only costs speed
 
 
-def read_article(path: Path, folder: Path, config: Config) -> Article:
-    """Parse one file into an `Article`, or raise `ArticleProblem` saying why not."""
+def read_article(path: Path, folder: Path, config: Config, warnings: list[Problem] | None = None) -> Article:
+    """Parse one file into an `Article`, or raise `ArticleProblem` saying why not.
+
+    What was read but not kept as written (an unsafe link, say) is appended to `warnings`."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -201,10 +216,13 @@ def read_article(path: Path, folder: Path, config: Config) -> Article:
     meta: dict[str, Any] = post.metadata if isinstance(post.metadata, dict) else {}
     if not meta:
         raise ArticleProblem("no front matter (expected a '---' YAML block with title and date)")
-    return build_article(meta, post.content, path, folder, config)
+    return build_article(meta, post.content, path, folder, config, warnings)
 
 
-def build_article(meta: dict[str, Any], body: str, path: Path, folder: Path, config: Config) -> Article:
+def build_article(
+    meta: dict[str, Any], body: str, path: Path, folder: Path, config: Config, warnings: list[Problem] | None = None
+) -> Article:
+    warn = warnings.append if warnings is not None else (lambda _problem: None)
     tz = config.tz
     site = config.newsletter.site_url
     title = meta.get("title")
@@ -237,11 +255,18 @@ def build_article(meta: dict[str, Any], body: str, path: Path, folder: Path, con
     limit = config.content.excerpt_chars
     summary = clean_excerpt(excerpt_raw, limit) if excerpt_raw is not None else ""
 
-    cover_url, cover_alt = _cover(meta, site)
+    cover_url, cover_alt, cover_key = _cover(meta, site)
+    if cover_url and not is_web_url(cover_url):
+        warn(_unsafe(path, cover_key, cover_url, "the article is shown without a cover"))
+        cover_url = ""
     if not cover_alt:
         cover_alt = title
 
-    url = _article_url(meta, config, slug, published, rel)
+    url, url_key = _article_url(meta, config, slug, published, rel)
+    if not is_web_url(url):
+        fallback = _site_link(site, slug)
+        warn(_unsafe(path, url_key, url, f"linking to {fallback} instead"))
+        url = fallback
     return Article(
         id=rel.with_suffix("").as_posix(),
         path=path,
@@ -363,7 +388,29 @@ def _author(value: Any) -> str:
     return one_line(str(value)) if value else ""
 
 
-def _cover(meta: dict[str, Any], site: str) -> tuple[str, str]:
+def is_web_url(url: str) -> bool:
+    """An absolute http(s) URL with a host: the only kind an article may put in a link or image."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in _WEB_SCHEMES and bool(parts.netloc)
+
+
+def _unsafe(path: Path, key: str, url: str, consequence: str) -> Problem:
+    shown = url if len(url) <= 60 else url[:59] + "…"
+    return Problem(str(path), f"{key}: {shown!r} is not an http(s) URL; {consequence}", severity="warning", field=key)
+
+
+def _site_link(site_url: str, slug: str) -> str:
+    """The article's page on the site; './' keeps a slug like 'javascript:x' a path, never a scheme."""
+    site = site_url.rstrip("/") + "/"
+    url = urljoin(site, slug)
+    return url if is_web_url(url) else urljoin(site, "./" + slug)
+
+
+def _cover(meta: dict[str, Any], site: str) -> tuple[str, str, str]:
+    """(resolved URL, alt, the key it came from); the URL is '' when there is none."""
     alt = next((one_line(meta[k]) for k in COVER_ALT_KEYS if isinstance(meta.get(k), str)), "")
     for key in COVER_KEYS:
         value = meta.get(key)
@@ -373,23 +420,25 @@ def _cover(meta: dict[str, Any], site: str) -> tuple[str, str]:
             alt = alt or one_line(str(value.get("alt") or ""))
             value = value.get("src") or value.get("url")
         if isinstance(value, str) and value.strip():
-            return urljoin(site.rstrip("/") + "/", value.strip()), alt
-    return "", alt
+            return urljoin(site.rstrip("/") + "/", value.strip()), alt, key
+    return "", alt, ""
 
 
-def _article_url(meta: dict[str, Any], config: Config, slug: str, published: datetime, rel: Path) -> str:
+def _article_url(meta: dict[str, Any], config: Config, slug: str, published: datetime, rel: Path) -> tuple[str, str]:
+    """(URL, the front-matter key it came from, for a warning)."""
     site = config.newsletter.site_url.rstrip("/") + "/"
     pattern = config.content.article_url
     if pattern:
         local = published.astimezone(config.tz)
-        return pattern.format(
+        url = pattern.format(
             slug=slug,
             year=f"{local.year:04d}",
             month=f"{local.month:02d}",
             day=f"{local.day:02d}",
             path=rel.with_suffix("").as_posix(),
         )
-    own = next((meta[k] for k in URL_KEYS if isinstance(meta.get(k), str) and meta[k].strip()), None)
-    if own:
-        return urljoin(site, own.strip())
-    return urljoin(site, slug)
+        return url, "slug"
+    own_key = next((k for k in URL_KEYS if isinstance(meta.get(k), str) and meta[k].strip()), None)
+    if own_key is not None:
+        return urljoin(site, meta[own_key].strip()), own_key
+    return urljoin(site, slug), "slug"

@@ -243,3 +243,52 @@ def test_content_cache_is_dropped_when_settings_change(tmp_path):
     assert two.articles[0].cover_url == "https://other.example.org/x.png"
     (cache / "content-index.pickle").write_bytes(b"garbage")
     assert load_articles(make_config(tmp_path, content={"path": "content"}), cache_dir=cache).articles
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "fallback"),
+    [
+        ("unsafe_link_javascript.md", "url", "https://blog.example.com/unsafe_link_javascript"),
+        ("unsafe_link_javascript_tab.md", "link", "https://blog.example.com/unsafe_link_javascript_tab"),
+        ("unsafe_link_data.md", "link", "https://blog.example.com/unsafe_link_data"),
+        ("unsafe_link_vbscript.md", "canonical_url", "https://blog.example.com/unsafe_link_vbscript"),
+        # a slug is a path on the site, never a scheme
+        ("unsafe_link_from_slug.md", "slug", "https://blog.example.com/javascript:alert(1)"),
+    ],
+)
+def test_unsafe_article_links_fall_back_to_the_site_with_a_warning(index, name, field, fallback):
+    article = by_file(index, name)
+    assert article.url == fallback
+    warnings = [p for p in index.problems if p.source.endswith(name)]
+    assert len(warnings) == 1 and warnings[0].severity == "warning" and warnings[0].field == field
+    assert "not an http(s) URL" in warnings[0].message and warnings[0].message.startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(
+    ("name", "field"), [("unsafe_cover_javascript.md", "coverImage"), ("unsafe_cover_data.md", "image")]
+)
+def test_unsafe_covers_are_dropped_with_a_warning(index, name, field):
+    article = by_file(index, name)
+    assert article.cover_url == ""
+    assert article.url.startswith("https://blog.example.com/")
+    warnings = [p for p in index.problems if p.source.endswith(name)]
+    assert len(warnings) == 1 and warnings[0].severity == "warning" and warnings[0].field == field
+
+
+def test_relative_links_resolve_against_the_site_without_a_warning(index):
+    assert by_file(index, "link_relative.md").url == "https://blog.example.com/posts/relative-link"
+    assert not [p for p in index.problems if p.source.endswith("link_relative.md")]
+    # every kept link and cover is http(s)
+    assert all(a.url.startswith(("https://", "http://")) for a in index.articles)
+    assert all(a.cover_url.startswith(("https://", "http://")) for a in index.articles if a.cover_url)
+
+
+def test_warnings_survive_the_content_cache(tmp_path):
+    folder = tmp_path / "content"
+    write_article(folder, "bad_link.md", "---\ntitle: Bad\ndate: 2026-11-20\nurl: 'javascript:alert(1)'\n---\n")
+    config = make_config(tmp_path, content={"path": "content"})
+    cache = tmp_path / "state" / "cache"
+    first = load_articles(config, cache_dir=cache)
+    second = load_articles(config, cache_dir=cache)
+    assert [a.url for a in second.articles] == [a.url for a in first.articles] == ["https://example.com/bad_link"]
+    assert [p.field for p in second.problems] == [p.field for p in first.problems] == ["url"]
