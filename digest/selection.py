@@ -77,7 +77,8 @@ def select(
     start = window_start(at, settings, history)
     if not subscriber.active:
         return Selection(subscriber, (), at, start, skipped=f"status is {subscriber.status}")
-    fresh = [a for a in pool if start <= a.date <= at and not a.draft and a.id not in history.sent_article_ids]
+    in_window = [a for a in pool if start <= a.date <= at and not a.draft]
+    fresh = [a for a in in_window if a.id not in history.sent_article_ids]
     choices: list[Choice]
     if subscriber.has_preferences:
         scored = [(m, a) for a in fresh if (m := match(a, subscriber))]
@@ -89,7 +90,13 @@ def select(
     choices = choices[: settings.max_articles]
     if len(choices) < max(settings.min_articles, 1):
         if not choices:
-            why = "no matching articles in the window" if subscriber.has_preferences else "no articles in the window"
+            kind = "matching articles" if subscriber.has_preferences else "articles"
+            sent_before = [a for a in in_window if a.id in history.sent_article_ids]
+            if sent_before and (not subscriber.has_preferences or any(match(a, subscriber) for a in sent_before)):
+                # say so: "nothing in the window" would be wrong, and editors ask why
+                why = f"no new {kind}: those in the window went out (or may have) in an earlier digest"
+            else:
+                why = f"no {kind} in the window"
         else:
             why = f"only {len(choices)} matching article(s), fewer than min_articles={settings.min_articles}"
         return Selection(subscriber, (), at, start, skipped=why)

@@ -146,3 +146,16 @@ def test_selector_memo_gives_each_subscriber_what_select_gives():
         memoised = selector(sub, history)
         assert memoised == select(sub, pool, AT, cfg, history)
         assert memoised.subscriber is sub
+
+
+def test_an_empty_digest_says_when_the_articles_were_already_sent():
+    """E.g. after an ambiguous send: its articles count as sent, the window has not moved."""
+    cfg = SelectionConfig()
+    a = article("a", date=AT - timedelta(days=1), tags=("ai",))
+    history = History(sent_article_ids=frozenset({"a"}))
+    pool = candidate_pool([a], AT, cfg)
+    assert select(subscriber(), pool, AT, cfg, history).skipped == (
+        "no new articles: those in the window went out (or may have) in an earlier digest"
+    )
+    assert select(subscriber(tags=("ai",)), pool, AT, cfg, history).skipped.startswith("no new matching articles")
+    assert select(subscriber(tags=("space",)), pool, AT, cfg, history).skipped == "no matching articles in the window"
