@@ -1,8 +1,13 @@
 """Signed per-recipient tokens for unsubscribe and preference links.
 
-A token carries the subscriber id and an HMAC-SHA256 over it with a secret from the environment:
-nobody can make a valid token for an address without the secret, and the token does not reveal
-the address to someone who only sees a link (the id is encoded, the MAC is what proves it).
+A token is `<payload>.<mac>`: the payload is the subscriber id (their address) in URL-safe base64,
+readable by anyone who sees the link, and the MAC is an HMAC-SHA256 over it with a secret from the
+environment. The token does not hide the address; what matters is that nobody can make or alter
+a valid token without the secret.
+
+Only the canonical spelling verifies: unpadded URL-safe base64 on both sides, which must re-encode
+to exactly the characters given. A lenient decoder would accept extra characters (quotes, angle
+brackets) in a token that still verifies, and those would be reflected into the public pages.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 
 from digest.errors import ConfigError
 
 _PURPOSES = frozenset({"unsubscribe", "preferences"})
+_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def _b64(data: bytes) -> str:
@@ -48,10 +55,15 @@ def make_token(subscriber_id: str, secret: bytes, purpose: str = "unsubscribe") 
 
 def read_token(token: str, secret: bytes, purpose: str = "unsubscribe") -> str | None:
     """The subscriber id a token was made for, or None for anything forged, tampered or malformed."""
+    if not _SHAPE.fullmatch(token):
+        return None
+    payload_b64, mac_b64 = token.split(".")
     try:
-        payload_b64, mac_b64 = token.split(".")
         payload, mac = _unb64(payload_b64), _unb64(mac_b64)
     except (ValueError, TypeError):
+        return None
+    # base64 lets several spellings decode alike (spare bits in the last character): only ours counts
+    if _b64(payload) != payload_b64 or _b64(mac) != mac_b64:
         return None
     if not hmac.compare_digest(mac, _mac(secret, purpose, payload)):
         return None

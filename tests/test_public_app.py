@@ -95,7 +95,25 @@ def _forgeries() -> dict[str, str]:
         "another subscriber's id on ada's mac": grace_payload + "." + mac,
         "token for the other purpose": token("ada@example.com", "preferences"),
         "bare address": "ada@example.com",
+        # a lenient base64 decoder skips these and the MAC would still verify
+        "extra characters in the payload": payload[:3] + '"<>' + payload[3:] + "." + mac,
+        "extra characters in the mac": payload + "." + mac[:5] + "<!>" + mac[5:],
+        "padding added": payload + "==." + mac,
+        "trailing newline": ada + "\n",
+        "non-canonical spare bits": _spare_bits_flipped(token("grace@example.org")),
     }
+
+
+def _spare_bits_flipped(t: str) -> str:
+    """The same bytes spelt differently: the payload's last character differs only in unused bits."""
+    import base64
+
+    payload, mac = t.split(".")
+    assert len(payload) % 4 == 3  # 17 bytes: the last character carries 2 spare bits
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    other = payload[:-1] + alphabet[alphabet.index(payload[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(other + "=") == base64.urlsafe_b64decode(payload + "=")
+    return other + "." + mac
 
 
 @pytest.mark.parametrize("name", list(_forgeries()))
@@ -107,6 +125,14 @@ def test_every_forgery_is_refused_and_writes_nothing(config: Config, client: Tes
     assert client.get("/preferences", params={"token": wrong}).status_code == 403
     assert client.post("/preferences", params={"token": wrong}, data={"action": "pause"}).status_code == 403
     assert nothing_written(config)
+
+
+def test_a_tampered_spelling_is_never_reflected_into_the_page(client: TestClient) -> None:
+    payload, mac = token("ada@example.com").split(".")
+    inserted = "\"'<>!;()"  # no base64 characters: a lenient decoder skips them all
+    page = client.get("/unsubscribe", params={"token": payload[:3] + inserted + payload[3:] + "." + mac})
+    assert page.status_code == 403
+    assert "<form" not in page.text and "&lt;&gt;" not in page.text and "&#34;" not in page.text
 
 
 def test_a_missing_token_is_400(config: Config, client: TestClient) -> None:
