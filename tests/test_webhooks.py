@@ -74,7 +74,7 @@ def reasons(config: Config) -> dict[str, set[str]]:
 
 
 def test_each_suppressing_event_is_recorded_and_others_are_not(tmp_path: Path, signer: Signer) -> None:
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, asm_group_id=7)
     client = client_for(config, signer)
     events = [
         event("bounce", "b@example.com", reason="550 no such user"),
@@ -99,9 +99,14 @@ def test_each_suppressing_event_is_recorded_and_others_are_not(tmp_path: Path, s
 
 
 def test_repeated_events_are_harmless(tmp_path: Path, signer: Signer) -> None:
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, asm_group_id=7)
     client = client_for(config, signer)
-    events = [event("group_unsubscribe", eid="e1"), event("group_resubscribe", eid="e2")]
+    assert post(client, signer, [event("group_unsubscribe", eid="e0", asm_group_id=7)]).json()["new"] == 1
+    assert reasons(config) == {"ada@example.com": {"group_unsubscribed"}}
+    events = [
+        event("group_unsubscribe", eid="e1", asm_group_id=7),
+        event("group_resubscribe", eid="e2", asm_group_id=7),
+    ]
     events[1]["timestamp"] = NOW - 30
     assert post(client, signer, events).json() == {"received": 2, "new": 2}
     assert reasons(config) == {}  # unsubscribed, then resubscribed
@@ -111,12 +116,17 @@ def test_repeated_events_are_harmless(tmp_path: Path, signer: Signer) -> None:
 
 
 def test_events_in_one_batch_apply_in_the_order_they_happened(tmp_path: Path, signer: Signer) -> None:
-    config = make_config(tmp_path)
-    resub = event("group_resubscribe", eid="late")
-    unsub = event("group_unsubscribe", eid="early")
+    config = make_config(tmp_path, asm_group_id=7)
+    resub = event("group_resubscribe", eid="late", asm_group_id=7)
+    unsub = event("group_unsubscribe", eid="early", asm_group_id=7)
     unsub["timestamp"], resub["timestamp"] = NOW - 100, NOW - 50
     post(client_for(config, signer), signer, [resub, unsub])  # SendGrid does not promise order
     assert reasons(config) == {}
+    # the other way round ends unsubscribed: the order, not the batch, decides
+    again = [event("group_unsubscribe", eid="u2", asm_group_id=7), event("group_resubscribe", eid="r2", asm_group_id=7)]
+    again[0]["timestamp"], again[1]["timestamp"] = NOW - 10, NOW - 20
+    post(client_for(config, signer), signer, again)
+    assert reasons(config) == {"ada@example.com": {"group_unsubscribed"}}
 
 
 def test_another_lists_group_is_ignored(tmp_path: Path, signer: Signer) -> None:
@@ -124,9 +134,24 @@ def test_another_lists_group_is_ignored(tmp_path: Path, signer: Signer) -> None:
     post(
         client_for(config, signer),
         signer,
-        [event("group_unsubscribe", "other@example.com", asm_group_id=9), event("group_unsubscribe", asm_group_id=42)],
+        [
+            event("group_unsubscribe", "other@example.com", asm_group_id=9),
+            event("group_unsubscribe", "nogroup@example.com"),  # no group named: not ours either
+            event("group_unsubscribe", asm_group_id=42),
+        ],
     )
     assert reasons(config) == {"ada@example.com": {"group_unsubscribed"}}
+
+
+def test_without_a_group_configured_every_group_event_is_ignored(tmp_path: Path, signer: Signer) -> None:
+    config = make_config(tmp_path)  # asm_group_id = 0: no group is ours
+    events = [
+        event("group_unsubscribe", "any@example.com", asm_group_id=9),
+        event("group_unsubscribe", "nogroup@example.com"),
+        event("unsubscribe", "u@example.com"),
+    ]
+    assert post(client_for(config, signer), signer, events).json() == {"received": 3, "new": 3}
+    assert reasons(config) == {"u@example.com": {"unsubscribed"}}
 
 
 @pytest.mark.parametrize("attack", ["no headers", "wrong key", "tampered body", "garbage signature", "moved timestamp"])

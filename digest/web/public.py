@@ -134,8 +134,9 @@ def changes_for(event: dict[str, Any], asm_group_id: int) -> list[Change]:
         return [Change(email, "opt_out", "unsubscribed", "webhook", "SendGrid unsubscribe")]
     if kind in ("group_unsubscribe", "group_resubscribe"):
         group = event.get("asm_group_id")
-        # Another list's group on the same account is none of our business.
-        if asm_group_id and group not in (None, asm_group_id):
+        # Only our own group's events count. Another list's group on the same account is none of
+        # our business, and with no group configured (0) no group is ours: every one is ignored.
+        if not asm_group_id or group != asm_group_id:
             return []
         if kind == "group_unsubscribe":
             return [Change(email, "opt_out", "group_unsubscribed", "webhook", f"asm group {group}")]
