@@ -6,7 +6,7 @@ import email
 import email.policy
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,7 @@ from digest.cli import main
 from digest.config import load_config
 from digest.message import to_bytes
 from digest.pipeline import build, open_run
+from digest.suppressions import STATE_NAME, open_state
 from digest.web.live import PreviewState
 from digest.web.preview import create_app, get_page
 
@@ -50,11 +51,10 @@ def without_boundaries(message: bytes) -> bytes:
     return re.sub(rb"={15}\d+==", b"BOUNDARY", message)
 
 
-def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def rebuilt_since(state: PreviewState, before: str) -> bool:
+    """Whether the watcher rebuilt after `before`: waits for the rebuild itself, however long it takes
+    (the timeout only keeps a broken watcher from hanging the suite; it measures nothing)."""
+    return state.wait_rebuilt(before, timeout=120)
 
 
 # --- pages ----------------------------------------------------------------------------------------
@@ -225,13 +225,20 @@ def test_edits_appear_on_the_next_request(sample):
         before = state.token
         time.sleep(0.3)  # the watcher thread is up
         edit(sample.parent / ROBOTS, ROBOTS_TITLE, "Robot dogs now run up escalators")
-        wait_for(lambda: state.token != before)
+        assert rebuilt_since(state, before)
         page = c.get(f"/subscribers/{CHLOE}").text
         assert "Robot dogs now run up escalators" in page and ROBOTS_TITLE not in page
 
 
 @pytest.mark.parametrize(
-    "target", ["digest.toml", "subscribers/subscribers.csv", "templates/subject.j2", "content/ai/new.md"]
+    "target",
+    [
+        "digest.toml",
+        "subscribers/subscribers.csv",
+        "subscribers/segments.toml",
+        "templates/subject.j2",
+        "content/ai/new.md",
+    ],
 )
 def test_every_input_is_watched(sample, target):
     state = PreviewState(sample, AT)
@@ -240,7 +247,26 @@ def test_every_input_is_watched(sample, target):
         time.sleep(0.3)
         path = sample.parent / target
         path.write_text(path.read_text(encoding="utf-8") + "\n" if path.exists() else "x", encoding="utf-8")
-        wait_for(lambda: state.token != before)
+        assert rebuilt_since(state, before)
+
+
+@pytest.mark.parametrize("state_folder", ["absent at start", "present at start"])
+def test_an_unsubscribe_shows_live(sample, state_folder):
+    """The subscriber state is an input too; before the first unsubscribe its folder does not exist."""
+    state_dir = sample.parent / "state"
+    if state_folder == "present at start":
+        with open_state(state_dir) as db:
+            db.opt_out("ada@example.com", "unsubscribed", "test")
+    assert not (state_dir / STATE_NAME).exists() or state_folder == "present at start"
+    state, c = make_client(sample, watch=True)
+    with c:
+        assert "status is unsubscribed" not in c.get(f"/subscribers/{CHLOE}").text
+        before = state.token
+        time.sleep(0.3)  # the watcher thread is up
+        with open_state(state_dir) as db:
+            db.opt_out(CHLOE, "unsubscribed", "unsubscribe page")
+        assert rebuilt_since(state, before)
+        assert "status is unsubscribed" in c.get(f"/subscribers/{CHLOE}").text
 
 
 def sse_events(response: httpx.Response) -> Iterator[str]:

@@ -97,6 +97,7 @@ class PreviewState:
         self._version = 0
         self._cached: Snapshot | BuildFailure | None = None
         self._lock = threading.RLock()
+        self._rebuilt = threading.Condition(self._lock)
 
     @property
     def token(self) -> str:
@@ -118,10 +119,16 @@ class PreviewState:
             self._version += 1
             self._cached = None
             self._cached = self._build()
+            self._rebuilt.notify_all()
         if isinstance(self._cached, BuildFailure):
             log.warning("rebuilt after %s: %s", what or "a change", self._cached.message)
         else:
             log.info("rebuilt after %s", what or "a change")
+
+    def wait_rebuilt(self, since: str, timeout: float) -> bool:
+        """Block until a rebuild after version `since` has finished; False if none within `timeout`."""
+        with self._rebuilt:
+            return self._rebuilt.wait_for(lambda: self.token != since, timeout)
 
     def _build(self) -> Snapshot | BuildFailure:
         from digest.check import check
@@ -145,8 +152,15 @@ class PreviewState:
         return Snapshot(run, problems, selections, token)
 
     def watch_targets(self) -> WatchTargets:
-        """The config file, and from the last config that loaded: content, templates, subscribers."""
+        """The config file, and from the config: content, templates, subscribers, segments and the
+        subscriber state (unsubscribes, paused, topics chosen on the preferences page).
+
+        Of the state only the database file itself is watched: SQLite in WAL mode writes into
+        `-wal` and copies into the main file when the writer closes, whereas every read (our own
+        builds included) creates and deletes `-wal` and `-shm`, which would rebuild forever.
+        """
         from digest.config import load_config
+        from digest.suppressions import STATE_NAME
 
         files = [self.config_path]
         folders: list[Path] = []
@@ -156,7 +170,7 @@ class PreviewState:
             config = None  # only the config file itself matters until it loads again
         if config is not None:
             folders += [config.content.path, config.templates.path]
-            files.append(config.subscribers.path)
+            files += [config.subscribers.path, config.subscribers.segments, config.state.path / STATE_NAME]
         return WatchTargets(tuple(folders), tuple(files))
 
 
@@ -193,8 +207,11 @@ class Watcher:
                 break
             targets = self.state.watch_targets()
             groups = _groups(targets)
+            shape = _shape(groups)
             threads = [
-                threading.Thread(target=self._loop, args=(paths, recursive, keep, targets, generation), daemon=True)
+                threading.Thread(
+                    target=self._loop, args=(paths, recursive, keep, targets, shape, generation), daemon=True
+                )
                 for paths, recursive, keep in groups
             ]
             for thread in threads:
@@ -210,6 +227,7 @@ class Watcher:
         recursive: bool,
         keep: Callable[[object, str], bool] | None,
         targets: WatchTargets,
+        shape: list[tuple[tuple[Path, ...], bool]],
         generation: threading.Event,
     ) -> None:
         import watchfiles
@@ -229,7 +247,9 @@ class Watcher:
             ):
                 names = sorted({Path(p).name for _, p in changes})
                 self.on_change(", ".join(names[:3]) + (" ..." if len(names) > 3 else ""))
-                if self.state.watch_targets() != targets:
+                # A moved folder in the config, or a folder that now exists (the state folder at the
+                # first unsubscribe): watch the new set.
+                if self.state.watch_targets() != targets or _shape(_groups(targets)) != shape:
                     generation.set()
         except Exception:  # noqa: BLE001 - a watch failure must not take the preview down
             log.exception("file watching failed; restarting it")
@@ -237,14 +257,33 @@ class Watcher:
             generation.set()
 
 
-def _groups(targets: WatchTargets) -> list[tuple[list[Path], bool, Callable[[object, str], bool] | None]]:
-    """(paths, recursive, filter) for each watch thread; paths that do not exist are left out."""
-    groups: list[tuple[list[Path], bool, Callable[[object, str], bool] | None]] = []
+Group = tuple[list[Path], bool, Callable[[object, str], bool] | None]
+
+
+def _groups(targets: WatchTargets) -> list[Group]:
+    """(paths, recursive, filter) for each watch thread; folders that do not exist are left out.
+
+    A file whose folder does not exist yet (the state folder before the first unsubscribe) is
+    watched for through the nearest folder that does: the missing folder's creation is a change,
+    and the watcher then restarts with the file's own folder.
+    """
+    groups: list[Group] = []
     folders = [p for p in dict.fromkeys(targets.folders) if p.is_dir()]
     if folders:
         groups.append((folders, True, None))  # watchfiles' default filter skips swap files and .git
-    wanted = {str(f) for f in targets.files}
-    parents = [p for p in dict.fromkeys(f.parent for f in targets.files) if p.is_dir()]
+    wanted: set[str] = set()
+    parents: dict[Path, None] = {}
+    for file in targets.files:
+        parent, want = file.parent, file
+        while not parent.is_dir() and parent != parent.parent:
+            parent, want = parent.parent, parent
+        if parent.is_dir():
+            parents[parent] = None
+            wanted.add(str(want))
     if parents:
-        groups.append((parents, False, lambda _change, path: path in wanted))
+        groups.append((list(parents), False, lambda _change, path: path in wanted))
     return groups
+
+
+def _shape(groups: list[Group]) -> list[tuple[tuple[Path, ...], bool]]:
+    return [(tuple(paths), recursive) for paths, recursive, _ in groups]
