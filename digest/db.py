@@ -1,9 +1,13 @@
-"""Opening the project's SQLite files (the send ledger, the subscriber state) the one right way."""
+"""Opening the project's SQLite files (the send ledger, the subscriber state) the one right way,
+and the one write transaction both use."""
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
+
+from digest.errors import DigestError
 
 
 def connect(path: Path, schema: str, *, busy_timeout: float = 30.0, threads: bool = False) -> sqlite3.Connection:
@@ -21,3 +25,50 @@ def connect(path: Path, schema: str, *, busy_timeout: float = 30.0, threads: boo
     db.execute("PRAGMA synchronous = FULL")
     db.executescript(schema)
     return db
+
+
+def now_stamp(timespec: str = "microseconds") -> str:
+    """The current moment as stored: UTC ISO 8601."""
+    return datetime.now(UTC).isoformat(timespec=timespec)
+
+
+class Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error.
+
+    Every sqlite3 error (a lock held too long, a full disk, an I/O error, a failed COMMIT) becomes
+    the caller's `error` class, one line naming the file, so the CLI prints it as such. A failed
+    COMMIT leaves SQLite's transaction open; it is rolled back here, or every later BEGIN on the
+    connection would fail too.
+    """
+
+    def __init__(self, db: sqlite3.Connection, path: Path, error: type[DigestError], what: str):
+        self._db = db
+        self._path = path
+        self._error = error
+        self._what = what  #: "the send ledger", "the subscriber state"
+
+    def __enter__(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._error(f"{self._path}: {self._what} is locked by another process ({exc})") from None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.Error as commit_error:
+                exc = commit_error
+        self._rollback()
+        if isinstance(exc, sqlite3.Error):
+            raise self._error(f"{self._path}: cannot write {self._what}: {exc}") from None
+        # anything else (a bug, an interrupt) propagates as it is, after the rollback
+
+    def _rollback(self) -> None:
+        if not self._db.in_transaction:
+            return
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite may have rolled back on its own (a full disk); nothing is left open

@@ -25,11 +25,11 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, TextIO
 
-from digest.db import connect
+from digest.db import Transaction, connect, now_stamp
 from digest.errors import DigestError, LedgerError
 from digest.models import Subscriber
 from digest.subscribers import SubscriberList, load_subscribers
@@ -120,10 +120,6 @@ def _terms(stored: str | None) -> tuple[str, ...] | None:
     return None if stored is None else tuple(json.loads(stored))
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 class SubscriberState:
     """The state database. Several processes may use it at once (WAL; writes are short)."""
 
@@ -181,7 +177,7 @@ class SubscriberState:
             self._db.execute(
                 "INSERT INTO preferences (subscriber, email, paused, source, at) VALUES (?, ?, 0, ?, ?)"
                 " ON CONFLICT (subscriber) DO UPDATE SET source = excluded.source, at = excluded.at",
-                (email.casefold(), email, source, _now()),
+                (email.casefold(), email, source, now_stamp("seconds")),
             )
             sets = ", ".join(f"{column} = ?" for column in values)  # column names are ours, not input
             self._db.execute(
@@ -200,7 +196,7 @@ class SubscriberState:
                 cur = self._db.execute(
                     "INSERT INTO webhook_events (event_id, event, received_at) VALUES (?, ?, ?)"
                     " ON CONFLICT (event_id) DO NOTHING",
-                    (event_id, event, _now()),
+                    (event_id, event, now_stamp("seconds")),
                 )
                 if cur.rowcount == 0:
                     continue
@@ -229,26 +225,11 @@ class SubscriberState:
         self._db.execute(
             "INSERT INTO optouts (subscriber, email, reason, source, detail, at) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (subscriber, reason, source) DO NOTHING",
-            (email.casefold(), email, reason, source, detail[:500], _now()),
+            (email.casefold(), email, reason, source, detail[:500], now_stamp("seconds")),
         )
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db, self.path)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection, path: Path):
-        self._db = db
-        self._path = path
-
-    def __enter__(self) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StateError(f"{self._path}: the subscriber state is locked by another process ({exc})") from None
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db, self.path, StateError, "the subscriber state")
 
 
 def open_state(state_dir: Path) -> SubscriberState:
