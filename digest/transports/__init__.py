@@ -8,6 +8,10 @@ is what the ledger needs to keep exactly-once:
 - failed: refused for good (a 400, a rejected address); retrying the same thing cannot help;
 - retry: known never to have left (refused connection, retries exhausted); safe to send again;
 - ambiguous: it may have left but the answer was lost; never resent silently.
+
+A transport answers `failed` or `retry`, never raises, for whatever goes wrong before anything was
+handed over (rendering the message included): the caller settles an exception from `send` as
+ambiguous, since it cannot tell how far the request got.
 """
 
 from __future__ import annotations
@@ -61,6 +65,12 @@ class Outcome:
     kind: OutcomeKind
     message_id: str = ""
     error: str = ""
+
+
+def render_failed(exc: Exception) -> Outcome:
+    """The outcome of a message that could not be built: nothing left, and the same input would
+    fail the same way, so `failed` (retried on the next run, after a fix), never ambiguous."""
+    return Outcome("failed", error=f"cannot build the email: {type(exc).__name__}: {exc}")
 
 
 class Transport(Protocol):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from digest.message import message_id, to_bytes
 from digest.pipeline import eml_name
-from digest.transports import Batch, Outcome, Unschedulable
+from digest.transports import Batch, Outcome, Unschedulable, render_failed
 
 
 class OutboxTransport(Unschedulable):
@@ -23,14 +23,18 @@ class OutboxTransport(Unschedulable):
 
     def send(self, batch: Batch) -> Outcome:
         (recipient,) = batch.recipients
-        email = batch.email_for(recipient)
+        try:  # rendered before anything is written: a failure here sent nothing
+            email = batch.email_for(recipient)
+            data = to_bytes(email, date=self.date, edition_id=batch.edition_id)
+        except Exception as exc:  # noqa: BLE001 - any rendering error is this recipient's failure
+            return render_failed(exc)
         folder = self.folder / batch.edition_id
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / eml_name(email.subscriber)
             tmp = path.with_suffix(".eml.tmp")
             # Write then rename: a crash never leaves a half-written .eml looking like a sent one.
-            tmp.write_bytes(to_bytes(email, date=self.date, edition_id=batch.edition_id))
+            tmp.write_bytes(data)
             os.replace(tmp, path)
         except OSError as exc:
             # Nothing was delivered, so the row is safe to retry.

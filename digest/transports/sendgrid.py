@@ -9,7 +9,9 @@ is the order SendGrid gets (text/plain before text/html, as it requires).
 The client has no timeout and no retries of its own; both live here. How an error is classified
 decides exactly-once:
 
-- an HTTP answer: 202 accepted; 429 and 5xx retried; 401 stops the run; other 4xx fail;
+- an HTTP answer: 202 accepted; 429, 500, 502 and 503 retried; 401 stops the run; other 4xx fail;
+- 504 is a gateway's timeout: SendGrid behind it may have queued the mail, so it is a lost answer
+  (ambiguous; in scheduled mode cancelled and re-issued), never retried blindly;
 - `URLError` is raised while urllib is still *sending* (refused, DNS, connect timeout): the
   body never fully left, so SendGrid cannot have queued it: retried, then "retry" (safe);
 - anything after the body left (dropped connection, timeout waiting for the answer) is ambiguous.
@@ -31,9 +33,11 @@ from sendgrid import SendGridAPIClient
 from digest import personalize
 from digest.config import Config
 from digest.errors import AuthError, SendError
-from digest.transports import Batch, Outcome, Recipient
+from digest.transports import Batch, Outcome, Recipient, render_failed
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({429, 500, 502, 503})
+#: A gateway timed out waiting for SendGrid, which may have queued the request all the same.
+LOST_STATUSES = frozenset({504})
 
 
 class _Retry(Exception):
@@ -155,7 +159,10 @@ class SendGridTransport:
     # ---- sending
 
     def send(self, batch: Batch) -> Outcome:
-        body = self.body(batch)
+        try:  # built before the request: a failure here sent nothing
+            body = self.body(batch)
+        except Exception as exc:  # noqa: BLE001 - any error building the body fails this request
+            return render_failed(exc)
         try:
             response = self._call("mail/send", lambda: self._client.client.mail.send.post(request_body=body))
         except _Fatal as exc:
@@ -181,11 +188,26 @@ class SendGridTransport:
         request = {"batch_id": batch_id, "status": "cancel"}
         try:
             self._call("scheduled_sends", lambda: self._client.client.user.scheduled_sends.post(request_body=request))
-        except _Fatal as exc:
-            return "already" in str(exc)  # a second cancel of the same batch is refused as a duplicate
+        except _Fatal:
+            # A batch that already has a status is refused; that status may be "pause" (which
+            # still delivers once resumed), not "cancel": ask which.
+            return self._status(batch_id) == "cancel"
         except _SendGridFailure:
             return False
         return True
+
+    def _status(self, batch_id: str) -> str:
+        """A batch's scheduled-send status (cancel, pause), or '' when it has none or cannot be read."""
+        endpoint = self._client.client.user.scheduled_sends._(batch_id)
+        try:
+            response = self._call(f"scheduled_sends/{batch_id}", lambda: endpoint.get())
+            items = json.loads(response.body or b"[]")
+        except (_SendGridFailure, ValueError):
+            return ""
+        if isinstance(items, dict):
+            items = [items]
+        statuses = [i.get("status") for i in items if isinstance(i, dict) and i.get("batch_id", batch_id) == batch_id]
+        return str(statuses[0]) if len(statuses) == 1 and statuses[0] else ""
 
     def close(self) -> None:
         pass
@@ -209,6 +231,8 @@ class SendGridTransport:
             status = int(exc.status_code)
             if status == 401:
                 raise AuthError("SendGrid: the API key was refused (401)") from None
+            if status in LOST_STATUSES:
+                raise _Lost(f"HTTP {status} (gateway timeout): SendGrid may have queued the request") from None
             if status in RETRY_STATUSES:
                 raise _Retry(f"HTTP {status}", self._reset_wait(exc) if status == 429 else None) from None
             raise _Fatal(f"HTTP {status}: {_error_text(exc.body)}") from None

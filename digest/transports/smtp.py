@@ -17,7 +17,7 @@ from datetime import datetime
 from digest.config import Config
 from digest.errors import AuthError, NotSentError
 from digest.message import to_mime
-from digest.transports import Batch, Outcome, Unschedulable
+from digest.transports import Batch, Outcome, Unschedulable, render_failed
 
 
 class SmtpTransport(Unschedulable):
@@ -84,14 +84,19 @@ class SmtpTransport(Unschedulable):
             conn = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._ssl)
         else:
             conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        # Until it is kept in self._conn, nothing else would close this connection (_drop closes
+        # only self._conn): a failed STARTTLS or login must close it here.
+        try:
             if self.security == "starttls":
                 conn.starttls(context=self._ssl)
-        if self._username:
-            try:
+            if self._username:
                 conn.login(self._username, self._password)
-            except smtplib.SMTPAuthenticationError:
-                conn.close()
-                raise AuthError(f"SMTP {self.host}: the user name or password was refused") from None
+        except smtplib.SMTPAuthenticationError:
+            conn.close()
+            raise AuthError(f"SMTP {self.host}: the user name or password was refused") from None
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
         return conn
 
@@ -105,7 +110,10 @@ class SmtpTransport(Unschedulable):
 
     def send(self, batch: Batch) -> Outcome:
         (recipient,) = batch.recipients
-        msg = to_mime(batch.email_for(recipient), date=self.date, edition_id=batch.edition_id)
+        try:  # rendered before the relay is contacted: a failure here sent nothing
+            msg = to_mime(batch.email_for(recipient), date=self.date, edition_id=batch.edition_id)
+        except Exception as exc:  # noqa: BLE001 - any rendering error is this recipient's failure
+            return render_failed(exc)
         message_id = str(msg["Message-ID"])
         if self._down:
             # The relay could not be reached with every retry for an earlier recipient: do not
