@@ -75,11 +75,12 @@ def iter_article_files(folder: Path) -> Iterator[Path]:
     yield from sorted(paths)
 
 
-def load_articles(config: Config, cache_dir: Path | None = None) -> ContentIndex:
+def load_articles(config: Config, cache_dir: Path | None = None, *, save: bool = True) -> ContentIndex:
     """Read every article of the configured content folder.
 
     With `cache_dir`, each file's result (article or problem) is kept keyed by path, size and
-    mtime, so an unchanged 12,000-article folder loads without parsing any YAML.
+    mtime, so an unchanged 12,000-article folder loads without parsing any YAML. `save=False` reads
+    the cache but never writes it (a dry run writes nothing).
     """
     folder = config.content.path
     if not folder.is_dir():
@@ -110,7 +111,7 @@ def load_articles(config: Config, cache_dir: Path | None = None) -> ContentIndex
             continue
         seen[key] = path
         articles.append(article)
-    if cache is not None:
+    if cache is not None and save:
         cache.save()
     return ContentIndex(tuple(articles), tuple(problems))
 
@@ -184,7 +185,8 @@ class ContentCache:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
+            # one temp file per process: two runs saving at once must not write into the same one
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
             with tmp.open("wb") as f:
                 pickle.dump((self.fingerprint, self.used), f, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, self.path)  # atomic: a crash never leaves half a cache

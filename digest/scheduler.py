@@ -74,8 +74,13 @@ def send_scheduled(
     transport_name: str | None = None,
     confirm: Callable[[SendReport], bool] | None = None,
     progress: Callable[[int], None] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> ScheduledResult:
-    """Send the edition of the most recent slot at or before `now`, if it is still due."""
+    """Send the edition of the most recent slot at or before `now`, if it is still due.
+
+    `now` picks the slot and the lateness (and local-time send_at); `clock` is the live clock the
+    send reads for every send_at and cancel decision. A moment frozen at the start would drift
+    from the truth as the run goes on, and a cancel judged "in time" on it may come too late."""
     from digest.send import send
 
     table = Timetable.from_config(config)
@@ -112,7 +117,7 @@ def send_scheduled(
         transport_name=transport_name,
         confirm=confirm,
         progress=progress,
-        now=lambda: now.timestamp(),
+        now=clock,
     )
     return ScheduledResult(slot, late, *_outcome(report, where, late), report=report)
 
@@ -267,7 +272,7 @@ class Scheduler:
         """One run, as `send --scheduled --yes` would do it now; every outcome is logged."""
         result: ScheduledResult | DigestError
         try:
-            result = send_scheduled(self.config, self.clock())
+            result = send_scheduled(self.config, self.clock(), clock=lambda: self.clock().timestamp())
             self._log(result.message)
             report = result.report
             if report is not None and (report.failed or report.ambiguous):

@@ -27,7 +27,16 @@ from typing import Any
 from digest.compose import list_headers
 from digest.config import Config
 from digest.errors import NotSentError, SendError
-from digest.ledger import LEDGER_NAME, ClaimItem, Delivery, EditionSummary, Ledger, SqliteLedger, State, open_ledger
+from digest.ledger import (
+    LEDGER_NAME,
+    ClaimItem,
+    Delivery,
+    EditionSummary,
+    Ledger,
+    SqliteLedger,
+    State,
+    open_ledger,
+)
 from digest.models import Edition, Selection
 from digest.pipeline import Run
 from digest.selection import NO_HISTORY, history_horizon
@@ -92,7 +101,12 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
         if fcntl is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BaseException:
+                os.close(self._fd)  # held by another run: do not leak the descriptor
+                self._fd = -1
+                raise
 
     def release(self) -> None:
         if self._fd >= 0:
@@ -147,13 +161,9 @@ def _plan(run: Run, ledger: Ledger, options: SendOptions) -> _Plan:
     plan = _Plan()
     edition = run.edition.id
     histories = ledger.histories(edition, since=history_horizon(run.at, run.config.selection))
-    # the state of every row, and whole rows only for the few that need their details
-    states = ledger.states(edition)
-    details = (
-        ledger.rows(edition, states=("claimed", "ambiguous"))
-        if any(s in ("claimed", "ambiguous") for s in states.values())
-        else {}
-    )
+    # every row's state, and the run and error of the claimed and ambiguous ones, in ONE read: a
+    # second read could miss a row another process settled in between
+    states = ledger.row_states(edition)
     seen: set[str] = set()
     eligible: list[Selection] = []
     for subscriber in run.subscribers_for(options.only, options.segment):
@@ -161,15 +171,15 @@ def _plan(run: Run, ledger: Ledger, options: SendOptions) -> _Plan:
             plan.skipped.append((subscriber.email, "duplicate address in the subscriber list"))
             continue
         seen.add(subscriber.id)
-        state = states.get(subscriber.id)
-        if state == "accepted":
+        row = states.get(subscriber.id)
+        if row is not None and row.state == "accepted":
             plan.skipped.append((subscriber.email, "already sent in this edition"))
             continue
-        if state == "claimed":
-            plan.skipped.append((subscriber.email, f"being sent by another run ({details[subscriber.id].run_id})"))
+        if row is not None and row.state == "claimed":
+            plan.skipped.append((subscriber.email, f"being sent by another run ({row.run_id})"))
             continue
-        if state == "ambiguous" and options.on_ambiguous != "resend":
-            plan.ambiguous.append((subscriber.email, details[subscriber.id].error or "may have been sent"))
+        if row is not None and row.state == "ambiguous" and options.on_ambiguous != "resend":
+            plan.ambiguous.append((subscriber.email, row.error or "may have been sent"))
             continue
         selection = run.select(subscriber, histories.get(subscriber.id, NO_HISTORY))
         if not selection.gets_email:
@@ -233,8 +243,11 @@ def _send_chunk(
     tally: _Tally,
 ) -> None:
     edition = run.edition.id
+    # Everything that can fail on our side (a template, a missing DIGEST_SECRET) runs before
+    # anything is claimed: a claim is only made for a request that is ready to leave.
     content = run.content_for(chunk[0])
     by_id = {s.subscriber.id: s for s in chunk}
+    ready = {sid: _recipient(run, s) for sid, s in by_id.items()}
     also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
     items = [ClaimItem(s.subscriber.id, s.subscriber.email, s.content_key, run.at) for s in chunk]
     attempts = SCHEDULED_ATTEMPTS if options.scheduled else 1
@@ -259,7 +272,7 @@ def _send_chunk(
                     tally.skipped.append((item.email, "claimed by another run"))
         if not claimed:
             return
-        recipients = tuple(_recipient(run, by_id[sid]) for sid in claimed)
+        recipients = tuple(ready[sid] for sid in claimed)
         batch = Batch(edition, content, recipients, lambda r: run.email(r.selection), schedule)
         tally.requests += 1
         try:
@@ -273,7 +286,7 @@ def _send_chunk(
             ledger.settle(edition, claimed, "ambiguous", run_id=run_id, error=f"interrupted: {type(exc).__name__}")
             raise
         emails = [by_id[sid].subscriber.email for sid in claimed]
-        if outcome.kind == "ambiguous" and schedule is not None and transport.cancel(schedule.batch_id):
+        if outcome.kind == "ambiguous" and schedule is not None and _cancelled(transport, schedule, now):
             # Held by the provider and now cancelled: nothing will be delivered, so try again.
             ledger.settle(edition, claimed, "cancelled", run_id=run_id, error=outcome.error)
             items = [i for i in items if i.subscriber in claimed]
@@ -284,6 +297,15 @@ def _send_chunk(
             return
         _record(ledger, edition, run_id, claimed, emails, outcome, tally)
         return
+
+
+def _cancelled(transport: Transport, schedule: Schedule, now: Callable[[], float]) -> bool:
+    """Whether a scheduled request was cancelled in time. Within 10 minutes of send_at SendGrid
+    still accepts a cancel but delivers anyway, so a confirmation then proves nothing: too late
+    is not cancelled, and the request stays ambiguous (as `_recover` decides for a crashed run)."""
+    if schedule.send_at - now() <= CANCEL_CUTOFF_SECONDS:
+        return False
+    return transport.cancel(schedule.batch_id)
 
 
 def _record(
@@ -347,18 +369,21 @@ def _send_window(
 ) -> None:
     edition = run.edition.id
     also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
+    # Contents and recipients are built before the claim (here, in one thread: the composer is not
+    # shared). Whatever fails on our side (a template, a missing DIGEST_SECRET) then stops the run
+    # with nothing claimed, instead of leaving rows `claimed` that a later run calls ambiguous.
+    ready = [(chunk, run.content_for(chunk[0]), [_recipient(run, s) for s in chunk]) for chunk in chunks]
     items = [ClaimItem(s.subscriber.id, s.subscriber.email, s.content_key, run.at) for c in chunks for s in c]
     claimed = set(ledger.claim(edition, run_id, items, transport=transport.name, also_from=also_from))
     for item in items:
         if item.subscriber not in claimed:
             tally.skipped.append((item.email, "claimed by another run"))
     batches: list[tuple[Batch, list[Selection]]] = []
-    for chunk in chunks:
-        mine = [s for s in chunk if s.subscriber.id in claimed]
-        if mine:
-            content = run.content_for(mine[0])  # built here, in one thread: the composer is not shared
-            recipients = tuple(_recipient(run, s) for s in mine)
-            batches.append((Batch(edition, content, recipients, lambda r: run.email(r.selection), None), mine))
+    for chunk, content, recipients in ready:
+        kept = [(s, r) for s, r in zip(chunk, recipients, strict=True) if s.subscriber.id in claimed]
+        if kept:
+            batch = Batch(edition, content, tuple(r for _, r in kept), lambda r: run.email(r.selection), None)
+            batches.append((batch, [s for s, _ in kept]))
     futures = [pool.submit(transport.send, batch) for batch, _ in batches]
     tally.requests += len(batches)
     results: list[tuple[tuple[str, ...], list[str], Outcome]] = []
@@ -416,15 +441,21 @@ def send_edition(
     confirm: Callable[[SendReport], bool] | None = None,
     progress: Callable[[int], None] | None = None,
     run_id: str | None = None,
+    recover: bool = True,
 ) -> SendReport:
-    """Send the edition to every eligible subscriber not yet sent it. See the module docstring."""
+    """Send the edition to every eligible subscriber not yet sent it. See the module docstring.
+
+    `now`: the real clock (send_at and cancel decisions), never the edition's moment.
+    `recover=False` (a sandbox send): leave other runs' claims alone; recovery cancels real
+    scheduled batches through the real API, which a run that records nothing must never do.
+    """
     run_id = run_id or uuid.uuid4().hex[:12]
     edition = run.edition.id
     if (options.scheduled or options.send_at) and not transport.can_schedule:
         raise SendError(f"scheduled mode needs the sendgrid transport, not {transport.name}")
     lock = None if options.dry_run else RunLock(state_dir, run_id)
     try:
-        if not options.dry_run:
+        if recover and not options.dry_run:
             _recover(ledger, transport, edition, state_dir, now)
         plan = _plan(run, ledger, options)
         selections = plan.selections
@@ -507,13 +538,19 @@ def send(
     progress: Callable[[int], None] | None = None,
     now: Callable[[], float] = time.time,
 ) -> SendReport:
-    """`digest send`: open the run, the ledger and the transport, and send the edition."""
+    """`digest send`: open the run, the ledger and the transport, and send the edition.
+
+    `now`: the real clock for send_at and cancel decisions (injectable for tests); `at` is the
+    edition's moment, for selection only."""
+    from digest.content import load_articles
     from digest.pipeline import open_run
     from digest.sync import sync_before_send
 
     # Before the run loads the list: SendGrid's suppressions must be in the state it reads.
     sync_before_send(config, transport_name, dry_run=options.dry_run, sandbox=sandbox)
-    run = open_run(config, at, edition_id)
+    # A dry run writes nothing: it reads the content cache but does not save it.
+    content = load_articles(config, cache_dir=config.state.path / "cache", save=False) if options.dry_run else None
+    run = open_run(config, at, edition_id, content=content)
     transport = make_transport(config, at=at, name=transport_name, sandbox=sandbox, dry_run=options.dry_run)
     try:
         # A sandbox send validates the requests a real send would make (so it reads the real
@@ -536,6 +573,7 @@ def send(
                 confirm=confirm,
                 progress=progress,
                 now=now,
+                recover=not sandbox,
             )
     finally:
         transport.close()
@@ -550,7 +588,10 @@ class StatusReport:
 
 
 def status(config: Config, edition_id: str | None = None) -> StatusReport:
-    """`digest status`: an edition's counts (default: the latest) and the last editions."""
+    """`digest status`: an edition's counts (default: the latest) and the last editions. With no
+    ledger yet, nothing was sent: say so without creating the state folder or an empty ledger."""
+    if not (config.state.path / LEDGER_NAME).is_file():
+        return StatusReport(edition_id, {}, (), ())
     with open_ledger(config.state.path) as ledger:
         recent = tuple(ledger.editions(5))
         edition = edition_id or (recent[0].edition if recent else None)
