@@ -15,7 +15,6 @@ SQLite transaction) *before* its request leaves, and settled after the answer. S
 from __future__ import annotations
 
 import itertools
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -39,16 +38,10 @@ from digest.ledger import (
 )
 from digest.models import Edition, Selection
 from digest.pipeline import Run
+from digest.recovery import CANCEL_CUTOFF_SECONDS, RunLock, settle_dead_claims
 from digest.selection import NO_HISTORY, history_horizon
-from digest.transports import Batch, Outcome, Recipient, Schedule, Transport
+from digest.transports import Batch, Outcome, Recipient, Schedule, Transport, make_transport
 
-try:  # POSIX; elsewhere every claim of an ended run is treated as live until it is settled
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
-#: SendGrid refuses to cancel a scheduled send later than 10 minutes before send_at; keep a margin.
-CANCEL_CUTOFF_SECONDS = 600 + 60
 #: Attempts of one batch in scheduled mode (each ambiguous try is cancelled before the next).
 SCHEDULED_ATTEMPTS = 3
 
@@ -88,53 +81,6 @@ class SendReport:
         if self.failed:
             return 1
         return 3 if self.ambiguous else 0
-
-
-# ---------------------------------------------------------------- run liveness
-
-
-class RunLock:
-    """A lock file held (flock) for as long as a run's process lives; the kernel drops it on kill -9."""
-
-    def __init__(self, state_dir: Path, run_id: str):
-        self.path = _lock_path(state_dir, run_id)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BaseException:
-                os.close(self._fd)  # held by another run: do not leak the descriptor
-                self._fd = -1
-                raise
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-            self.path.unlink(missing_ok=True)
-
-
-def _lock_path(state_dir: Path, run_id: str) -> Path:
-    return state_dir / "runs" / f"{run_id}.lock"
-
-
-def run_alive(state_dir: Path, run_id: str) -> bool:
-    path = _lock_path(state_dir, run_id)
-    if fcntl is None:
-        return path.exists()
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    path.unlink(missing_ok=True)  # a crashed run's leftover
-    return False
 
 
 # ---------------------------------------------------------------- planning
@@ -194,30 +140,6 @@ def _plan(run: Run, ledger: Ledger, options: SendOptions) -> _Plan:
         key = (run.group_key(selection), options.send_at.get(selection.subscriber.id))
         plan.groups.setdefault(key, []).append(selection)
     return plan
-
-
-# ---------------------------------------------------------------- recovery
-
-
-def _recover(ledger: Ledger, transport: Transport, edition: str, state_dir: Path, now: Callable[[], float]) -> None:
-    """Settle claims left by runs that are gone: cancel them when still possible, else ambiguous."""
-    by_run: dict[tuple[str, str, int | None], list[Delivery]] = {}
-    for row in ledger.rows(edition, states=("claimed", "ambiguous")).values():
-        stale = row.state == "claimed" and not run_alive(state_dir, row.run_id)
-        retry_cancel = row.state == "ambiguous" and bool(row.batch_id)
-        if stale or retry_cancel:
-            by_run.setdefault((row.run_id, row.batch_id, row.send_at), []).append(row)
-    for (run_id, batch_id, send_at), group in by_run.items():
-        ids = [r.subscriber for r in group]
-        if batch_id and send_at and transport.can_schedule and send_at - now() > CANCEL_CUTOFF_SECONDS:
-            if transport.cancel(batch_id):
-                ledger.settle(edition, ids, "cancelled", run_id=run_id, error=f"scheduled batch {batch_id} cancelled")
-                continue
-        if any(r.state == "claimed" for r in group):
-            note = f"claimed by run {run_id}, which ended before the answer: the request may have left"
-            ledger.settle(
-                edition, [r.subscriber for r in group if r.state == "claimed"], "ambiguous", run_id=run_id, error=note
-            )
 
 
 # ---------------------------------------------------------------- sending
@@ -456,7 +378,7 @@ def send_edition(
     lock = None if options.dry_run else RunLock(state_dir, run_id)
     try:
         if recover and not options.dry_run:
-            _recover(ledger, transport, edition, state_dir, now)
+            settle_dead_claims(ledger, transport, edition, state_dir, now)
         plan = _plan(run, ledger, options)
         selections = plan.selections
         planned = SendReport(
@@ -505,25 +427,6 @@ def _replace(report: SendReport, **changes: Any) -> SendReport:
 
 
 # ---------------------------------------------------------------- the library calls behind the CLI
-
-
-def make_transport(
-    config: Config, *, at: Any, name: str | None = None, sandbox: bool = False, dry_run: bool = False
-) -> Transport:
-    name = name or config.sending.transport
-    if name == "outbox":
-        from digest.transports.outbox import OutboxTransport
-
-        return OutboxTransport(config.output.path, date=at)
-    if name == "sendgrid":
-        from digest.transports.sendgrid import SendGridTransport
-
-        return SendGridTransport.from_config(config, sandbox=sandbox, need_key=not dry_run)
-    if name == "smtp":
-        from digest.transports.smtp import SmtpTransport
-
-        return SmtpTransport.from_config(config, date=at)
-    raise SendError(f"unknown transport {name!r} (outbox, sendgrid or smtp)")
 
 
 def send(

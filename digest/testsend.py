@@ -290,7 +290,7 @@ def send_tests(
     """`digest test-send`: plan every requested segment first, then send; nothing is sent when
     a named segment cannot be tested. With --all-segments, untestable segments are skipped."""
     from digest.pipeline import open_run
-    from digest.send import make_transport
+    from digest.transports import make_transport
 
     run = open_run(config, at, edition_id)
     histories, earliest = read_history(config, run.edition.id, run.at)

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from digest.compose import Content
+from digest.config import Config
+from digest.errors import SendError
 from digest.models import Email, Selection, Subscriber
 
 OutcomeKind = Literal["accepted", "failed", "retry", "ambiguous"]
@@ -102,3 +104,22 @@ class Unschedulable:
 
     def close(self) -> None:
         pass
+
+
+def make_transport(
+    config: Config, *, at: Any, name: str | None = None, sandbox: bool = False, dry_run: bool = False
+) -> Transport:
+    name = name or config.sending.transport
+    if name == "outbox":
+        from digest.transports.outbox import OutboxTransport
+
+        return OutboxTransport(config.output.path, date=at)
+    if name == "sendgrid":
+        from digest.transports.sendgrid import SendGridTransport
+
+        return SendGridTransport.from_config(config, sandbox=sandbox, need_key=not dry_run)
+    if name == "smtp":
+        from digest.transports.smtp import SmtpTransport
+
+        return SmtpTransport.from_config(config, date=at)
+    raise SendError(f"unknown transport {name!r} (outbox, sendgrid or smtp)")
