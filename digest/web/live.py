@@ -22,6 +22,9 @@ from digest.pipeline import Run
 
 log = logging.getLogger("digest.web")
 
+#: How often a watched file whose folder does not exist yet is looked at (see `Watcher._poll`).
+POLL_SECONDS = 0.5
+
 
 @dataclass
 class Snapshot:
@@ -206,14 +209,13 @@ class Watcher:
             if self._stop.is_set():
                 break
             targets = self.state.watch_targets()
-            groups = _groups(targets)
-            shape = _shape(groups)
             threads = [
-                threading.Thread(
-                    target=self._loop, args=(paths, recursive, keep, targets, shape, generation), daemon=True
-                )
-                for paths, recursive, keep in groups
+                threading.Thread(target=self._loop, args=(paths, recursive, keep, targets, generation), daemon=True)
+                for paths, recursive, keep in _groups(targets)
             ]
+            orphans = _orphans(targets)
+            if orphans:
+                threads.append(threading.Thread(target=self._poll, args=(orphans, generation), daemon=True))
             for thread in threads:
                 thread.start()
             if not threads:
@@ -221,13 +223,27 @@ class Watcher:
             for thread in threads:
                 thread.join()
 
+    def _poll(self, files: list[Path], generation: threading.Event) -> None:
+        """Files in a folder that did not exist when the generation began are polled, not watched.
+
+        A watch on the nearest existing folder would have to restart once the folder appears, and a
+        restart misses any edit made meanwhile; the preview's own first build creates the state
+        folder (the content cache lives there), so that would happen on nearly every start.
+        """
+        seen = {f: _signature(f) for f in files}
+        while not generation.wait(POLL_SECONDS):
+            for f in files:
+                now = _signature(f)
+                if now != seen[f]:
+                    seen[f] = now
+                    self.on_change(f.name)
+
     def _loop(
         self,
         paths: list[Path],
         recursive: bool,
         keep: Callable[[object, str], bool] | None,
         targets: WatchTargets,
-        shape: list[tuple[tuple[Path, ...], bool]],
         generation: threading.Event,
     ) -> None:
         import watchfiles
@@ -247,9 +263,7 @@ class Watcher:
             ):
                 names = sorted({Path(p).name for _, p in changes})
                 self.on_change(", ".join(names[:3]) + (" ..." if len(names) > 3 else ""))
-                # A moved folder in the config, or a folder that now exists (the state folder at the
-                # first unsubscribe): watch the new set.
-                if self.state.watch_targets() != targets or _shape(_groups(targets)) != shape:
+                if self.state.watch_targets() != targets:
                     generation.set()
         except Exception:  # noqa: BLE001 - a watch failure must not take the preview down
             log.exception("file watching failed; restarting it")
@@ -261,29 +275,26 @@ Group = tuple[list[Path], bool, Callable[[object, str], bool] | None]
 
 
 def _groups(targets: WatchTargets) -> list[Group]:
-    """(paths, recursive, filter) for each watch thread; folders that do not exist are left out.
-
-    A file whose folder does not exist yet (the state folder before the first unsubscribe) is
-    watched for through the nearest folder that does: the missing folder's creation is a change,
-    and the watcher then restarts with the file's own folder.
-    """
+    """(paths, recursive, filter) for each watch thread; folders that do not exist are left out."""
     groups: list[Group] = []
     folders = [p for p in dict.fromkeys(targets.folders) if p.is_dir()]
     if folders:
         groups.append((folders, True, None))  # watchfiles' default filter skips swap files and .git
-    wanted: set[str] = set()
-    parents: dict[Path, None] = {}
-    for file in targets.files:
-        parent, want = file.parent, file
-        while not parent.is_dir() and parent != parent.parent:
-            parent, want = parent.parent, parent
-        if parent.is_dir():
-            parents[parent] = None
-            wanted.add(str(want))
+    wanted = {str(f) for f in targets.files}
+    parents = [p for p in dict.fromkeys(f.parent for f in targets.files) if p.is_dir()]
     if parents:
-        groups.append((list(parents), False, lambda _change, path: path in wanted))
+        groups.append((parents, False, lambda _change, path: path in wanted))
     return groups
 
 
-def _shape(groups: list[Group]) -> list[tuple[tuple[Path, ...], bool]]:
-    return [(tuple(paths), recursive) for paths, recursive, _ in groups]
+def _orphans(targets: WatchTargets) -> list[Path]:
+    """Files whose folder does not exist (yet): the state folder before the first unsubscribe."""
+    return [f for f in dict.fromkeys(targets.files) if not f.parent.is_dir()]
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
