@@ -68,7 +68,9 @@ def run_alive(state_dir: Path, run_id: str) -> bool:
     return False
 
 
-def settle_dead_claims(ledger: Ledger, transport: Transport, edition: str, state_dir: Path, now: Callable[[], float]) -> None:
+def settle_dead_claims(
+    ledger: Ledger, transport: Transport, edition: str, state_dir: Path, now: Callable[[], float]
+) -> None:
     """Settle claims left by runs that are gone: cancel them when still possible, else ambiguous."""
     by_run: dict[tuple[str, str, int | None], list[Delivery]] = {}
     for row in ledger.rows(edition, states=("claimed", "ambiguous")).values():
