@@ -93,7 +93,7 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class StateConfig:
-    path: Path = opt(Path("state"), "Folder for the send ledger and caches.")
+    path: Path = opt(Path("state"), "Folder for the send ledger, the subscriber state and caches; keep it private.")
 
 
 @dataclass(frozen=True)
