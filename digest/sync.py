@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -25,6 +24,7 @@ from sendgrid import SendGridAPIClient
 from digest.config import Config
 from digest.errors import AuthError, SendError
 from digest.suppressions import Reason, open_state
+from digest.transports.sendgrid import api_key, make_client
 
 #: SendGrid list name -> why an address on it must not be sent to.
 LISTS: Mapping[str, Reason] = {
@@ -44,16 +44,6 @@ class SyncReport:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
-
-
-def api_key(config: Config) -> str:
-    return os.environ.get(config.sendgrid.api_key_env, "").strip()
-
-
-def make_client(config: Config, key: str) -> SendGridAPIClient:
-    client = SendGridAPIClient(key, host=config.sendgrid.host)
-    client.client.timeout = config.sendgrid.timeout  # the library default is to wait forever
-    return client
 
 
 def _get(what: str, request: Callable[[], Any]) -> Any:
@@ -113,12 +103,7 @@ def _group_entries(client: SendGridAPIClient, group: int) -> list[tuple[str, str
 def sync(config: Config, *, client: SendGridAPIClient | None = None) -> SyncReport:
     """Pull every suppression list, then mirror them into the state in one transaction."""
     if client is None:
-        key = api_key(config)
-        if not key:
-            raise SendError(
-                f"sync: the SendGrid API key is not set: put it in the {config.sendgrid.api_key_env} environment variable"
-            )
-        client = make_client(config, key)
+        client = make_client(config, api_key(config, what="sync: "))
     lists: dict[str, list[tuple[str, Reason, str]]] = {}
     for name, reason in LISTS.items():
         lists[name] = [(email, reason, detail) for email, detail in _entries(client, name)]
@@ -135,6 +120,11 @@ def sync_before_send(
 ) -> SyncReport | None:
     """The sync `digest send` runs first: on the sendgrid transport with a key, except in a dry run
     or a sandbox send (both record nothing, the state included, and deliver nothing)."""
-    if (transport_name or config.sending.transport) != "sendgrid" or dry_run or sandbox or not api_key(config):
+    if (
+        (transport_name or config.sending.transport) != "sendgrid"
+        or dry_run
+        or sandbox
+        or not api_key(config, required=False)
+    ):
         return None
     return sync(config)

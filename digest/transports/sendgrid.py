@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -38,6 +39,22 @@ from digest.transports import Batch, Outcome, Recipient, render_failed
 RETRY_STATUSES = frozenset({429, 500, 502, 503})
 #: A gateway timed out waiting for SendGrid, which may have queued the request all the same.
 LOST_STATUSES = frozenset({504})
+
+
+def api_key(config: Config, *, required: bool = True, what: str = "") -> str:
+    """The API key from the environment variable the config names; never from the file."""
+    key = os.environ.get(config.sendgrid.api_key_env, "").strip()
+    if not key and required:
+        raise SendError(
+            f"{what}the SendGrid API key is not set: put it in the {config.sendgrid.api_key_env} environment variable"
+        )
+    return key
+
+
+def make_client(config: Config, key: str) -> SendGridAPIClient:
+    client = SendGridAPIClient(key, host=config.sendgrid.host)
+    client.client.timeout = config.sendgrid.timeout  # the library default is to wait forever
+    return client
 
 
 class _Retry(Exception):
@@ -95,12 +112,8 @@ class SendGridTransport:
     def from_config(
         cls, config: Config, *, sandbox: bool = False, need_key: bool = True, **kwargs: Any
     ) -> SendGridTransport:
-        import os
-
         sg = config.sendgrid
-        key = os.environ.get(sg.api_key_env, "").strip()
-        if not key and need_key:
-            raise SendError(f"the SendGrid API key is not set: put it in the {sg.api_key_env} environment variable")
+        key = api_key(config, required=need_key)
         n = config.newsletter
         return cls(
             key,
