@@ -62,7 +62,7 @@ at_option = click.option(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Config file (default ./digest.toml).",
 )
-@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and debug details.")
+@click.option("--verbose", "-v", is_flag=True, help="Show the traceback behind an error.")
 @click.version_option(package_name="newsletter-digest")
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
