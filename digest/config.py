@@ -8,6 +8,7 @@ never read from the file: only the *names* of environment variables live here.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 import types
 import typing
@@ -275,8 +276,6 @@ def parse_config(data: dict[str, Any], *, base: Path, source: str = "config") ->
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:
-    import dataclasses
-
     updated: dict[str, Any] = {}
     for name in SECTIONS:
         section = getattr(config, name)
@@ -346,19 +345,26 @@ def load_config(path: Path | str | None = None) -> Config:
     """Load and validate the config file (`./digest.toml` when no path is given)."""
     path = Path(path) if path else Path.cwd() / DEFAULT_CONFIG_NAME
     try:
-        raw = path.read_bytes()
+        data = read_toml(path, ConfigError, " config")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found (use --config PATH)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8-sig"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     config = parse_config(data, base=path.resolve().parent, source=str(path))
-    import dataclasses
-
     return dataclasses.replace(config, source=path.resolve())
+
+
+def read_toml(path: Path, error: type[Exception], what: str = "") -> dict[str, Any]:
+    """A TOML file as a mapping (a UTF-8 BOM allowed); unreadable or invalid becomes `error`
+    naming the file. A missing file raises FileNotFoundError: what that means is the caller's."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise error(f"{path}: cannot read{what}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8-sig"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
 
 
 def describe_schema() -> list[tuple[str, str, Any, str]]:

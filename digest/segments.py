@@ -12,7 +12,6 @@ is configured; they never add a second way of rendering.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -20,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from digest.compose import Composer
-from digest.config import Config
+from digest.config import Config, read_toml
 from digest.errors import DigestError
 from digest.models import Problem, Subscriber
 from digest.subscribers import STATUSES, is_valid_email
@@ -221,15 +220,9 @@ _RULE_MAPS = ("equals", "contains")
 def load_segments(path: Path) -> Segments:
     """Read a segments file; no file means no segments. Raises SegmentError on any mistake."""
     try:
-        raw = path.read_bytes()
+        data = read_toml(path, SegmentError)
     except FileNotFoundError:
         return Segments((), path)
-    except OSError as exc:
-        raise SegmentError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8-sig"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SegmentError(f"{path}: not valid TOML: {exc}") from None
     return parse_segments(data, path)
 
 
