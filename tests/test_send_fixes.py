@@ -18,13 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from schedule_support import WEEKLY, scheduled_sample, utc
 from send_support import AT, AT_DT, SAMPLE_RECIPIENTS, FakeSendGrid, copy_sample, ledger_for, load, sendgrid_toml
 from sendgrid import SendGridAPIClient
 from test_send_sendgrid import Sleeps, setup, transport
-from test_transports_smtp import Inbox, free_port
+from test_transports_smtp import smtp_peer
 
 from digest.cli import main
 from digest.config import Config
@@ -132,17 +131,11 @@ def test_outbox_rendering_error_is_failed_not_ambiguous(tmp_path: Path) -> None:
 
 
 def test_smtp_rendering_error_is_failed_and_nothing_reaches_the_relay(tmp_path: Path) -> None:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_peer() as (inbox, port):
         cfg = load(copy_sample(tmp_path))
         smtp = SmtpTransport("127.0.0.1", port, date=AT_DT, security="none", timeout=5)
         outcome = smtp.send(failing_batch(cfg))
         smtp.close()
-    finally:
-        controller.stop()
     assert outcome.kind == "failed" and "footer.mjml line 3" in outcome.error
     assert inbox.messages == []
 
@@ -310,11 +303,7 @@ def test_a_504_in_scheduled_mode_is_cancelled_and_reissued(tmp_path: Path, fake:
 def test_a_failed_starttls_or_login_closes_the_new_connection(tmp_path: Path, security: str, username: str) -> None:
     """aiosmtpd without TLS offers neither STARTTLS nor AUTH: starttls() and login() raise
     SMTPNotSupportedError. The socket must be closed, not left for the garbage collector."""
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_peer() as (_, port):
         cfg = load(copy_sample(tmp_path))
         run = open_run(cfg, AT_DT)
         ada = run.select(run.subscribers_for(["ada@example.com"])[0])
@@ -327,8 +316,6 @@ def test_a_failed_starttls_or_login_closes_the_new_connection(tmp_path: Path, se
             outcome = smtp.send(batch)
             smtp.close()
             gc.collect()
-    finally:
-        controller.stop()
     assert outcome.kind == "retry" and "not supported" in outcome.error
     leaked = [w for w in caught if issubclass(w.category, ResourceWarning) and "socket" in str(w.message)]
     assert leaked == []

@@ -225,21 +225,11 @@ def test_all_segments_skips_an_empty_segment_and_says_so(tmp_path: Path) -> None
 
 def test_over_smtp_only_the_testers_receive(tmp_path: Path) -> None:
     """test-send works with every transport: over a real SMTP peer (aiosmtpd) too."""
-    from aiosmtpd.controller import Controller
-    from test_transports_smtp import Inbox, free_port
+    from test_transports_smtp import smtp_config, smtp_peer
 
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        config = copy_sample(
-            tmp_path,
-            f'[sending]\ntransport = "smtp"\n\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
-            'username_env = ""\ntimeout = 5.0\n',
-        )
+    with smtp_peer() as (inbox, port):
+        config = smtp_config(tmp_path, port)
         code, out = digest(config, "test-send", "--all-segments", "--to", "me@example.com", "--at", AT)
-    finally:
-        controller.stop()
     assert code == 0, out
     recipients = {r for rcpts, _ in inbox.messages for r in rcpts}
     assert recipients == {"me@example.com"} and len(inbox.messages) >= 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import socket
 from collections.abc import Iterator
@@ -45,8 +46,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
+@contextlib.contextmanager
+def smtp_peer() -> Iterator[tuple[Inbox, int]]:
+    """A plain aiosmtpd server on 127.0.0.1 for the duration of the block: (its inbox, its port)."""
     inbox = Inbox()
     port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
@@ -55,6 +57,12 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
         yield inbox, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    with smtp_peer() as peer:
+        yield peer
 
 
 def smtp_config(tmp_path: Path, port: int) -> Path:
@@ -183,11 +191,13 @@ def tls_smtp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[I
         controller.stop()
 
 
-def tls_config(tmp_path: Path, port: int, mode: str, ca: Path) -> Path:
+def tls_config(tmp_path: Path, port: int, mode: str, ca: Path | None) -> Path:
+    """The sample over SMTP with TLS; `ca` None trusts only the system's CAs (and no login)."""
+    trust = f'ca_file = "{ca}"\n' if ca is not None else 'username_env = ""\n'
     return copy_sample(
         tmp_path / "newsletter",
         f'[sending]\ntransport = "smtp"\n\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{mode}"\n'
-        f'ca_file = "{ca}"\ntimeout = 5.0\n',
+        f"{trust}timeout = 5.0\n",
     )
 
 
@@ -222,11 +232,7 @@ def test_a_refused_password_stops_with_one_line_and_never_shows_it(
 def test_an_untrusted_certificate_is_refused(tmp_path: Path, tls_smtp: tuple[Inbox, int, str, Path]) -> None:
     inbox, port, mode, _ = tls_smtp
     (tmp_path / "newsletter").mkdir()
-    config = copy_sample(
-        tmp_path / "newsletter",
-        f'[sending]\ntransport = "smtp"\n\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{mode}"\n'
-        'username_env = ""\ntimeout = 5.0\n',
-    )
+    config = tls_config(tmp_path, port, mode, None)
     result = CliRunner().invoke(main, ["--config", str(config), "send", "--yes", "--at", AT])
     assert result.exit_code == 1 and not inbox.messages
     (line,) = result.output.strip().splitlines()
