@@ -70,7 +70,7 @@ def _run_as() -> tuple[Callable[[], None] | None, int, int]:
             continue
         uid, gid = user.pw_uid, user.pw_gid
 
-        def drop() -> None:
+        def drop(uid: int = uid, gid: int = gid) -> None:
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
