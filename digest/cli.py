@@ -126,7 +126,7 @@ def check(obj: Context, at: str | None, strict: bool) -> None:
     from digest.schedule import parse_at
 
     config = obj.config()
-    problems = run_check(open_run(config, parse_at(at, config.tz)))
+    problems = run_check(open_run(config, parse_at(at, config.tz), persist_links=False))
     echo_problems(problems)
     errors = sum(1 for p in problems if p.severity == "error")
     warnings = len(problems) - errors

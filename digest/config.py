@@ -115,6 +115,11 @@ class SendingConfig:
         "unsubscribe_url (https://news.example.com/unsubscribe -> https://news.example.com/preferences).",
     )
     secret_env: str = opt("DIGEST_SECRET", "Environment variable holding the token-signing secret.")
+    previous_secrets_env: str = opt(
+        "DIGEST_SECRET_PREVIOUS",
+        "Environment variable holding earlier signing secrets (whitespace-separated) that `digest serve` "
+        "still accepts after a rotation; links are always signed with the current one.",
+    )
     list_id: str = opt("", "List-Id header value, e.g. weekly.example.com; empty: derived from from_email.")
     on_ambiguous: str = opt(
         "skip",
@@ -179,6 +184,33 @@ class ScheduleConfig:
     )
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    trusted_hosts: list[str] = opt(
+        [],
+        "Host names `digest serve` answers to (others get 400); `*.example.com` allowed. Empty: the hosts of "
+        "unsubscribe_url and preferences_url, plus 127.0.0.1 and localhost.",
+    )
+    rate_limit: int = opt(
+        60, "POSTs (unsubscribe, preferences) one client address may make per minute, per server process; 0: no limit."
+    )
+    rate_burst: int = opt(
+        20,
+        "Requests (POSTs, webhook requests) one client address may make at once before the per-minute limits pace them.",
+    )
+    webhook_rate_limit: int = opt(
+        1200, "Webhook requests one client address may make per minute, per server process; 0: no limit."
+    )
+    webhook_max_bytes: int = opt(
+        8 * 1024 * 1024, "Largest webhook body accepted (413 beyond it, checked while it arrives)."
+    )
+    legacy_token_days: int = opt(
+        90,
+        "Days that links carrying the address (made before opaque ids) keep working, counted from the first "
+        "link made with an opaque id; 0: refuse them now.",
+    )
+
+
 SECTIONS: dict[str, type] = {
     "newsletter": NewsletterConfig,
     "content": ContentConfig,
@@ -192,6 +224,7 @@ SECTIONS: dict[str, type] = {
     "sendgrid": SendGridConfig,
     "smtp": SmtpConfig,
     "schedule": ScheduleConfig,
+    "serve": ServeConfig,
 }
 
 
@@ -211,6 +244,7 @@ class Config:
     sendgrid: SendGridConfig = field(default_factory=SendGridConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     source: Path | None = None  #: the file it came from
 
     @property
@@ -324,6 +358,27 @@ def _validate(config: Config, source: str) -> None:
     if not config.newsletter.site_url.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: newsletter.site_url must start with http:// or https://")
     _validate_schedule(config, source)
+    _validate_serve(config, source)
+
+
+def _validate_serve(config: Config, source: str) -> None:
+    s = config.serve
+    for key in ("rate_limit", "rate_burst", "webhook_rate_limit", "legacy_token_days"):
+        if getattr(s, key) < 0:
+            raise ConfigError(f"{source}: serve.{key} must be 0 or more")
+    if s.rate_limit and s.rate_burst < 1:
+        raise ConfigError(f"{source}: serve.rate_burst must be at least 1 when serve.rate_limit is set")
+    if not 1024 <= s.webhook_max_bytes <= 64 * 1024 * 1024:
+        raise ConfigError(f"{source}: serve.webhook_max_bytes must be between 1024 and 67108864")
+    for host in s.trusted_hosts:
+        # Starlette's TrustedHostMiddleware: a name, or one leading `*.` wildcard; no ports, no schemes
+        wildcard = host.startswith("*.")
+        name = host[2:] if wildcard else host
+        if host != "*" and (not name or "*" in name or "/" in name or ":" in name or name != name.strip()):
+            raise ConfigError(
+                f"{source}: serve.trusted_hosts entry {host!r} must be a host name like news.example.com "
+                "or *.example.com (no scheme, no port)"
+            )
 
 
 def _validate_schedule(config: Config, source: str) -> None:

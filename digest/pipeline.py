@@ -18,6 +18,7 @@ from digest.compose import Composer, Content, PreparedEdition
 from digest.config import Config
 from digest.content import ContentIndex, load_articles
 from digest.errors import SubscriberError
+from digest.links import Links
 from digest.message import to_bytes
 from digest.models import Article, Edition, Email, Problem, Selection, Subscriber
 from digest.schedule import edition_for
@@ -25,7 +26,6 @@ from digest.segments import NO_SEGMENTS, Overrides, Segments, load_segments
 from digest.selection import NO_HISTORY, History, Selector, candidate_pool, window_start
 from digest.subscribers import SubscriberList
 from digest.suppressions import load_effective
-from digest.tokens import make_token, secret_from_env
 
 
 @dataclass
@@ -38,6 +38,9 @@ class Run:
     subscribers: SubscriberList
     pool: tuple[Article, ...]
     composer: Composer
+    #: False for runs that must write nothing (preview, check, test-send): links then use the
+    #: opaque ids that exist and a throwaway id for anyone who has none yet (links.py).
+    persist_links: bool = True
 
     @property
     def at(self) -> datetime:
@@ -57,26 +60,17 @@ class Run:
         return self.composer.prepare(self.pool, self.edition)
 
     @cached_property
-    def _secret(self) -> bytes | None:
-        if not (self.config.sending.unsubscribe_url or self.config.sending.preferences_url):
-            return None
-        return secret_from_env(self.config.sending.secret_env)
+    def links(self) -> Links:
+        """Signed unsubscribe/preferences links (opaque ids, minted in one batch: see links.py)."""
+        return Links(self.config, self.subscribers.subscribers, persist=self.persist_links)
 
     def unsubscribe_url(self, subscriber: Subscriber) -> str:
         """The signed one-click URL when an endpoint is configured, else a mailto to the sender."""
-        base = self.config.sending.unsubscribe_url
-        if base and self._secret is not None:
-            sep = "&" if "?" in base else "?"
-            return f"{base}{sep}token={make_token(subscriber.id, self._secret)}"
-        return f"mailto:{self.config.newsletter.from_email}?subject=unsubscribe"
+        return self.links.unsubscribe_url(subscriber)
 
     def preferences_url(self, subscriber: Subscriber) -> str:
         """The signed preferences page URL (its own token purpose), or '' without an endpoint."""
-        base = preferences_base(self.config)
-        if not base or self._secret is None:
-            return ""
-        sep = "&" if "?" in base else "?"
-        return f"{base}{sep}token={make_token(subscriber.id, self._secret, 'preferences')}"
+        return self.links.preferences_url(subscriber)
 
     def values(self, subscriber: Subscriber) -> dict[str, str]:
         return personalize.recipient_values(
@@ -156,6 +150,8 @@ class Run:
             run = self._variants[overrides] = replace(self, config=config, composer=overrides.composer(config))
             # the variant must not look up overrides again: it IS the overridden run
             run.__dict__["segments"] = NO_SEGMENTS
+            # overrides never touch sending or state: one set of ids (one batch) for every variant
+            run.__dict__["links"] = self.links
         return run
 
 
@@ -165,11 +161,14 @@ def open_run(
     edition_id: str | None = None,
     content: ContentIndex | None = None,
     earliest: datetime | None = None,
+    *,
+    persist_links: bool = True,
 ) -> Run:
     """Load everything for the edition at `at`.
 
     `earliest`: the oldest last delivery among the subscribers (from the ledger), so the candidate
     pool covers every subscriber's catch-up window; None means the default window.
+    `persist_links=False`: a run that writes nothing (see `Run.persist_links`).
     """
     content = content if content is not None else load_articles(config, cache_dir=config.state.path / "cache")
     return Run(
@@ -180,17 +179,8 @@ def open_run(
         subscribers=load_effective(config.subscribers.path, config.state.path),
         pool=candidate_pool(content.articles, at, config.selection, earliest),
         composer=Composer(config),
+        persist_links=persist_links,
     )
-
-
-def preferences_base(config: Config) -> str:
-    """`sending.preferences_url`, else the `preferences` page next to the unsubscribe endpoint."""
-    from urllib.parse import urljoin
-
-    s = config.sending
-    if s.preferences_url:
-        return s.preferences_url
-    return urljoin(s.unsubscribe_url, "preferences") if s.unsubscribe_url else ""
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,14 @@ CREATE TABLE IF NOT EXISTS webhook_events (
     event       TEXT NOT NULL,
     received_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS token_ids (
+    token_id   TEXT PRIMARY KEY,
+    subscriber TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
 """
+#: Rows per `IN (...)` query: well under SQLite's smallest limit on bound parameters (999).
+_CHUNK = 500
 
 
 class StateError(LedgerError):
@@ -159,6 +166,76 @@ class SubscriberState:
             for sub, email, tags, cats, paused, source, at in cur
         }
 
+    def overlay_for(self, subscriber: str) -> Overlay:
+        """One subscriber's rows only (primary-key lookups): what the public app reads per request."""
+        optouts = tuple(
+            OptOut(sub, email, reason, source, detail, datetime.fromisoformat(at))
+            for sub, email, reason, source, detail, at in self._db.execute(
+                "SELECT subscriber, email, reason, source, detail, at FROM optouts WHERE subscriber = ? ORDER BY at",
+                (subscriber,),
+            )
+        )
+        row = self._db.execute(
+            "SELECT subscriber, email, tags, categories, paused, source, at FROM preferences WHERE subscriber = ?",
+            (subscriber,),
+        ).fetchone()
+        preferences = {}
+        if row is not None:
+            sub, email, tags, cats, paused, source, at = row
+            preferences[sub] = Preference(
+                sub, email, _terms(tags), _terms(cats), bool(paused), source, datetime.fromisoformat(at)
+            )
+        return Overlay({subscriber: optouts} if optouts else {}, preferences)
+
+    # ---- opaque link ids (see tokens.py)
+
+    def token_ids(self, subscribers: Sequence[str], *, create: bool = True) -> dict[str, str]:
+        """Subscriber id (the case-folded address) -> its opaque link id, for many at once.
+
+        Ids are made the first time a subscriber needs one and kept for good: every link sent
+        since names that id. All the missing ones of a call are made in ONE transaction, so
+        minting for a whole list is one write, not one per subscriber. Two processes minting at
+        once (a build and a send) agree: the first writer's id wins and both return it.
+        `create=False` only reads (a preview or a check writes nothing).
+        """
+        wanted = list(dict.fromkeys(subscribers))
+        found = self._token_ids(wanted)
+        missing = [s for s in wanted if s not in found]
+        if not missing or not create:
+            return found
+        from digest.tokens import new_token_id
+
+        at = now_stamp("seconds")
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO token_ids (token_id, subscriber, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                ((new_token_id(), sub, at) for sub in missing),
+            )
+        found.update(self._token_ids(missing))
+        # Only a collision of two random 128-bit ids could leave one out; it gets a fresh id.
+        return found if len(found) == len(wanted) else self.token_ids(wanted)
+
+    def _token_ids(self, subscribers: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for i in range(0, len(subscribers), _CHUNK):
+            chunk = subscribers[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                self._db.execute(f"SELECT subscriber, token_id FROM token_ids WHERE subscriber IN ({marks})", chunk)
+            )
+        return out
+
+    def subscriber_for_token_id(self, token_id: str) -> str | None:
+        """The subscriber id an opaque link id was made for, or None."""
+        row = self._db.execute("SELECT subscriber FROM token_ids WHERE token_id = ?", (token_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def first_token_id_at(self) -> datetime | None:
+        """When the first opaque id was made: the moment links stopped carrying addresses, from
+        which the transition period for address-carrying links is counted."""
+        (at,) = self._db.execute("SELECT min(created_at) FROM token_ids").fetchone()
+        return None if at is None else datetime.fromisoformat(at)
+
     # ---- writing
 
     def opt_out(self, email: str, reason: Reason, source: str, detail: str = "") -> None:
@@ -234,6 +311,12 @@ class SubscriberState:
 
 def open_state(state_dir: Path) -> SubscriberState:
     return SubscriberState(state_dir / STATE_NAME)
+
+
+def open_existing_state(state_dir: Path) -> SubscriberState | None:
+    """The state if there is one; None before anything was ever recorded (a read must not create
+    the state folder, or a preview, a check or a forged link would)."""
+    return open_state(state_dir) if (state_dir / STATE_NAME).is_file() else None
 
 
 @dataclass(frozen=True)

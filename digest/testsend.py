@@ -292,7 +292,7 @@ def send_tests(
     from digest.pipeline import open_run
     from digest.transports import make_transport
 
-    run = open_run(config, at, edition_id)
+    run = open_run(config, at, edition_id, persist_links=False)
     histories, earliest = read_history(config, run.edition.id, run.at)
     run = run.reaching_back(earliest)
     if all_segments:

@@ -1,13 +1,26 @@
 """Signed per-recipient tokens for unsubscribe and preference links.
 
-A token is `<payload>.<mac>`: the payload is the subscriber id (their address) in URL-safe base64,
-readable by anyone who sees the link, and the MAC is an HMAC-SHA256 over it with a secret from the
-environment. The token does not hide the address; what matters is that nobody can make or alter
-a valid token without the secret.
+A token is `v2.<id>.<mac>`:
 
-Only the canonical spelling verifies: unpadded URL-safe base64 on both sides, which must re-encode
-to exactly the characters given. A lenient decoder would accept extra characters (quotes, angle
-brackets) in a token that still verifies, and those would be reflected into the public pages.
+- `<id>` is an opaque random id (16 random bytes, URL-safe base64) that the subscriber state maps
+  to the address (`SubscriberState.token_ids`), made once per subscriber and kept. It says nothing
+  about who the subscriber is, so link scanners, URL rewriters, proxies and browser histories that
+  log the link learn nothing personal.
+- `<mac>` is HMAC-SHA256 over the version, the purpose and the id with the secret from the
+  environment, so nobody can make a token, alter its id, or reuse an unsubscribe token as a
+  preferences token without the secret.
+
+Before, a token was `<base64url(address)>.<mac>` ("legacy"): the address was readable by anyone
+who saw the link. Those are still read (`Claim.kind == "address"`) so links already in inboxes keep
+working; the public app accepts them only for a transition period (`serve.legacy_token_days`).
+
+Secret rotation: tokens are always signed with the current secret, and verified with it or any of
+the previous ones (`sending.previous_secrets_env`), so a rotation does not break every link in
+every inbox at once.
+
+Only the exact spelling made here verifies. A lenient base64 decoder would accept extra characters
+(quotes, angle brackets) in a token that still verifies, and those would be reflected into the
+public pages.
 """
 
 from __future__ import annotations
@@ -17,11 +30,29 @@ import hashlib
 import hmac
 import os
 import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from digest.errors import ConfigError
 
 _PURPOSES = frozenset({"unsubscribe", "preferences"})
-_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_VERSION = "v2"
+#: 16 random bytes in unpadded URL-safe base64, then an 18-byte MAC in the same.
+ID_CHARS = 22
+_CURRENT = re.compile(r"v2\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{24})")
+_LEGACY = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+MIN_SECRET_CHARS = 16
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a verified token names: an opaque id (current tokens) or an address (legacy tokens)."""
+
+    kind: Literal["id", "address"]
+    value: str
+    rotated: bool = False  #: verified with a previous secret, not the current one
 
 
 def _b64(data: bytes) -> str:
@@ -32,30 +63,81 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def new_token_id() -> str:
+    """A fresh opaque id: 128 random bits, 22 URL-safe characters."""
+    return _b64(secrets.token_bytes(16))
+
+
 def secret_from_env(name: str) -> bytes:
     """The signing secret; an error names the variable, never prints a value."""
     value = os.environ.get(name, "")
-    if len(value) < 16:
+    if len(value) < MIN_SECRET_CHARS:
         raise ConfigError(
-            f"environment variable {name} must hold a secret of at least 16 characters "
+            f"environment variable {name} must hold a secret of at least {MIN_SECRET_CHARS} characters "
             "(needed to sign unsubscribe links)"
         )
     return value.encode("utf-8")
 
 
-def _mac(secret: bytes, purpose: str, payload: bytes) -> bytes:
+def previous_secrets_from_env(name: str) -> tuple[bytes, ...]:
+    """Secrets that still verify after a rotation: whitespace-separated in one variable, maybe none.
+
+    Each must be as long as a current secret would have to be: a short piece means the value was
+    split where it should not have been (a secret containing spaces cannot be listed here).
+    """
+    pieces = os.environ.get(name, "").split() if name else []
+    if any(len(p) < MIN_SECRET_CHARS for p in pieces):
+        raise ConfigError(
+            f"environment variable {name} must hold whitespace-separated secrets of at least "
+            f"{MIN_SECRET_CHARS} characters each"
+        )
+    return tuple(p.encode("utf-8") for p in pieces)
+
+
+def _mac(secret: bytes, purpose: str, token_id: str) -> str:
+    message = f"{_VERSION}\x00{purpose}\x00{token_id}".encode("ascii")
+    return _b64(hmac.new(secret, message, hashlib.sha256).digest()[:18])
+
+
+def _legacy_mac(secret: bytes, purpose: str, payload: bytes) -> bytes:
+    # Starts with the purpose, never with "v2": no legacy MAC input equals a current one.
     return hmac.new(secret, purpose.encode() + b"\x00" + payload, hashlib.sha256).digest()[:18]
 
 
-def make_token(subscriber_id: str, secret: bytes, purpose: str = "unsubscribe") -> str:
+def make_token(token_id: str, secret: bytes, purpose: str = "unsubscribe") -> str:
+    """The token for a subscriber's opaque id (from `SubscriberState.token_ids`)."""
     assert purpose in _PURPOSES
-    payload = subscriber_id.encode("utf-8")
-    return f"{_b64(payload)}.{_b64(_mac(secret, purpose, payload))}"
+    assert len(token_id) == ID_CHARS and _b64(_unb64(token_id)) == token_id, "not an opaque id"
+    return f"{_VERSION}.{token_id}.{_mac(secret, purpose, token_id)}"
 
 
-def read_token(token: str, secret: bytes, purpose: str = "unsubscribe") -> str | None:
-    """The subscriber id a token was made for, or None for anything forged, tampered or malformed."""
-    if not _SHAPE.fullmatch(token):
+def make_legacy_token(address: str, secret: bytes, purpose: str = "unsubscribe") -> str:
+    """A token as digest wrote them before opaque ids (the address in base64). Nothing sends these
+    any more; kept so the transition can be tested against exactly what is in inboxes."""
+    assert purpose in _PURPOSES
+    payload = address.encode("utf-8")
+    return f"{_b64(payload)}.{_b64(_legacy_mac(secret, purpose, payload))}"
+
+
+def read_token(token: str, secrets_: Sequence[bytes], purpose: str = "unsubscribe") -> Claim | None:
+    """What a token names, if one of `secrets_` (current first) signed it for `purpose`; None for
+    anything forged, tampered, malformed or made for the other purpose."""
+    if purpose not in _PURPOSES:
+        return None
+    current = _CURRENT.fullmatch(token)
+    if current:
+        token_id, mac = current.groups()
+        if _b64(_unb64(token_id)) != token_id:  # spare bits in the last character: not our spelling
+            return None
+        for n, secret in enumerate(secrets_):
+            if hmac.compare_digest(mac, _mac(secret, purpose, token_id)):
+                return Claim("id", token_id, rotated=n > 0)
+        return None
+    return _read_legacy(token, secrets_, purpose)
+
+
+def _read_legacy(token: str, secrets_: Sequence[bytes], purpose: str) -> Claim | None:
+    if not _LEGACY.fullmatch(token):
         return None
     payload_b64, mac_b64 = token.split(".")
     try:
@@ -65,9 +147,11 @@ def read_token(token: str, secret: bytes, purpose: str = "unsubscribe") -> str |
     # base64 lets several spellings decode alike (spare bits in the last character): only ours counts
     if _b64(payload) != payload_b64 or _b64(mac) != mac_b64:
         return None
-    if not hmac.compare_digest(mac, _mac(secret, purpose, payload)):
-        return None
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    for n, secret in enumerate(secrets_):
+        if hmac.compare_digest(mac, _legacy_mac(secret, purpose, payload)):
+            try:
+                address = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            return Claim("address", address, rotated=n > 0) if "@" in address else None
+    return None

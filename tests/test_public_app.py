@@ -13,13 +13,15 @@ from starlette.testclient import TestClient
 
 from digest.config import Config, load_config
 from digest.subscribers import load_subscribers
-from digest.suppressions import STATE_NAME, load_effective, read_overlay
-from digest.tokens import make_token
+from digest.suppressions import STATE_NAME, load_effective, open_state, read_overlay
+from digest.tokens import make_legacy_token, make_token
 from digest.web.public import PublicSettings, create_public_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "public-app-test-secret-4f9a1c2e"
 EXTRA = '\n[sending]\nunsubscribe_url = "https://news.example.com/unsubscribe"\n'
+#: The public name the app answers to (from unsubscribe_url); any other Host is refused.
+BASE_URL = "https://news.example.com"
 
 
 @pytest.fixture
@@ -38,11 +40,22 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
 
 @pytest.fixture
 def client(config: Config) -> TestClient:
-    return TestClient(create_public_app(PublicSettings(config, SECRET.encode(), None)))
+    return TestClient(create_public_app(PublicSettings(config, SECRET.encode(), None)), base_url=BASE_URL)
 
 
-def token(email: str, purpose: str = "unsubscribe", secret: str = SECRET) -> str:
-    return make_token(email.casefold(), secret.encode(), purpose)
+def token_id(config: Config, email: str) -> str:
+    """The subscriber's opaque id, made as a send would make it."""
+    with open_state(config.state.path) as state:
+        return state.token_ids([email.casefold()])[email.casefold()]
+
+
+def token(config: Config, email: str, purpose: str = "unsubscribe", secret: str = SECRET) -> str:
+    return make_token(token_id(config, email), secret.encode(), purpose)
+
+
+def legacy(email: str, purpose: str = "unsubscribe", secret: str = SECRET) -> str:
+    """A link as digest made them before opaque ids: the address inside."""
+    return make_legacy_token(email.casefold(), secret.encode(), purpose)
 
 
 def status_of(config: Config, email: str) -> str:
@@ -57,7 +70,7 @@ def nothing_written(config: Config) -> bool:
 
 def test_one_click_post_unsubscribes_without_confirmation(config: Config, client: TestClient) -> None:
     response = client.post(
-        f"/unsubscribe?token={token('ada@example.com')}",
+        f"/unsubscribe?token={token(config, 'ada@example.com')}",
         content=b"List-Unsubscribe=One-Click",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
@@ -69,11 +82,11 @@ def test_one_click_post_unsubscribes_without_confirmation(config: Config, client
 
 
 def test_get_shows_one_confirm_button_and_never_unsubscribes(config: Config, client: TestClient) -> None:
-    t = token("ada@example.com")
+    t = token(config, "ada@example.com")
     for _ in range(3):  # a link scanner may follow the link many times
         page = client.get(f"/unsubscribe?token={t}")
         assert page.status_code == 200
-    assert not (config.state.path / STATE_NAME).exists()
+    assert nothing_written(config)
     assert page.text.count("<form") == 1 and page.text.count('type="submit"') == 1
     action = re.search(r'<form method="post" action="([^"]+)"', page.text)
     assert action and action.group(1) == f"?token={t}"
@@ -84,55 +97,89 @@ def test_get_shows_one_confirm_button_and_never_unsubscribes(config: Config, cli
     assert row.source == "unsubscribe page"
 
 
-def _forgeries() -> dict[str, str]:
-    ada = token("ada@example.com")
-    payload, mac = ada.split(".")
-    grace_payload = token("grace@example.org").split(".")[0]
+def test_a_get_with_an_address_link_creates_no_state(config: Config, client: TestClient) -> None:
+    """Reading never creates the state folder (a link scanner hitting an old link writes nothing)."""
+    for _ in range(3):
+        assert client.get(f"/unsubscribe?token={legacy('ada@example.com')}").status_code == 200
+        assert client.get(f"/preferences?token={legacy('ada@example.com', 'preferences')}").status_code == 200
+        assert client.get("/unsubscribe?token=v2.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAA").status_code == 403
+    assert not (config.state.path / STATE_NAME).exists()
+
+
+FORGERIES = (
+    "garbage",
+    "forged with another secret",
+    "tampered mac",
+    "another subscriber's id on ada's mac",
+    "token for the other purpose",
+    "bare address",
+    "bare opaque id",
+    "extra characters in the id",
+    "extra characters in the mac",
+    "padding added",
+    "trailing newline",
+    "non-canonical spare bits",
+    "address link forged with another secret",
+    "address link with another address on ada's mac",
+)
+
+
+def _forgeries(config: Config) -> dict[str, str]:
+    ada = token(config, "ada@example.com")
+    version, ada_id, mac = ada.split(".")
+    grace_id = token_id(config, "grace@example.org")
+    old_payload, old_mac = legacy("ada@example.com").split(".")
     return {
         "garbage": "not-a-token",
-        "forged with another secret": token("ada@example.com", secret="attacker-guessed-secret-123"),
-        "tampered mac": payload + "." + ("A" if mac[0] != "A" else "B") + mac[1:],
-        "another subscriber's id on ada's mac": grace_payload + "." + mac,
-        "token for the other purpose": token("ada@example.com", "preferences"),
+        "forged with another secret": token(config, "ada@example.com", secret="attacker-guessed-secret-123"),
+        "tampered mac": f"v2.{ada_id}." + ("A" if mac[0] != "A" else "B") + mac[1:],
+        "another subscriber's id on ada's mac": f"v2.{grace_id}.{mac}",
+        "token for the other purpose": token(config, "ada@example.com", "preferences"),
         "bare address": "ada@example.com",
+        "bare opaque id": ada_id,
         # a lenient base64 decoder skips these and the MAC would still verify
-        "extra characters in the payload": payload[:3] + '"<>' + payload[3:] + "." + mac,
-        "extra characters in the mac": payload + "." + mac[:5] + "<!>" + mac[5:],
-        "padding added": payload + "==." + mac,
+        "extra characters in the id": f'v2.{ada_id[:3]}"<>{ada_id[3:]}.{mac}',
+        "extra characters in the mac": f"v2.{ada_id}.{mac[:5]}<!>{mac[5:]}",
+        "padding added": f"v2.{ada_id}==.{mac}",
         "trailing newline": ada + "\n",
-        "non-canonical spare bits": _spare_bits_flipped(token("grace@example.org")),
+        "non-canonical spare bits": f"v2.{_spare_bits_flipped(ada_id)}.{mac}",
+        "address link forged with another secret": legacy("ada@example.com", secret="attacker-guessed-secret-123"),
+        "address link with another address on ada's mac": legacy("grace@example.org").split(".")[0] + "." + old_mac,
     }
 
 
-def _spare_bits_flipped(t: str) -> str:
-    """The same bytes spelt differently: the payload's last character differs only in unused bits."""
+def _spare_bits_flipped(text: str) -> str:
+    """The same bytes spelt differently: the last character differs only in unused bits."""
     import base64
 
-    payload, mac = t.split(".")
-    assert len(payload) % 4 == 3  # 17 bytes: the last character carries 2 spare bits
+    assert len(text) % 4 == 2  # 16 bytes: the last character carries 4 spare bits
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    other = payload[:-1] + alphabet[alphabet.index(payload[-1]) ^ 1]
-    assert base64.urlsafe_b64decode(other + "=") == base64.urlsafe_b64decode(payload + "=")
-    return other + "." + mac
+    other = text[:-1] + alphabet[alphabet.index(text[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(other + "==") == base64.urlsafe_b64decode(text + "==")
+    return other
 
 
-@pytest.mark.parametrize("name", list(_forgeries()))
+@pytest.mark.parametrize("name", FORGERIES)
 def test_every_forgery_is_refused_and_writes_nothing(config: Config, client: TestClient, name: str) -> None:
-    bad = _forgeries()[name]
+    forgeries = _forgeries(config)
+    assert set(forgeries) == set(FORGERIES)
+    bad = forgeries[name]
     assert client.get("/unsubscribe", params={"token": bad}).status_code == 403
     assert client.post("/unsubscribe", params={"token": bad}, content=b"List-Unsubscribe=One-Click").status_code == 403
-    wrong = bad if name != "token for the other purpose" else token("ada@example.com")  # the other way round
+    # the other way round
+    wrong = bad if name != "token for the other purpose" else token(config, "ada@example.com")
     assert client.get("/preferences", params={"token": wrong}).status_code == 403
     assert client.post("/preferences", params={"token": wrong}, data={"action": "pause"}).status_code == 403
     assert nothing_written(config)
 
 
-def test_a_tampered_spelling_is_never_reflected_into_the_page(client: TestClient) -> None:
-    payload, mac = token("ada@example.com").split(".")
-    inserted = "\"'<>!;()"  # no base64 characters: a lenient decoder skips them all
-    page = client.get("/unsubscribe", params={"token": payload[:3] + inserted + payload[3:] + "." + mac})
-    assert page.status_code == 403
-    assert "<form" not in page.text and "&lt;&gt;" not in page.text and "&#34;" not in page.text
+def test_a_tampered_spelling_is_never_reflected_into_the_page(config: Config, client: TestClient) -> None:
+    for t in (token(config, "ada@example.com"), legacy("ada@example.com")):
+        head, tail = t.split(".", 1)
+        inserted = "\"'<>!;()"  # no base64 characters: a lenient decoder skips them all
+        page = client.get("/unsubscribe", params={"token": head[:1] + inserted + head[1:] + "." + tail})
+        assert page.status_code == 403
+        assert "<form" not in page.text and "&lt;&gt;" not in page.text and "&#34;" not in page.text
 
 
 def test_a_missing_token_is_400(config: Config, client: TestClient) -> None:
@@ -143,7 +190,7 @@ def test_a_missing_token_is_400(config: Config, client: TestClient) -> None:
 
 
 def test_preferences_show_the_current_topics_and_change_only_their_own(config: Config, client: TestClient) -> None:
-    t = token("chloe.dubois@example.net", "preferences")
+    t = token(config, "chloe.dubois@example.net", "preferences")
     page = client.get(f"/preferences?token={t}")
     assert page.status_code == 200 and 'value="ai; climate; robotics"' in page.text
     # The form names no subscriber: an email field smuggled in cannot redirect the change.
@@ -159,7 +206,7 @@ def test_preferences_show_the_current_topics_and_change_only_their_own(config: C
 
 
 def test_pause_resume_and_unsubscribe_from_the_preferences_page(config: Config, client: TestClient) -> None:
-    t = token("grace@example.org", "preferences")
+    t = token(config, "grace@example.org", "preferences")
     assert "Resume digests" in client.post(f"/preferences?token={t}", data={"action": "pause"}).text
     assert status_of(config, "grace@example.org") == "paused"
     # Pausing kept the list's topics in force (it must not freeze them).
@@ -173,7 +220,7 @@ def test_pause_resume_and_unsubscribe_from_the_preferences_page(config: Config, 
 
 
 def test_everything_shown_is_escaped(config: Config, client: TestClient) -> None:
-    page = client.get(f"/preferences?token={token('eve@example.com', 'preferences')}").text
+    page = client.get(f"/preferences?token={token(config, 'eve@example.com', 'preferences')}").text
     assert "<script>alert" not in page and "<img src=x" not in page and "<b>x</b>" not in page
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "&lt;img src=x onerror=alert(2)&gt;" in page
 
@@ -195,8 +242,8 @@ def test_only_the_listed_endpoints_exist(client: TestClient) -> None:
     assert not public & preview
 
 
-def test_pages_are_not_cached_and_leak_no_token_through_the_referer(client: TestClient) -> None:
-    page = client.get(f"/unsubscribe?token={token('ada@example.com')}")
+def test_pages_are_not_cached_and_leak_no_token_through_the_referer(config: Config, client: TestClient) -> None:
+    page = client.get(f"/unsubscribe?token={token(config, 'ada@example.com')}")
     assert page.headers["cache-control"] == "no-store"
     assert page.headers["referrer-policy"] == "no-referrer"
     assert "default-src 'none'" in page.headers["content-security-policy"]
@@ -205,10 +252,10 @@ def test_pages_are_not_cached_and_leak_no_token_through_the_referer(client: Test
 
 def test_a_valid_token_for_an_address_not_on_the_list(config: Config, client: TestClient) -> None:
     """Removed from the CSV since the email went out: the opt-out still counts if they come back."""
-    gone = token("left@example.com")
+    gone = token(config, "left@example.com")
     assert client.post(f"/unsubscribe?token={gone}", content=b"List-Unsubscribe=One-Click").status_code == 200
     assert "left@example.com" in read_overlay(config.state.path).optouts
-    assert client.get(f"/preferences?token={token('left@example.com', 'preferences')}").status_code == 404
+    assert client.get(f"/preferences?token={token(config, 'left@example.com', 'preferences')}").status_code == 404
 
 
 def test_serve_binds_loopback_by_default_and_logs_no_secret_or_token(config: Config, tmp_path: Path) -> None:
@@ -233,7 +280,7 @@ def test_serve_binds_loopback_by_default_and_logs_no_secret_or_token(config: Con
                 break
         url = re.search(r"http://127\.0\.0\.1:\d+/", "".join(lines))
         assert url, lines
-        t = token("ada@example.com")
+        t = token(config, "ada@example.com")
         answer = httpx.post(f"{url.group(0)}unsubscribe?token={t}", content=b"List-Unsubscribe=One-Click")
         assert answer.status_code == 200
         assert httpx.get(f"{url.group(0)}unsubscribe?token=forged").status_code == 403

@@ -50,7 +50,9 @@ def path_of(url: str) -> str:
 
 
 def client_for(config: Config, key: ec.EllipticCurvePublicKey | None = None) -> TestClient:
-    return TestClient(create_public_app(PublicSettings(config, SECRET.encode(), key)))
+    return TestClient(
+        create_public_app(PublicSettings(config, SECRET.encode(), key)), base_url="https://news.example.com"
+    )
 
 
 def sent_to(config: Config) -> set[str]:
@@ -112,7 +114,8 @@ def test_a_sendgrid_webhook_event(config: Config, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", base64.b64encode(der).decode())
     from digest.web.public import public_settings
 
-    client = TestClient(create_public_app(public_settings(config)))  # the settings `digest serve` builds
+    # the settings `digest serve` builds
+    client = TestClient(create_public_app(public_settings(config)), base_url="https://news.example.com")
     headers = {
         "X-Twilio-Email-Event-Webhook-Signature": signature,
         "X-Twilio-Email-Event-Webhook-Timestamp": stamp,

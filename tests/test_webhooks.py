@@ -21,6 +21,8 @@ from digest.web.public import PublicSettings, create_public_app, load_webhook_ke
 
 SECRET = b"webhook-tests-secret-0123456789"
 NOW = 1_790_000_000
+#: No public URL is configured here: the app answers loopback names only.
+BASE_URL = "http://127.0.0.1"
 
 
 class Signer:
@@ -61,7 +63,7 @@ def make_config(tmp_path: Path, asm_group_id: int = 0) -> Config:
 
 def client_for(config: Config, signer: Signer | None) -> TestClient:
     key = load_webhook_key("K", {"K": signer.public_b64}) if signer else None
-    return TestClient(create_public_app(PublicSettings(config, SECRET, key, now=lambda: NOW)))
+    return TestClient(create_public_app(PublicSettings(config, SECRET, key, now=lambda: NOW)), base_url=BASE_URL)
 
 
 def post(client: TestClient, signer: Signer, events: list[dict[str, Any]], **kw: Any) -> Any:
@@ -218,7 +220,7 @@ def test_real_time_is_the_default_clock(tmp_path: Path, signer: Signer) -> None:
     """Without an injected clock the window is measured against now (a fresh request passes)."""
     config = make_config(tmp_path)
     key = load_webhook_key("K", {"K": signer.public_b64})
-    client = TestClient(create_public_app(PublicSettings(config, SECRET, key)))
+    client = TestClient(create_public_app(PublicSettings(config, SECRET, key)), base_url=BASE_URL)
     body = json.dumps([event("unsubscribe")]).encode()
     assert client.post("/webhooks/sendgrid", content=body, headers=signer.headers(body, int(time.time()))).json() == {
         "received": 1,

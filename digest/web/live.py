@@ -142,7 +142,7 @@ class PreviewState:
         token = self.token
         try:
             config = load_config(self.config_path)
-            run = open_run(config, parse_at(self.at, config.tz), self.edition_id)
+            run = open_run(config, parse_at(self.at, config.tz), self.edition_id, persist_links=False)
             # Compile the edition now: a template error must fail the whole preview (HTTP 500 with
             # its file and line), not hide as one line in check's list.
             run.prepared  # noqa: B018 - a cached_property; evaluated for its error

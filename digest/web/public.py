@@ -6,11 +6,14 @@
   POST /preferences?token=P        save topics, pause, resume or unsubscribe
   POST /webhooks/sendgrid          SendGrid's Event Webhook, ECDSA-verified
 
-Security model: the signed token *is* the capability. It names one subscriber and one purpose
-(an unsubscribe token cannot open the preferences page), so forms need no session or CSRF
-cookie: a forged or tampered token is refused before anything is read or written, and a valid
-one can only ever act on its own subscriber. Nothing here shows another subscriber, the list,
-or a preview. Responses carry no-store and no-referrer, since the URL holds the token.
+Security model: the signed token *is* the capability. It names one subscriber (by an opaque id,
+never the address) and one purpose (an unsubscribe token cannot open the preferences page), so
+forms need no session or CSRF cookie: a forged or tampered token is refused before anything is
+read or written, and a valid one can only ever act on its own subscriber. Nothing here shows
+another subscriber, the list, or a preview. Every response carries no-store and no-referrer,
+since the URL holds the token; the app answers only its own Host names and never redirects (a
+redirect built from the Host header would carry the token elsewhere). guards.py holds the checks
+that run before any view: headers, hosts, rate limits, body size and nesting.
 """
 
 from __future__ import annotations
@@ -30,32 +33,41 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from digest.config import Config
 from digest.errors import ConfigError
+from digest.links import preferences_base
 from digest.subscribers import split_terms
-from digest.suppressions import Change, Reason, load_effective, open_state, read_overlay
+from digest.suppressions import Change, Reason, open_state, read_overlay
 from digest.tokens import read_token
+from digest.web.guards import (
+    SECURITY_HEADERS,
+    BodyTooLarge,
+    RateLimiter,
+    SecurityHeaders,
+    client_key,
+    json_depth,
+    read_body,
+    retry_after,
+    trusted_hosts,
+)
+from digest.web.lookup import LinkResolver, SubscriberIndex, current_subscriber
 
 log = logging.getLogger("digest.public")
 
-#: Forms are a few fields; a webhook POST is a batch of events (SendGrid sends at most a few MB).
+#: Forms are a few fields; a webhook body's limit is `serve.webhook_max_bytes`.
 MAX_FORM_BYTES = 16 * 1024
-MAX_WEBHOOK_BYTES = 8 * 1024 * 1024
+#: A SendGrid batch is an array of flat objects (a category list at most): depth 3. Far deeper
+#: is hostile, and Python's JSON parser recurses per level.
+MAX_WEBHOOK_DEPTH = 32
 MAX_TERMS = 50
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
-SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",  # the page URL carries the token
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-}
 #: SendGrid drop reasons that are about the address (others are about one message's content).
 ADDRESS_DROPS: dict[str, Reason] = {
     "bounced address": "bounced",
@@ -152,6 +164,14 @@ class PublicSettings:
     secret: bytes
     webhook_key: ec.EllipticCurvePublicKey | None
     now: Callable[[], float] = time.time
+    #: secrets that still verify after a rotation (links are signed with `secret` only)
+    previous_secrets: tuple[bytes, ...] = ()
+    #: the rate limiters' clock
+    monotonic: Callable[[], float] = time.monotonic
+
+    @property
+    def secrets(self) -> tuple[bytes, ...]:
+        return (self.secret, *self.previous_secrets)
 
     def __repr__(self) -> str:
         return "PublicSettings(<secrets hidden>)"
@@ -162,14 +182,10 @@ def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
 
 
 async def _body(request: Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, "Request too large.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_body(request, limit)
+    except BodyTooLarge:
+        raise HTTPException(413, "Request too large.") from None
 
 
 def _form(body: bytes) -> dict[str, str]:
@@ -186,30 +202,51 @@ class PublicViews:
     def __init__(self, settings: PublicSettings):
         self.settings = settings
         self.config = settings.config
+        serve = self.config.serve
+        self.index = SubscriberIndex(self.config.subscribers.path)
+        self.resolver = LinkResolver(self.config.state.path, serve.legacy_token_days, settings.now)
+        self.form_limit = RateLimiter(serve.rate_limit, serve.rate_burst, clock=settings.monotonic)
+        self.webhook_limit = RateLimiter(serve.webhook_rate_limit, serve.rate_burst, clock=settings.monotonic)
 
     @property
     def newsletter(self) -> str:
         return self.config.newsletter.name
 
-    def subscriber_id(self, request: Request, purpose: str) -> str:
+    async def subscriber_id(self, request: Request, purpose: str) -> str:
         """The subscriber the query's token was signed for; 400/403 before anything else happens."""
         token = request.query_params.get("token", "")
         if not token:
             raise HTTPException(400, "This link is incomplete: it carries no token. Use the link from your email.")
-        subscriber = read_token(token, self.settings.secret, purpose)
-        if subscriber is None or "@" not in subscriber:
+        claim = read_token(token, self.settings.secrets, purpose)
+        if claim is None:
+            raise HTTPException(403, "This link is not valid. Use the link from your most recent email.")
+        subscriber, why = await run_in_threadpool(self.resolver.resolve, claim)
+        if subscriber is None and why == "expired":
+            raise HTTPException(403, "This link has expired. Use the link from your most recent email.")
+        if subscriber is None:
             raise HTTPException(403, "This link is not valid. Use the link from your most recent email.")
         return subscriber
+
+    def limit_form(self, request: Request) -> None:
+        wait = self.form_limit.take(client_key(request))
+        if wait:
+            log.warning("rate limit: refused a POST to %s", request.url.path)
+            raise HTTPException(
+                429,
+                "Too many requests from your address. Please try again shortly.",
+                {"Retry-After": retry_after(wait)},
+            )
 
     # ---- unsubscribe
 
     async def unsubscribe_page(self, request: Request) -> Response:
-        subscriber = self.subscriber_id(request, "unsubscribe")
+        subscriber = await self.subscriber_id(request, "unsubscribe")
         token = request.query_params["token"]
         return _page("public_unsubscribe.html", newsletter=self.newsletter, email=subscriber, action=f"?token={token}")
 
     async def unsubscribe(self, request: Request) -> Response:
-        subscriber = self.subscriber_id(request, "unsubscribe")
+        self.limit_form(request)
+        subscriber = await self.subscriber_id(request, "unsubscribe")
         form = _form(await _body(request, MAX_FORM_BYTES))
         source = "unsubscribe page" if form.get("via") == "page" else "one-click"
         state_dir = self.config.state.path
@@ -230,13 +267,10 @@ class PublicViews:
     # ---- preferences
 
     def _current(self, subscriber_id: str) -> Any:
-        config = self.config
-        subscribers = load_effective(config.subscribers.path, config.state.path)
-        found = next((s for s in subscribers.subscribers if s.id == subscriber_id), None)
-        return found
+        return current_subscriber(self.index, self.config.state.path, subscriber_id)
 
     async def preferences_page(self, request: Request, saved: str = "") -> Response:
-        subscriber_id = self.subscriber_id(request, "preferences")
+        subscriber_id = await self.subscriber_id(request, "preferences")
         current = await run_in_threadpool(self._current, subscriber_id)
         if current is None:
             raise HTTPException(404, "This address is not on the list any more.")
@@ -255,7 +289,8 @@ class PublicViews:
         )
 
     async def preferences(self, request: Request) -> Response:
-        subscriber_id = self.subscriber_id(request, "preferences")
+        self.limit_form(request)
+        subscriber_id = await self.subscriber_id(request, "preferences")
         form = _form(await _body(request, MAX_FORM_BYTES))
         action = form.get("action", "save")
         if action not in ("save", "pause", "resume", "unsubscribe"):
@@ -293,7 +328,18 @@ class PublicViews:
         if key is None:
             # Never accept unsigned events: anyone could unsubscribe or "bounce" any address.
             return JSONResponse({"error": "webhook verification key not configured"}, status_code=503)
-        body = await _body(request, MAX_WEBHOOK_BYTES)
+        wait = self.webhook_limit.take(client_key(request))
+        if wait:  # before the body is read or a signature checked: a flood costs next to nothing
+            log.warning("rate limit: refused a webhook request")
+            return JSONResponse(
+                {"error": "too many requests"}, status_code=429, headers={"Retry-After": retry_after(wait)}
+            )
+        limit = self.config.serve.webhook_max_bytes
+        try:
+            body = await read_body(request, limit)
+        except BodyTooLarge as exc:
+            log.warning("webhook: refused a body over %d bytes", limit)
+            return JSONResponse({"error": str(exc)}, status_code=413)
         signature = request.headers.get(SIGNATURE_HEADER, "")
         timestamp = request.headers.get(TIMESTAMP_HEADER, "")
         if not signature or not timestamp or not verify_signature(key, body, signature, timestamp):
@@ -310,9 +356,14 @@ class PublicViews:
                 "webhook: refused a stale request (timestamp outside %ss)", self.config.sendgrid.webhook_max_age
             )
             return JSONResponse({"error": "stale timestamp"}, status_code=401)
+        # Depth before parsing: the parser recurses once per level (RecursionError, a 500).
+        if json_depth(body) > MAX_WEBHOOK_DEPTH:
+            log.warning("webhook: refused a body nested deeper than %d", MAX_WEBHOOK_DEPTH)
+            return JSONResponse({"error": f"JSON nested deeper than {MAX_WEBHOOK_DEPTH} levels"}, status_code=400)
         try:
             events = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            # ValueError also covers an integer past Python's 4300-digit conversion limit
             return JSONResponse({"error": "body is not JSON"}, status_code=400)
         if not isinstance(events, list):
             return JSONResponse({"error": "expected a JSON array of events"}, status_code=400)
@@ -345,14 +396,23 @@ def create_public_app(settings: PublicSettings) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        titles = {400: "Incomplete link", 403: "Invalid link", 404: "Not found", 405: "Not allowed", 413: "Too large"}
-        return _page(
+        titles = {
+            400: "Incomplete link",
+            403: "Invalid link",
+            404: "Not found",
+            405: "Not allowed",
+            413: "Too large",
+            429: "Too many requests",
+        }
+        page = _page(
             "public_message.html",
             status=exc.status_code,
             newsletter=views.newsletter,
             title=titles.get(exc.status_code, "Error"),
             message=exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else "There is no such page.",
         )
+        page.headers.update(exc.headers or {})  # Retry-After on a 429
+        return page
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # One plain line: no traceback, no settings, nothing that could hold a secret.
@@ -365,7 +425,9 @@ def create_public_app(settings: PublicSettings) -> Starlette:
             message="Your request was not recorded. Please try again later.",
         )
 
-    return Starlette(
+    config = settings.config
+    hosts = trusted_hosts(config.serve.trusted_hosts, (config.sending.unsubscribe_url, preferences_base(config)))
+    app = Starlette(
         routes=[
             Route("/unsubscribe", views.unsubscribe_page, methods=["GET"]),
             Route("/unsubscribe", views.unsubscribe, methods=["POST"]),
@@ -373,18 +435,28 @@ def create_public_app(settings: PublicSettings) -> Starlette:
             Route("/preferences", views.preferences, methods=["POST"]),
             Route("/webhooks/sendgrid", views.sendgrid_webhook, methods=["POST"]),
         ],
+        middleware=[
+            Middleware(SecurityHeaders),  # outermost: even the Host check's 400 carries them
+            # No www redirect: it would rebuild the URL, token included, on another host.
+            Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False),
+        ],
         exception_handlers={HTTPException: http_error, 500: server_error},
     )
+    # `/preferences/` would be a 307 to `<Host header>/preferences?token=...`: never redirect.
+    app.router.redirect_slashes = False
+    app.state.views = views  # the serve command warms the subscriber index before listening
+    return app
 
 
 def public_settings(config: Config) -> PublicSettings:
     """Settings from the config and the environment; a missing token secret stops here."""
-    from digest.tokens import secret_from_env
+    from digest.tokens import previous_secrets_from_env, secret_from_env
 
     return PublicSettings(
         config=config,
         secret=secret_from_env(config.sending.secret_env),
         webhook_key=load_webhook_key(config.sendgrid.webhook_key_env),
+        previous_secrets=previous_secrets_from_env(config.sending.previous_secrets_env),
     )
 
 
@@ -402,6 +474,7 @@ def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     settings = public_settings(config)
     read_overlay(config.state.path)  # an unreadable state folder fails now, not on the first unsubscribe
     app = create_public_app(settings)
+    app.state.views.index.refresh()  # read the list now, not on the first subscriber's click
     sock = bind(host, port)
     if settings.webhook_key is None:
         log.warning(

@@ -1,0 +1,88 @@
+"""The signed links each email carries: unsubscribe and preferences URLs.
+
+Each link holds a token naming the subscriber's opaque id (tokens.py), never the address. Ids live
+in the subscriber state; the first link a run makes fetches (and creates, where missing) the ids of
+every active subscriber in ONE call, one transaction, so a send to 100,000 people is one write and
+not 100,000. Anyone else (a test recipient, an address asked for by hand) is fetched on its own.
+
+A run that must write nothing (a preview, `digest check`, a test send) reads existing ids only and
+gives a subscriber without one a throwaway id: the email looks exactly as it will be sent (same
+length, same layout), but that link resolves to nobody until a real send or build makes the id.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from urllib.parse import urljoin
+
+from digest.config import Config
+from digest.models import Subscriber
+from digest.suppressions import open_existing_state, open_state
+from digest.tokens import make_token, new_token_id, secret_from_env
+
+
+def preferences_base(config: Config) -> str:
+    """`sending.preferences_url`, else the `preferences` page next to the unsubscribe endpoint."""
+    s = config.sending
+    if s.preferences_url:
+        return s.preferences_url
+    return urljoin(s.unsubscribe_url, "preferences") if s.unsubscribe_url else ""
+
+
+class Links:
+    """Link maker for one run. Safe to share between threads (the send path may render in several)."""
+
+    def __init__(self, config: Config, recipients: Sequence[Subscriber], *, persist: bool = True):
+        self.config = config
+        self._recipients = recipients
+        self._persist = persist
+        self._ids: dict[str, str] | None = None
+        self._lock = threading.Lock()
+
+    @cached_property
+    def secret(self) -> bytes | None:
+        """The signing secret when an endpoint is configured (a missing one is an error here)."""
+        if not (self.config.sending.unsubscribe_url or self.config.sending.preferences_url):
+            return None
+        return secret_from_env(self.config.sending.secret_env)
+
+    def unsubscribe_url(self, subscriber: Subscriber) -> str:
+        """The signed one-click URL when an endpoint is configured, else a mailto to the sender."""
+        base = self.config.sending.unsubscribe_url
+        if base and self.secret is not None:
+            return _with_token(base, make_token(self.token_id(subscriber.id), self.secret, "unsubscribe"))
+        return f"mailto:{self.config.newsletter.from_email}?subject=unsubscribe"
+
+    def preferences_url(self, subscriber: Subscriber) -> str:
+        """The signed preferences page URL (its own token purpose), or '' without an endpoint."""
+        base = preferences_base(self.config)
+        if not base or self.secret is None:
+            return ""
+        return _with_token(base, make_token(self.token_id(subscriber.id), self.secret, "preferences"))
+
+    def token_id(self, subscriber_id: str) -> str:
+        with self._lock:
+            if self._ids is None:
+                self._ids = self._fetch([s.id for s in self._recipients if s.active])
+            found = self._ids.get(subscriber_id)
+            if found is None:
+                found = self._ids[subscriber_id] = self._fetch([subscriber_id])[subscriber_id]
+            return found
+
+    def _fetch(self, subscriber_ids: list[str]) -> dict[str, str]:
+        state_dir = self.config.state.path
+        if self._persist:
+            with open_state(state_dir) as state:
+                return state.token_ids(subscriber_ids)
+        existing = open_existing_state(state_dir)
+        found: dict[str, str] = {}
+        if existing is not None:
+            with existing:
+                found = existing.token_ids(subscriber_ids, create=False)
+        return {s: found.get(s) or new_token_id() for s in subscriber_ids}
+
+
+def _with_token(base: str, token: str) -> str:
+    return f"{base}{'&' if '?' in base else '?'}token={token}"
