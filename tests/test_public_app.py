@@ -9,19 +9,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from public_support import BASE_URL, SECRET, legacy, token, token_id
 from starlette.testclient import TestClient
 
 from digest.config import Config, load_config
 from digest.subscribers import load_subscribers
-from digest.suppressions import STATE_NAME, load_effective, open_state, read_overlay
-from digest.tokens import make_legacy_token, make_token
+from digest.suppressions import STATE_NAME, load_effective, read_overlay
 from digest.web.public import PublicSettings, create_public_app
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = "public-app-test-secret-4f9a1c2e"
 EXTRA = '\n[sending]\nunsubscribe_url = "https://news.example.com/unsubscribe"\n'
-#: The public name the app answers to (from unsubscribe_url); any other Host is refused.
-BASE_URL = "https://news.example.com"
 
 
 @pytest.fixture
@@ -41,21 +38,6 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
 @pytest.fixture
 def client(config: Config) -> TestClient:
     return TestClient(create_public_app(PublicSettings(config, SECRET.encode(), None)), base_url=BASE_URL)
-
-
-def token_id(config: Config, email: str) -> str:
-    """The subscriber's opaque id, made as a send would make it."""
-    with open_state(config.state.path) as state:
-        return state.token_ids([email.casefold()])[email.casefold()]
-
-
-def token(config: Config, email: str, purpose: str = "unsubscribe", secret: str = SECRET) -> str:
-    return make_token(token_id(config, email), secret.encode(), purpose)
-
-
-def legacy(email: str, purpose: str = "unsubscribe", secret: str = SECRET) -> str:
-    """A link as digest made them before opaque ids: the address inside."""
-    return make_legacy_token(email.casefold(), secret.encode(), purpose)
 
 
 def status_of(config: Config, email: str) -> str:

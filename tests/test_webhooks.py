@@ -3,15 +3,14 @@ de-duplicated, replay-limited; a bad signature writes nothing."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import public_support
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 from starlette.testclient import TestClient
 
 from digest.config import Config, load_config
@@ -25,23 +24,11 @@ NOW = 1_790_000_000
 BASE_URL = "http://127.0.0.1"
 
 
-class Signer:
-    """Plays SendGrid: a P-256 key pair; signs `timestamp + body` and sends base64 DER signatures."""
+class Signer(public_support.Signer):
+    """SendGrid's signer, at this module's fixed clock unless told otherwise."""
 
-    def __init__(self) -> None:
-        self.private = ec.generate_private_key(ec.SECP256R1())
-        der = self.private.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self.public_b64 = base64.b64encode(der).decode()  # as SendGrid's settings page shows it
-
-    def headers(self, body: bytes, timestamp: int = NOW) -> dict[str, str]:
-        signature = self.private.sign(str(timestamp).encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {
-            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": str(timestamp),
-            "Content-Type": "application/json",
-        }
+    def headers(self, body: bytes, timestamp: int | None = NOW) -> dict[str, str]:
+        return super().headers(body, timestamp)
 
 
 def event(kind: str, email: str = "ada@example.com", eid: str | None = None, **extra: Any) -> dict[str, Any]:

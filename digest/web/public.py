@@ -481,6 +481,17 @@ def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8080) -> None:
             "webhook disabled: set %s to SendGrid's verification key to accept events", config.sendgrid.webhook_key_env
         )
     log.info("serving unsubscribe, preferences and webhooks at %s (Ctrl+C to stop)", url_for(sock))
-    # No access log: request lines carry tokens in their query strings.
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=True))
-    server.run(sockets=[sock])
+    uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
+
+
+def uvicorn_config(app: Starlette) -> Any:
+    """How `digest serve` runs the app (tests run it the same way).
+
+    No access log: request lines carry tokens in their query strings. proxy_headers: behind the
+    reverse proxy the client address (what rate limits count against) is taken from
+    X-Forwarded-For, but only when the connection comes from a trusted proxy: uvicorn's
+    FORWARDED_ALLOW_IPS, 127.0.0.1 and ::1 unless set. Anyone else's X-Forwarded-For is ignored.
+    """
+    import uvicorn
+
+    return uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=True)

@@ -1,0 +1,174 @@
+"""Links carry an opaque id, not the address: in every .eml, on the SendGrid path (List-Unsubscribe
+headers and substitutions), made once per subscriber in one batch, and resolved by `digest serve`."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import re
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from click.testing import CliRunner
+from public_support import BASE_URL, ENDPOINT, SECRET, client_for, public_config
+from send_support import AT, SAMPLE_RECIPIENTS, FakeSendGrid, copy_sample, load, sendgrid_toml
+
+from digest.cli import main
+from digest.config import Config
+from digest.suppressions import STATE_NAME, open_state, read_overlay
+
+TOKEN = re.compile(r"token=([^\s<>\"&]+)")
+
+
+def cli(config: Config, *args: str) -> str:
+    result = CliRunner().invoke(main, ["--config", str(config.source), *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def b64_spellings(address: str) -> list[str]:
+    """Every way base64url(address) can show inside a longer base64 text: three byte alignments,
+    without the characters that depend on the neighbours."""
+    out = []
+    for shift in range(3):
+        encoded = base64.urlsafe_b64encode(b"\0" * shift + address.encode()).decode().rstrip("=")
+        start = (shift * 4 + 2) // 3  # characters that hold the padding bytes' bits
+        out.append(encoded[start:-2])
+    return out
+
+
+def assert_no_address_in(text: str, address: str) -> None:
+    tokens = TOKEN.findall(text)
+    assert tokens, "no link with a token"
+    for t in tokens:
+        assert re.fullmatch(r"v2\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{24}", unquote(t)), t
+    for url in re.findall(r"https://\S+", text):
+        assert address not in unquote(url)
+    for spelling in b64_spellings(address):
+        assert spelling not in text, f"base64 of {address} in the email"
+
+
+def ids_in_state(config: Config) -> dict[str, str]:
+    with open_state(config.state.path) as state:
+        rows = state._db.execute("SELECT token_id, subscriber FROM token_ids").fetchall()
+    return dict(rows)
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    return public_config(tmp_path)
+
+
+def test_every_link_in_every_built_email_names_an_opaque_id(config: Config) -> None:
+    out = config.source.parent / "built"
+    cli(config, "build", "--at", AT, "--out", str(out))
+    ids = ids_in_state(config)
+    emls = sorted(out.glob("*.eml"))
+    assert {p.name.removesuffix(".eml") for p in emls} == SAMPLE_RECIPIENTS
+    for eml in emls:
+        address = eml.name.removesuffix(".eml")
+        msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+        assert_no_address_in(str(msg["List-Unsubscribe"]), address)
+        parts = [p.get_content() for p in msg.walk() if p.get_content_maintype() == "text"]
+        assert len(parts) == 2  # text and HTML, each with its footer links
+        for part in parts:
+            assert_no_address_in(part, address)
+            named = {unquote(t).split(".")[1] for t in TOKEN.findall(part)}
+            assert {ids[i] for i in named} == {address}  # each link names its own subscriber, only them
+
+
+def test_ids_are_made_once_in_one_batch_and_stay_the_same(config: Config) -> None:
+    out = config.source.parent / "built"
+    cli(config, "build", "--at", AT, "--subscriber", "ada@example.com", "--out", str(out))
+    # the first link of the run made the ids of every active subscriber at once
+    assert set(ids_in_state(config).values()) >= SAMPLE_RECIPIENTS
+    first = (out / "ada@example.com.eml").read_bytes()
+    cli(config, "build", "--at", AT, "--out", str(out))
+    assert (out / "ada@example.com.eml").read_bytes() == first
+    assert len(ids_in_state(config)) == len(set(ids_in_state(config).values()))
+
+
+def test_minting_many_ids_is_one_write_transaction(tmp_path: Path) -> None:
+    addresses = [f"reader{i}@example.com" for i in range(5000)]
+    with open_state(tmp_path) as state:
+        statements: list[str] = []
+        state._db.set_trace_callback(statements.append)
+        ids = state.token_ids(addresses)
+        assert sum(s.startswith("BEGIN") for s in statements) == 1
+        assert len(ids) == 5000 and len(set(ids.values())) == 5000
+        statements.clear()
+        assert state.token_ids(addresses[:10] + ["new@example.com"] + addresses[10:]) == {
+            **ids,
+            "new@example.com": state.token_ids(["new@example.com"], create=False)["new@example.com"],
+        }
+        assert sum(s.startswith("BEGIN") for s in statements) == 1  # only the one new id written
+        statements.clear()
+        state.token_ids(addresses)
+        assert not any(s.startswith("BEGIN") for s in statements)  # all known: nothing written
+        assert state.token_ids(["nobody@example.com"], create=False) == {}
+
+
+def test_two_writers_minting_at_once_agree_on_every_id(tmp_path: Path) -> None:
+    """A build and a send at the same moment: the first writer's id wins and both return it."""
+    addresses = [f"reader{i}@example.com" for i in range(2000)]
+    results: list[dict[str, str]] = []
+    barrier = threading.Barrier(2)
+
+    def mint() -> None:
+        with open_state(tmp_path) as state:
+            barrier.wait()
+            results.append(state.token_ids(addresses))
+
+    threads = [threading.Thread(target=mint) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and results[0] == results[1]
+
+
+def test_check_and_preview_make_no_ids_and_no_state(config: Config) -> None:
+    cli(config, "check", "--at", AT)
+    result = CliRunner().invoke(
+        main,
+        ["--config", str(config.source), "preview", "--at", AT, "--get", "/subscribers/ada@example.com/email.html"],
+    )
+    assert result.exit_code == 0, result.output[-500:]
+    assert re.search(r"token=v2\.[A-Za-z0-9_-]{22}\.", result.output)  # looks as it will be sent
+    assert not (config.state.path / STATE_NAME).exists()
+
+
+def test_the_sendgrid_path_carries_opaque_tokens_that_the_app_resolves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    with FakeSendGrid() as fake:
+        monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
+        config = load(copy_sample(tmp_path, sendgrid_toml(fake.url).replace("[sending]\n", ENDPOINT)))
+        cli(config, "send", "--yes", "--at", AT)
+        messages = {m.to_email: m for m in fake.messages}
+    assert set(messages) == SAMPLE_RECIPIENTS
+    client = client_for(config)
+    for address, message in messages.items():
+        header = message.headers["List-Unsubscribe"]
+        substituted = [v for v in message.substitutions.values() if "token=" in v]
+        assert substituted, "no link among the substitutions"
+        assert_no_address_in(header + "\n" + "\n".join(substituted), address)
+        # the page the footer's preferences link opens is this subscriber's
+        preferences = next(v for v in substituted if "/preferences?" in v)
+        page = client.get(_path(preferences))
+        assert page.status_code == 200 and address in page.text
+    # the one-click POST to ada's header URL unsubscribes ada, and only ada
+    (url,) = re.findall(r"<(https://[^>]+)>", messages["ada@example.com"].headers["List-Unsubscribe"])
+    assert client.post(_path(url), content=b"List-Unsubscribe=One-Click").status_code == 200
+    assert set(read_overlay(config.state.path).optouts) == {"ada@example.com"}
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url.replace("&amp;", "&"))
+    assert f"{parts.scheme}://{parts.netloc}" == BASE_URL
+    return f"{parts.path}?{parts.query}"
