@@ -19,7 +19,6 @@ Figures are printed, never asserted: no test depends on timing.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import random
 import statistics
@@ -27,26 +26,16 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from corpus import generate  # noqa: E402
 
 SECRET = "benchmark-secret-0123456789abcdef"
-TOPICS = ["ai", "climate", "security", "hardware", "space", "python", "startups", "robotics"]
-
-
-def write_list(path: Path, count: int, seed: int = 11) -> list[str]:
-    rng = random.Random(seed)
-    emails = []
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["email", "name", "tags", "categories", "status"])
-        for i in range(count):
-            email = f"reader{i:06d}@example.com"
-            writer.writerow([email, f"Reader {i}", ";".join(rng.sample(TOPICS, rng.randint(0, 3))), "", "active"])
-            emails.append(email)
-    return emails
 
 
 def ms(seconds: float) -> str:
@@ -72,17 +61,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="digest-public-bench-") as tmp:
         root = Path(tmp)
-        (root / "subscribers").mkdir()
         (root / "digest.toml").write_text(
             '[newsletter]\nname = "Bench"\n[sending]\nunsubscribe_url = "https://news.example.com/unsubscribe"\n'
             "[serve]\nrate_limit = 0\n",
             encoding="utf-8",
         )
         started = time.perf_counter()
-        emails = write_list(root / "subscribers" / "subscribers.csv", args.subscribers)
+        # the corpus generator's list: Zipf preferences over 30 topics, addresses reader<k>@example.com
+        generate(root, articles=0, subscribers=args.subscribers, bad=0, at=datetime.now(UTC))
         print(f"list: {args.subscribers:,} rows written in {time.perf_counter() - started:.1f} s")
         config = load_config(root / "digest.toml")
-        ids_of = [e.casefold() for e in emails]
+        ids_of = [f"reader{k}@example.com" for k in range(args.subscribers)]
 
         # ---- minting
         mint = ids_of[: args.mint]
