@@ -31,6 +31,7 @@ from public_support import (
     token_id,
 )
 from send_support import AT_DT
+from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from digest.config import Config
@@ -38,7 +39,7 @@ from digest.errors import ConfigError
 from digest.pipeline import open_run
 from digest.suppressions import STATE_NAME, open_state, read_overlay
 from digest.tokens import make_token, read_token
-from digest.web.guards import SECURITY_HEADERS
+from digest.web.guards import SECURITY_HEADERS, RateLimiter, client_key
 from digest.web.public import create_public_app, public_settings
 
 NOW = 1_790_000_000
@@ -400,3 +401,24 @@ def test_digest_serve_counts_clients_as_its_proxy_setting_says(tmp_path: Path, t
     assert first == [200, 200, 429]
     assert second == ([200, 200] if trusted else [429, 429])
     assert spoofed == [429]  # uvicorn takes the last address, the one the trusted proxy appended
+
+
+def _request_from(host: str) -> Request:
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": [], "client": (host, 5000)})
+
+
+def test_many_client_addresses_cannot_grow_the_limiter_without_bound() -> None:
+    limiter = RateLimiter(60, 2, clock=lambda: 0.0, max_clients=100)
+    for n in range(5000):  # a botnet, or one IPv4 client behind a pool of proxies
+        assert limiter.take(f"198.51.{n // 256}.{n % 256}") == 0.0
+    assert len(limiter._buckets) == 100
+    assert limiter.take("198.51.19.135") == 0.0 and limiter.take("198.51.19.135") > 0  # remembered: burst spent
+    # the first one was forgotten: it starts again with a full bucket (the documented price of the cap)
+    assert limiter.take("198.51.0.0") == 0.0 and limiter.take("198.51.0.0") == 0.0
+
+
+def test_an_ipv6_client_counts_per_64_and_a_mapped_ipv4_as_itself() -> None:
+    same = {client_key(_request_from(h)) for h in ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:2::abcd")}
+    assert same == {"2001:db8:1:2::/64"}
+    assert client_key(_request_from("2001:db8:1:3::1")) == "2001:db8:1:3::/64"
+    assert client_key(_request_from("::ffff:203.0.113.7")) == client_key(_request_from("203.0.113.7")) == "203.0.113.7"
