@@ -12,10 +12,12 @@ site or no cover, and reported as a warning naming the file and field.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import os
 import pickle
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -29,7 +31,7 @@ import yaml
 
 from digest.config import Config
 from digest.models import Article, Problem
-from digest.text import BODY_HEAD_CHARS, clean_excerpt, one_line
+from digest.text import BODY_HEAD_CHARS, clean_excerpt, one_line, word_count
 
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".html", ".htm"})
 DATE_KEYS = ("date", "pubDate", "publishDate", "published", "pubdate", "publish_date", "created")
@@ -113,7 +115,7 @@ def load_articles(config: Config, cache_dir: Path | None = None, *, save: bool =
         articles.append(article)
     if cache is not None and save:
         cache.save()
-    return ContentIndex(tuple(articles), tuple(problems))
+    return ContentIndex(canonical_spellings(articles), tuple(problems))
 
 
 #: One file's outcome: the article (or why there is none), and warnings about what was kept.
@@ -128,7 +130,7 @@ class ContentCache:
     pattern, excerpt length) or to this code's cache format starts a fresh cache.
     """
 
-    VERSION = 2  #: 2: entries hold (article or problem, warnings)
+    VERSION = 3  #: 2: entries hold (article or problem, warnings); 3: articles carry a word count
 
     def __init__(self, path: Path, fingerprint: tuple[object, ...], entries: dict[str, tuple[int, int, object]]):
         self.path = path
@@ -280,6 +282,7 @@ def build_article(
         body_head="" if summary else body[:BODY_HEAD_CHARS],
         body_is_html=path.suffix.lower() in (".html", ".htm"),
         excerpt_chars=limit,
+        words=word_count(body),
         slug=slug,
         author=_author(meta.get("author")),
         tags=tags,
@@ -373,6 +376,40 @@ def normalise_terms(value: Any) -> tuple[str, ...]:
         if term and key not in seen:
             seen.add(key)
             out.append(term)
+    return tuple(out)
+
+
+def canonical_spellings(articles: list[Article]) -> tuple[Article, ...]:
+    """The same tag (or category) spelled one way everywhere: its most frequent spelling.
+
+    Real folders spell one tag `AI`, `Ai` and `ai`; selection already folds case, and readers
+    should not see "Open-Source" next to "open-source". Ties go to the spelling met first (files
+    are read in path order), so the choice is stable from run to run. Only articles whose
+    spelling changes are copied.
+    """
+    tag_spellings: dict[str, Counter[str]] = {}
+    category_spellings: dict[str, Counter[str]] = {}
+    for article in articles:
+        for terms, spellings in ((article.tags, tag_spellings), (article.categories, category_spellings)):
+            for term in terms:
+                spellings.setdefault(term.casefold(), Counter())[term] += 1
+    # most_common keeps the first-met order among equal counts
+    tag_canon, category_canon = (
+        {key: counts.most_common(1)[0][0] for key, counts in spellings.items() if len(counts) > 1}
+        for spellings in (tag_spellings, category_spellings)
+    )
+    if not tag_canon and not category_canon:
+        return tuple(articles)
+
+    def fix(terms: tuple[str, ...], canon: dict[str, str]) -> tuple[str, ...]:
+        return tuple(canon.get(t.casefold(), t) for t in terms) if canon else terms
+
+    out = []
+    for article in articles:
+        tags, categories = fix(article.tags, tag_canon), fix(article.categories, category_canon)
+        if tags != article.tags or categories != article.categories:
+            article = dataclasses.replace(article, tags=tags, categories=categories)
+        out.append(article)
     return tuple(out)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-from digest.text import body_to_text, cut_words
+from digest.text import body_to_text, cut_words, reading_minutes
 
 Severity = Literal["error", "warning"]
 
@@ -62,6 +62,7 @@ class Article:
     body_head: str = field(default="", repr=False)  #: start of the body, for a derived excerpt
     body_is_html: bool = False
     excerpt_chars: int = 280
+    words: int = 0  #: about how many words the body holds (see text.word_count)
 
     @cached_property
     def excerpt(self) -> str:
@@ -73,6 +74,10 @@ class Article:
         if self.summary:
             return self.summary
         return cut_words(body_to_text(self.body_head, is_html=self.body_is_html), self.excerpt_chars)
+
+    @property
+    def reading_minutes(self) -> int:
+        return reading_minutes(self.words)
 
     # cached: selection asks for these once per (subscriber, article) pair
     @cached_property

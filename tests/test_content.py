@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA, make_config, write_article
 
-from digest.content import load_articles, parse_date
+from digest.content import load_articles, parse_date, read_article
 from digest.models import Article
 from digest.text import clean_excerpt, cut_words
 
@@ -68,13 +68,40 @@ def test_summer_naive_date_uses_zone_offset():
     assert parse_date("not a date", ZoneInfo("UTC")) is None
 
 
-def test_tag_forms(index):
-    assert by_file(index, "tags_list.md").tags == ("Ai", "Robotics", "Climate")
-    assert by_file(index, "tags_single_string.md").tags == ("Python",)
-    assert by_file(index, "tags_comma_string.md").tags == ("ai", "Robotics", "climate")
+def read_one(name: str) -> Article:
+    """One fixture as read on its own (before the folder-wide spelling pass)."""
+    config = make_config(FIXTURES.parent, content={"path": str(FIXTURES)})
+    return read_article(FIXTURES / name, FIXTURES, config)
+
+
+def test_tag_forms():
+    assert read_one("tags_list.md").tags == ("Ai", "Robotics", "Climate")
+    assert read_one("tags_single_string.md").tags == ("Python",)
+    assert read_one("tags_comma_string.md").tags == ("ai", "Robotics", "climate")
     # None and numbers dropped
-    assert by_file(index, "tags_with_none_and_numbers.md").tags == ("Ai",)
-    assert by_file(index, "categories_list.md").categories == ("Science", "Space")
+    assert read_one("tags_with_none_and_numbers.md").tags == ("Ai",)
+    assert read_one("categories_list.md").categories == ("Science", "Space")
+
+
+def test_one_spelling_per_tag_the_most_frequent(index):
+    """`ai` in one file and `Ai` in dozens: every article shows `Ai` (selection folds case anyway)."""
+    spellings: dict[str, set[str]] = {}
+    for article in index.articles:
+        for tag in article.tags:
+            spellings.setdefault(tag.casefold(), set()).add(tag)
+    assert all(len(forms) == 1 for forms in spellings.values()), spellings
+    assert by_file(index, "tags_comma_string.md").tags[0] == "Ai"  # written `ai`, outnumbered
+
+
+def test_spelling_ties_go_to_the_first_file_and_categories_are_separate(tmp_path):
+    head = "---\ntitle: {0}\ndate: 2026-11-2{1}\ntags: [{2}]\ncategories: [{3}]\n---\nBody\n"
+    write_article(tmp_path / "content", "a.md", head.format("A", 1, "open-source", "Security"))
+    write_article(tmp_path / "content", "b.md", head.format("B", 2, "Open-Source", "security"))
+    write_article(tmp_path / "content", "c.md", head.format("C", 3, "Security", "security"))
+    index = load_articles(make_config(tmp_path, content={"path": "content"}))
+    assert [a.tags for a in index.articles] == [("open-source",), ("open-source",), ("Security",)]
+    # the tag `Security` does not decide how the category is spelled
+    assert [a.categories for a in index.articles] == [("security",)] * 3
 
 
 def test_tags_match_case_insensitively_but_display_as_written(index):
