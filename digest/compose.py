@@ -30,7 +30,7 @@ from digest import personalize
 from digest.config import Config
 from digest.errors import TemplateError
 from digest.models import Article, Edition, Email, Selection, Subscriber
-from digest.text import one_line
+from digest.text import one_line, wrap
 
 MJML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -99,6 +99,7 @@ class Composer:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
         )
+        self.env.filters["wrap"] = wrap
 
     # --- template context ----------------------------------------------------------------------
 
@@ -143,6 +144,7 @@ class Composer:
             "categories": list(article.categories),
             "cover_url": article.cover_url,
             "cover_alt": article.cover_alt,
+            "reading_minutes": article.reading_minutes,
             "date": local,
             "date_label": f"{local.day} {local:%b %Y}",
         }
@@ -159,7 +161,9 @@ class Composer:
             # a preferences page exists once `digest serve` has an endpoint to serve it from
             "preferences_page": bool(self.config.sending.unsubscribe_url or self.config.sending.preferences_url),
             "logo_url": n.logo_url,
+            "logo_dark_url": n.logo_dark_url,
             "logo_alt": n.logo_alt or n.name,
+            "language": n.language,
             "from_email": n.from_email,
         }
 
@@ -204,6 +208,9 @@ class Composer:
             strip_important=False,  # keeps !important in the media queries: mobile layout needs it
             cssutils_logging_level=logging.CRITICAL,  # ~28 warnings per sheet about mso-* otherwise
             disable_validation=True,
+            # premailer copies CSS width/height onto the element as attributes, turning every
+            # image's pixel width="552" into "100%": Outlook desktop sizes images from the attribute
+            disable_basic_attributes=["width", "height"],
         ).transform()
 
     def render_text(self, articles: Sequence[Article], edition: Edition, recipient: personalize.RecipientView) -> str:

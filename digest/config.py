@@ -9,6 +9,7 @@ never read from the file: only the *names* of environment variables live here.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -20,6 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "digest.toml"
+#: A BCP 47 language tag, loosely: `en`, `fr-CA`, `zh-Hant-TW`. It lands in an HTML attribute.
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 
 
 def opt(default: Any, doc: str) -> Any:
@@ -42,6 +45,10 @@ class NewsletterConfig:
     logo_url: str = opt("", "Absolute https URL of a masthead logo (about 600x120); empty for a text masthead.")
     logo_alt: str = opt("", "Alt text of the logo; defaults to `name`.")
     intro: str = opt("", "Optional paragraph under the header of every digest (plain text).")
+    language: str = opt("en", "Language of the emails (the HTML `lang`, for screen readers), a tag like en or fr-CA.")
+    logo_dark_url: str = opt(
+        "", "Optional https URL of a logo for dark backgrounds, shown instead of logo_url in dark mode."
+    )
 
 
 @dataclass(frozen=True)
@@ -355,6 +362,8 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: sendgrid.send_at_delay_minutes must be between 11 and 4310")
     if config.sendgrid.categories and len(config.sendgrid.categories) > 10:
         raise ConfigError(f"{source}: sendgrid.categories holds at most 10 (SendGrid's limit)")
+    if not _LANGUAGE.fullmatch(config.newsletter.language):
+        raise ConfigError(f"{source}: newsletter.language must be a language tag like en or pt-BR")
     if not config.newsletter.site_url.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: newsletter.site_url must start with http:// or https://")
     _validate_schedule(config, source)

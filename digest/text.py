@@ -6,6 +6,7 @@ Pure functions, used lazily: an article's derived excerpt is computed only if it
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Iterable
 from html.parser import HTMLParser
 
@@ -116,3 +117,45 @@ def clean_excerpt(text: str, limit: int) -> str:
             return text
         text = text[:-1]
     return cut_words(text, limit)
+
+
+# --- reading time and plain-text layout ----------------------------------------------------------
+
+WORDS_PER_MINUTE = 230
+#: Chinese and Japanese readers take in about 500 characters a minute: one character is worth
+#: WORDS_PER_MINUTE / CJK_CHARS_PER_MINUTE words.
+CJK_CHARS_PER_MINUTE = 500
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+
+
+def word_count(body: str) -> int:
+    """About how many words a body holds, for a reading time.
+
+    Counts separators rather than splitting (a 40 MB folder of posts costs ~0.1 s, not ~0.5 s):
+    an estimate is all a reading time needs. Ideographs count as a fraction of a word each.
+    """
+    words = body.count(" ") + body.count("\n") + (1 if body.strip() else 0)
+    if _CJK.search(body):
+        words += len(_CJK.findall(body)) * WORDS_PER_MINUTE // CJK_CHARS_PER_MINUTE
+    return words
+
+
+def reading_minutes(words: int) -> int:
+    """Minutes to read `words`, rounded, never under one."""
+    return max(1, round(words / WORDS_PER_MINUTE))
+
+
+#: Plain-text parts are folded at 78 columns (RFC 5322's recommended line length).
+TEXT_WIDTH = 78
+
+
+def wrap(text: str, width: int = TEXT_WIDTH) -> str:
+    """Fold each line of `text` at `width` columns at spaces only.
+
+    A URL (or any word) longer than the width is never broken: it gets a line of its own, so it
+    stays clickable. Blank lines and lines already short enough are kept as they are.
+    """
+    return "\n".join(
+        line if len(line) <= width else textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+        for line in str(text).split("\n")
+    )

@@ -130,7 +130,8 @@ def test_subscriber_page_warnings(sample):
     text = sample.read_text(encoding="utf-8")
     text = re.sub(r'postal_address = ".*"', 'postal_address = ""', text)
     sample.write_text(text + "\n[templates]\nmax_subject_chars = 10\n", encoding="utf-8")
-    edit(sample.parent / "templates" / "partials" / "article.mjml.j2", 'alt="{{ item.cover_alt }}"', 'alt=""')
+    partial = sample.parent / "templates" / "partials" / "article.mjml.j2"
+    edit(partial, 'alt=""', "")
     _, c = make_client(sample)
     page = c.get(f"/subscribers/{CHLOE}").text
     warnings = page.split('id="warnings"', 1)[1].split("</section>", 1)[0]
@@ -138,6 +139,20 @@ def test_subscriber_page_warnings(sample):
     assert "over templates.max_subject_chars = 10" in warnings
     assert "No postal address" in warnings
     assert "“Seed rounds shrink, but AI startups still raise fast” has no cover image" in warnings
+
+
+def test_decorative_covers_are_fine_but_a_link_named_by_nothing_is_not(sample):
+    """The shipped covers have alt="" (the title is the link) and a link hidden from screen readers."""
+    _, c = make_client(sample)
+    page = c.get(f"/subscribers/{CHLOE}").text
+    assert "alt text" not in page.split('id="warnings"', 1)[1].split("</section>", 1)[0]
+    edit(sample.parent / "templates" / "partials" / "article.mjml.j2", ' aria-hidden="true" tabindex="-1"', "")
+    _, c = make_client(sample)
+    warnings = c.get(f"/subscribers/{CHLOE}").text.split('id="warnings"', 1)[1].split("</section>", 1)[0]
+    assert (
+        "A link shows only an image with empty alt text, so it has no name: "
+        "https://images.example.com/robotics/robot-dog-stairs.jpg"
+    ) in warnings
 
 
 def test_email_html_is_the_composers_html(client, sample):

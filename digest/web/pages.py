@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import quote
 
 from digest.config import Config
@@ -115,16 +116,42 @@ class Size:
 
 
 class _Images(HTMLParser):
-    """Collects the src of every <img> with no or blank alt text (screen readers read out the URL)."""
+    """Images a screen reader cannot make sense of.
+
+    An <img> with no alt at all (readers spell out the URL), and one with alt="" that is all a
+    link shows, where the link stays in the accessibility tree: the link then has no name.
+    alt="" elsewhere is a decorative image, as the templates' covers are (their title is the link).
+    """
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.without_alt: list[str] = []
+        self.unnamed_links: list[str] = []
+        self._links: list[dict[str, Any]] = []  # the <a> elements open around the current position
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
-        if tag == "img" and not (values.get("alt") or "").strip():
-            self.without_alt.append(values.get("src") or "")
+        if tag == "a":
+            named = bool((values.get("aria-label") or "").strip()) or values.get("aria-hidden") == "true"
+            self._links.append({"named": named, "images": []})
+        elif tag == "img":
+            alt = values.get("alt")
+            if alt is None:
+                self.without_alt.append(values.get("src") or "")
+            elif self._links and alt.strip():
+                self._links[-1]["named"] = True
+            elif self._links:
+                self._links[-1]["images"].append(values.get("src") or "")
+
+    def handle_data(self, data: str) -> None:
+        if self._links and data.strip():
+            self._links[-1]["named"] = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._links:
+            link = self._links.pop()
+            if not link["named"]:
+                self.unnamed_links.extend(link["images"])
 
 
 def warnings_for(email: Email, selection: Selection, config: Config) -> list[str]:
@@ -139,6 +166,8 @@ def warnings_for(email: Email, selection: Selection, config: Config) -> list[str
     parser.feed(email.html)
     for src in parser.without_alt:
         out.append(f"An image has no alt text: {src or '(no src)'}.")
+    for src in parser.unnamed_links:
+        out.append(f"A link shows only an image with empty alt text, so it has no name: {src or '(no src)'}.")
     limit = config.templates.max_subject_chars
     if len(email.subject) > limit:
         out.append(
