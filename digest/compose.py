@@ -13,6 +13,7 @@ Two paths produce byte-identical HTML:
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from digest import personalize
 from digest.config import Config
 from digest.errors import TemplateError
 from digest.models import Article, Edition, Email, Selection, Subscriber
+from digest.selection import topic_groups
 from digest.text import one_line, wrap
 
 MJML_TEMPLATE = "digest.mjml.j2"
@@ -39,16 +41,45 @@ PREHEADER_TEMPLATE = "preheader.j2"
 
 ARTICLE_MARKER = "<!--digest:article-->"
 END_MARKER = "<!--digest:end-->"
+#: Selection-dependent parts are compiled once per edition as pieces of their own, cut at these:
+CONTENTS_MARKER = "<!--digest:contents-->"  #: before the contents section (up to its first item)
+ITEM_MARKER = "<!--digest:item-->"  #: before each contents line
+ITEMS_END_MARKER = "<!--digest:items-end-->"  #: after the last contents line (to the next marker)
+GROUP_MARKER = "<!--digest:group-->"  #: before each group heading
+_MARKERS = re.compile(r"<!--digest:(article|end|contents|item|items-end|group)-->")
 #: Content-level: replaced once per distinct content. Nonce'd like the recipient tokens, so an
 #: article's text can never stand in for it.
 PREHEADER_TOKEN = personalize.content_token("preheader")
+#: A story's position in one email: printed into its block and contents line, filled at assembly.
+NUMBER_TOKEN = personalize.content_token("number")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one selection is laid out: story order, groups and whether a contents list opens it."""
+
+    groups: tuple[tuple[str, tuple[Article, ...]], ...]  #: (label, articles); one ("", all) ungrouped
+    contents: bool
+
+    @cached_property
+    def articles(self) -> tuple[Article, ...]:
+        """In reading order (grouping may move a story up next to its group's first)."""
+        return tuple(a for _, group in self.groups for a in group)
+
+    @cached_property
+    def key(self) -> tuple[str, ...]:
+        """Emails with equal keys are equal but for per-recipient fields."""
+        if len(self.groups) == 1:
+            return tuple(a.id for a in self.articles)
+        return tuple(part for label, group in self.groups for part in ("\0" + label, *(a.id for a in group)))
 
 
 @dataclass(frozen=True)
 class Content:
     """What every subscriber with the same articles receives, with per-recipient tokens unfilled."""
 
-    key: tuple[str, ...]
+    key: tuple[str, ...]  #: the layout's key (articles, and groups when grouped)
+    article_ids: tuple[str, ...]
     subject: str
     preheader: str
     html: str
@@ -131,10 +162,11 @@ class Composer:
             "utm_campaign": t.utm_campaign.replace("{edition}", edition.id),
         }
 
-    def article_view(self, article: Article, edition: Edition) -> dict[str, Any]:
+    def article_view(self, article: Article, edition: Edition, number: int | str = 0) -> dict[str, Any]:
         local = article.date.astimezone(self.config.tz)
         return {
             "id": article.id,
+            "number": number,
             "title": article.title,
             "link": add_utm(article.url, self.utm(edition)),
             "url": article.url,
@@ -167,33 +199,74 @@ class Composer:
             "from_email": n.from_email,
         }
 
+    def layout(self, selection: Selection) -> Layout:
+        """Story order, groups and contents list for one selection ([templates] group_by, contents_min_articles)."""
+        t = self.config.templates
+        groups = topic_groups(selection) if t.group_by == "tag" else (("", selection.articles),)
+        return Layout(groups, 0 < t.contents_min_articles <= len(selection.articles))
+
     def _context(
-        self, articles: Sequence[Article], edition: Edition, recipient: personalize.RecipientView, **extra: Any
+        self, layout: Layout, edition: Edition, recipient: personalize.RecipientView, **extra: Any
+    ) -> dict[str, Any]:
+        views: dict[str, dict[str, Any]] = {}
+        for number, article in enumerate(layout.articles, 1):
+            views[article.id] = self.article_view(article, edition, number)
+        return self._context_of(
+            [views[a.id] for a in layout.articles],
+            [{"label": label, "articles": [views[a.id] for a in group]} for label, group in layout.groups],
+            layout.contents,
+            edition,
+            recipient,
+            **extra,
+        )
+
+    def _context_of(
+        self,
+        articles: list[dict[str, Any]],
+        groups: list[dict[str, Any]],
+        contents: bool,
+        edition: Edition,
+        recipient: personalize.RecipientView,
+        **extra: Any,
     ) -> dict[str, Any]:
         return {
             "newsletter": self.newsletter_view,
             "edition": edition,
-            "articles": [self.article_view(a, edition) for a in articles],
+            "articles": articles,
+            "groups": groups,
+            "contents": contents,
             "recipient": recipient,
             **extra,
         }
 
     # --- the pieces ----------------------------------------------------------------------------
 
+    #: What templates print to mark the pieces the fast path cuts the compiled HTML into.
+    MARKERS = {
+        "article_start": Markup(f"<mj-raw>{ARTICLE_MARKER}</mj-raw>"),
+        "articles_end": Markup(f"<mj-raw>{END_MARKER}</mj-raw>"),
+        "contents_start": Markup(f"<mj-raw>{CONTENTS_MARKER}</mj-raw>"),
+        "contents_item": Markup(ITEM_MARKER),  # inside the contents' mj-text
+        "contents_end": Markup(ITEMS_END_MARKER),
+        "group_start": Markup(f"<mj-raw>{GROUP_MARKER}</mj-raw>"),
+    }
+
     def render_mjml(
-        self, articles: Sequence[Article], edition: Edition, recipient: personalize.RecipientView, preheader: str
+        self, layout: Layout, edition: Edition, recipient: personalize.RecipientView, preheader: str
     ) -> str:
         return self._render(
-            self.mjml_template,
-            **self._context(
-                articles,
-                edition,
-                recipient,
-                preheader=preheader,
-                article_start=Markup(f"<mj-raw>{ARTICLE_MARKER}</mj-raw>"),
-                articles_end=Markup(f"<mj-raw>{END_MARKER}</mj-raw>"),
-            ),
+            self.mjml_template, **self._context(layout, edition, recipient, preheader=preheader, **self.MARKERS)
         )
+
+    def _render_pool_mjml(self, pool: Sequence[Article], edition: Edition, labels: Sequence[str]) -> str:
+        """The whole edition in one document, for the fast path: every candidate article (numbered
+        with NUMBER_TOKEN), a contents line for each when any email can have a contents list, and
+        one heading for each group label any email can have."""
+        views = [self.article_view(a, edition, Markup(NUMBER_TOKEN)) for a in pool]
+        groups = [{"label": label, "articles": []} for label in labels] + [{"label": "", "articles": views}]
+        contents = 0 < self.config.templates.contents_min_articles <= len(pool)
+        context = self._context_of(views, groups, contents, edition, personalize.TOKENS, preheader=PREHEADER_TOKEN)
+        return self._render(self.mjml_template, **context, **self.MARKERS)
 
     def compile_mjml(self, source: str) -> str:
         """mjml-python, then premailer with the settings the notes found necessary."""
@@ -213,8 +286,8 @@ class Composer:
             disable_basic_attributes=["width", "height"],
         ).transform()
 
-    def render_text(self, articles: Sequence[Article], edition: Edition, recipient: personalize.RecipientView) -> str:
-        text = self._render(TEXT_TEMPLATE, **self._context(articles, edition, recipient))
+    def render_text(self, layout: Layout, edition: Edition, recipient: personalize.RecipientView) -> str:
+        text = self._render(TEXT_TEMPLATE, **self._context(layout, edition, recipient))
         # Keep the author's blank lines but never more than one in a row.
         lines = [line.rstrip() for line in text.strip().splitlines()]
         out: list[str] = []
@@ -223,26 +296,17 @@ class Composer:
                 out.append(line)
         return "\n".join(out) + "\n"
 
-    def render_line(
-        self, name: str, articles: Sequence[Article], edition: Edition, recipient: personalize.RecipientView
-    ) -> str:
-        return one_line(self._render(name, **self._context(articles, edition, recipient)))
+    def render_line(self, name: str, layout: Layout, edition: Edition, recipient: personalize.RecipientView) -> str:
+        return one_line(self._render(name, **self._context(layout, edition, recipient)))
 
     # --- the fast path -------------------------------------------------------------------------
 
-    def _compile_frame(self, pool: Sequence[Article], edition: Edition) -> tuple[str, list[str], str]:
-        html = self.compile_mjml(self.render_mjml(pool, edition, personalize.TOKENS, PREHEADER_TOKEN))
-        body, end, tail = html.partition(END_MARKER)
-        parts = body.split(ARTICLE_MARKER)
-        if not end or len(parts) != len(pool) + 1:
-            raise TemplateError(
-                f"{self.mjml_template}: put {{{{ article_start }}}} before each article block and "
-                "{{ articles_end }} after the loop (needed to compile each article once)"
-            )
-        return parts[0], parts[1:], tail
+    def _compile_pieces(self, pool: Sequence[Article], edition: Edition, labels: Sequence[str]) -> Pieces:
+        html = self.compile_mjml(self._render_pool_mjml(pool, edition, labels))
+        return Pieces.cut(html, len(pool), len(labels), self.mjml_template)
 
     def prepare(self, pool: Sequence[Article], edition: Edition) -> PreparedEdition:
-        """Compile the frame and every candidate article once for this edition.
+        """Compile the frame, every candidate article, contents line and group heading once for this edition.
 
         MJML adds a component's CSS to the <head> only when the document uses it (mj-image's
         mobile rules, for one). If the frame alone lacks CSS that some block brings, the head would
@@ -250,31 +314,38 @@ class Composer:
         also compiled with no articles, and when the two heads differ every distinct content is
         compiled on its own instead (still once per content, never per subscriber).
         """
-        head, bodies, tail = self._compile_frame(pool, edition)
+        labels = group_labels(pool) if self.config.templates.group_by == "tag" else ()
+        pieces = self._compile_pieces(pool, edition, labels)
         exact = True
         if pool:
-            empty_head, _, empty_tail = self._compile_frame((), edition)
-            exact = (empty_head, empty_tail) == (head, tail)
-        blocks = {a.id: personalize.tag_html(b) for a, b in zip(pool, bodies, strict=True)}
+            empty = self._compile_pieces((), edition, ())
+            exact = (empty.head, empty.tail) == (pieces.head, pieces.tail)
         return PreparedEdition(
-            self, edition, personalize.tag_html(head), blocks, personalize.tag_html(tail), exact=exact
+            self,
+            edition,
+            personalize.tag_html(pieces.head),
+            {a.id: personalize.tag_html(b) for a, b in zip(pool, pieces.articles, strict=True)},
+            personalize.tag_html(pieces.tail),
+            exact=exact,
+            contents=tuple(personalize.tag_html(p) for p in pieces.contents),
+            items={a.id: personalize.tag_html(b) for a, b in zip(pool, pieces.items, strict=False)},
+            group_heads={label: personalize.tag_html(b) for label, b in zip(labels, pieces.groups, strict=True)},
         )
 
     # --- the reference path --------------------------------------------------------------------
 
     def compose_direct(self, selection: Selection, edition: Edition, values: Mapping[str, str]) -> Email:
         """Render one subscriber's email from scratch with real values. Slow; the reference."""
-        articles = selection.articles
+        layout = self.layout(selection)
         recipient = personalize.values_view(values)
-        preheader = self.render_line(PREHEADER_TEMPLATE, articles, edition, recipient)
-        html = self.compile_mjml(self.render_mjml(articles, edition, recipient, preheader))
-        html = html.replace(ARTICLE_MARKER, "").replace(END_MARKER, "")
+        preheader = self.render_line(PREHEADER_TEMPLATE, layout, edition, recipient)
+        html = _MARKERS.sub("", self.compile_mjml(self.render_mjml(layout, edition, recipient, preheader)))
         return self.make_email(
             selection.subscriber,
-            subject=self.render_line(SUBJECT_TEMPLATE, articles, edition, recipient),
+            subject=self.render_line(SUBJECT_TEMPLATE, layout, edition, recipient),
             preheader=preheader,
             html=html,
-            text=self.render_text(articles, edition, recipient),
+            text=self.render_text(layout, edition, recipient),
             article_ids=selection.content_key,
             values=values,
         )
@@ -288,7 +359,7 @@ class Composer:
             preheader=fill(content.preheader, values),
             html=fill(content.html, values),
             text=fill(content.text, values),
-            article_ids=content.key,
+            article_ids=content.article_ids,
             values=values,
         )
 
@@ -342,35 +413,56 @@ class PreparedEdition:
     blocks: Mapping[str, str]
     tail: str
     exact: bool = True  #: False: the frame depends on the selection; compile each content whole
+    contents: tuple[str, ...] = ()  #: (opening, closing) of the contents list; () when no email has one
+    items: Mapping[str, str] = field(default_factory=dict)  #: each article's contents line
+    group_heads: Mapping[str, str] = field(default_factory=dict)  #: each group label's heading
     _cache: OrderedDict[tuple[str, ...], Content] = field(default_factory=OrderedDict, repr=False)
     #: Distinct contents kept: a send takes each content's subscribers together, so a small LRU
     #: hits as well as an unbounded dict, and memory stays flat with thousands of contents.
     cache_size: int = 256
 
+    def assemble(self, layout: Layout) -> str:
+        """The HTML of `layout` from the compiled pieces: what a direct compile would give."""
+        parts = [self.head]
+        if layout.contents and self.contents:
+            parts.append(self.contents[0])
+            parts += (_numbered(self.items[a.id], n) for n, a in enumerate(layout.articles, 1))
+            parts.append(self.contents[1])
+        number = 0
+        for label, group in layout.groups:
+            if label:
+                parts.append(self.group_heads[label])
+            for article in group:
+                number += 1
+                parts.append(_numbered(self.blocks[article.id], number))
+        parts.append(self.tail)
+        return "".join(parts)
+
     def content(self, selection: Selection) -> Content:
-        key = selection.content_key
+        c = self.composer
+        layout = c.layout(selection)
+        key = layout.key
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        articles = selection.articles
-        c = self.composer
         tokens = personalize.TOKENS
-        preheader = c.render_line(PREHEADER_TEMPLATE, articles, self.edition, tokens)
+        preheader = c.render_line(PREHEADER_TEMPLATE, layout, self.edition, tokens)
         if self.exact:
-            html = self.head + "".join(self.blocks[a.id] for a in articles) + self.tail
+            html = self.assemble(layout)
         else:
-            source = c.render_mjml(articles, self.edition, tokens, PREHEADER_TOKEN)
-            html = personalize.tag_html(c.compile_mjml(source).replace(ARTICLE_MARKER, "").replace(END_MARKER, ""))
+            source = c.render_mjml(layout, self.edition, tokens, PREHEADER_TOKEN)
+            html = personalize.tag_html(_MARKERS.sub("", c.compile_mjml(source)))
         # The preheader sits in the frame but depends on the articles: it is a content-level token,
         # escaped as the text node it is (its own recipient tokens are then tagged as HTML text).
         html = html.replace(PREHEADER_TOKEN, personalize.tag_html(personalize.escape_text(preheader)))
         content = Content(
             key=key,
-            subject=personalize.tag_plain(c.render_line(SUBJECT_TEMPLATE, articles, self.edition, tokens)),
+            article_ids=selection.content_key,
+            subject=personalize.tag_plain(c.render_line(SUBJECT_TEMPLATE, layout, self.edition, tokens)),
             preheader=personalize.tag_plain(preheader),
             html=html,
-            text=personalize.tag_plain(c.render_text(articles, self.edition, tokens)),
+            text=personalize.tag_plain(c.render_text(layout, self.edition, tokens)),
         )
         self._cache[key] = content
         if len(self._cache) > self.cache_size:
@@ -380,6 +472,59 @@ class PreparedEdition:
     def email(self, selection: Selection, values: Mapping[str, str]) -> Email:
         """One subscriber's final email: shared content with their fields filled in."""
         return self.composer.personalize(self.content(selection), selection.subscriber, values)
+
+
+def _numbered(piece: str, number: int) -> str:
+    return piece.replace(NUMBER_TOKEN, str(number))
+
+
+def group_labels(pool: Sequence[Article]) -> tuple[str, ...]:
+    """Every heading a grouped email of this edition can have: each tag and category of the pool."""
+    return tuple(dict.fromkeys(t for a in pool for t in (*a.tags, *a.categories)))
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """A compiled edition cut at its markers (see Composer._render_pool_mjml for the order)."""
+
+    head: str
+    contents: tuple[str, ...]  #: (opening, closing), or () without a contents list
+    items: tuple[str, ...]  #: contents lines, one per article, in pool order
+    groups: tuple[str, ...]  #: group headings, one per label
+    articles: tuple[str, ...]  #: article blocks, in pool order
+    tail: str
+
+    @classmethod
+    def cut(cls, html: str, n_articles: int, n_groups: int, template: str) -> Pieces:
+        parts = _MARKERS.split(html)
+        head, pieces = parts[0], list(zip(parts[1::2], parts[2::2], strict=True))
+        kinds = [k for k, _ in pieces]
+        by_kind: dict[str, list[str]] = {}
+        for kind, piece in pieces:
+            by_kind.setdefault(kind, []).append(piece)
+        has_contents = "contents" in by_kind
+        expected = (
+            (["contents", *["item"] * n_articles, "items-end"] if has_contents else [])
+            + ["group"] * n_groups
+            + ["article"] * n_articles
+            + ["end"]
+        )
+        if kinds != expected:
+            raise TemplateError(
+                f"{template}: put {{{{ article_start }}}} before each article block and {{{{ articles_end }}}} "
+                "after the loop, {{ group_start }} before each group heading, and (for a contents list) "
+                "{{ contents_start }} before its section, {{ contents_item }} before each line and "
+                "{{ contents_end }} after the last (needed to compile each piece once)"
+            )
+        contents = (by_kind["contents"][0], by_kind["items-end"][0]) if has_contents else ()
+        return cls(
+            head,
+            contents,
+            tuple(by_kind.get("item", ())),
+            tuple(by_kind.get("group", ())),
+            tuple(by_kind.get("article", ())),
+            by_kind["end"][0],
+        )
 
 
 def _template_line(exc: BaseException, template: jinja2.Template) -> int | None:

@@ -89,6 +89,14 @@ class TemplatesConfig:
     path: Path = opt(Path("templates"), "Folder with digest.mjml.j2, digest.txt.j2, subject.j2, preheader.j2.")
     max_html_kb: int = opt(100, "HTML size limit in KB (Gmail clips at about 102 KB).")
     max_subject_chars: int = opt(78, "Subjects longer than this get a warning.")
+    group_by: str = opt(
+        "",
+        'Empty: one numbered list. "tag": stories grouped under the subscriber\'s matched tags (or categories); '
+        "subscribers without preferences, or whose stories all share one topic, get the plain list.",
+    )
+    contents_min_articles: int = opt(
+        5, "A digest with at least this many stories opens with a short contents list; 0: never."
+    )
 
 
 @dataclass(frozen=True)
@@ -364,6 +372,10 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: sendgrid.categories holds at most 10 (SendGrid's limit)")
     if not _LANGUAGE.fullmatch(config.newsletter.language):
         raise ConfigError(f"{source}: newsletter.language must be a language tag like en or pt-BR")
+    if config.templates.group_by not in ("", "tag"):
+        raise ConfigError(f'{source}: templates.group_by must be "" or "tag"')
+    if config.templates.contents_min_articles < 0:
+        raise ConfigError(f"{source}: templates.contents_min_articles must be 0 or more")
     if not config.newsletter.site_url.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: newsletter.site_url must start with http:// or https://")
     _validate_schedule(config, source)

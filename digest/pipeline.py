@@ -124,9 +124,11 @@ class Run:
         return self.variant(selection.subscriber).prepared.content(selection)
 
     def group_key(self, selection: Selection) -> tuple[str, ...]:
-        """Who may share one request: the same articles AND the same segment overrides."""
+        """Who may share one request: the same articles (and groups, with group_by) AND the same segment overrides."""
         overrides = self.segments.overrides_for(selection.subscriber)
-        return (f"\0{overrides.describe()}", *selection.content_key) if overrides else selection.content_key
+        # grouped by topic, two subscribers with the same articles can still get different emails
+        key = self.composer.layout(selection).key if self.config.templates.group_by else selection.content_key
+        return (f"\0{overrides.describe()}", *key) if overrides else key
 
     @cached_property
     def segments(self) -> Segments:

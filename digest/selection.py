@@ -135,3 +135,33 @@ class Selector:
             hit = self._memo[key] = select(subscriber, self.pool, self.at, self.settings, history)
         # reasons name the article's tags that match the key's preferences: shareable as they are
         return hit.for_subscriber(subscriber)
+
+
+def topic_groups(selection: Selection) -> tuple[tuple[str, tuple[Article, ...]], ...]:
+    """The selection's articles under the subscriber's topics they matched, for a grouped digest.
+
+    Each article goes under the first of the subscriber's own tags (then categories), in the
+    order they listed them, that the article carries; the label is the article's spelling of it.
+    Groups come in the order of their best-ranked article and keep the ranking inside, so the top
+    story stays first. Fewer than two groups (or no preferences): one unlabelled group.
+    """
+    subscriber = selection.subscriber
+    articles = selection.articles
+    if not subscriber.has_preferences:
+        return (("", articles),)
+    terms = [("tag", t.casefold()) for t in subscriber.tags] + [
+        ("category", c.casefold()) for c in subscriber.categories
+    ]
+    groups: dict[tuple[str, str], tuple[str, list[Article]]] = {}
+    for article in articles:
+        found: tuple[tuple[str, str], str] = (("", ""), "")
+        for kind, key in terms:
+            own = article.tags if kind == "tag" else article.categories
+            label = next((t for t in own if t.casefold() == key), "")
+            if label:
+                found = ((kind, key), label)
+                break
+        groups.setdefault(found[0], (found[1], []))[1].append(article)
+    if len(groups) < 2:
+        return (("", articles),)
+    return tuple((label, tuple(group)) for label, group in groups.values())

@@ -34,6 +34,9 @@ def test_defaults_and_relative_paths_resolve_from_the_config_folder(tmp_path):
         ("[newsletter]\ntimezone = 'Mars/Olympus'\n", "is not an IANA time zone"),
         ("[selection]\nmin_articles = 5\nmax_articles = 2\n", "min_articles <= max_articles"),
         ("[newsletter\n", "not valid TOML"),
+        ("[templates]\ngroup_by = 'topic'\n", 'templates.group_by must be "" or "tag"'),
+        ("[templates]\ncontents_min_articles = -1\n", "templates.contents_min_articles must be 0 or more"),
+        ("[newsletter]\nlanguage = 'english please'\n", "newsletter.language must be a language tag"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path, text, message):

@@ -20,7 +20,8 @@ column would scroll; nothing leaves the machine. Skips without Chromium; fails i
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,27 +39,52 @@ LOGO = 'logo_url = "https://circuit.example.com/images/logo.png"\n'
 LOGO_DARK = 'logo_dark_url = "https://circuit.example.com/images/logo-dark.png"\n'
 
 
-def _emails(config: Path) -> dict[str, Email]:
+@dataclass(frozen=True)
+class Shown:
+    """One email as sent, and what a reader should find in it."""
+
+    email: Email
+    titles: tuple[str, ...]  #: in reading order
+    groups: tuple[str, ...]  #: topic headings, when grouped
+
+    @property
+    def html(self) -> str:
+        return self.email.html
+
+
+def _emails(config: Path, edit: Callable[[str], str] = lambda t: t) -> dict[str, Shown]:
+    config.write_text(edit(config.read_text(encoding="utf-8")), encoding="utf-8")
     run = open_run(load_config(config), SAMPLE_AT)
     out = {}
     for sub in run.subscribers.subscribers:
         selection = run.select(sub)
         if selection.gets_email:
-            out[sub.email] = run.email(selection)
+            layout = run.composer.layout(selection)
+            titles = tuple(a.title for a in layout.articles)
+            out[sub.email] = Shown(run.email(selection), titles, tuple(label for label, _ in layout.groups if label))
     return out
 
 
 @pytest.fixture(scope="module")
-def emails(tmp_path_factory) -> dict[str, Email]:
-    """Each sample email (logo and dark logo), and ada's 10-article digest with no logo at all."""
+def emails(tmp_path_factory) -> dict[str, Shown]:
+    """Each sample email (logo and dark logo), ada's 10-article digest with no logo at all, and
+    chloe's grouped by topic."""
     sample = _emails(copy_sample(tmp_path_factory.mktemp("sample")))
-    config = copy_sample(tmp_path_factory.mktemp("nologo"))
-    config.write_text(config.read_text(encoding="utf-8").replace(LOGO, "").replace(LOGO_DARK, ""), encoding="utf-8")
-    no_logo = _emails(config)
+    no_logo = _emails(
+        copy_sample(tmp_path_factory.mktemp("nologo")), lambda t: t.replace(LOGO, "").replace(LOGO_DARK, "")
+    )
+    grouped = _emails(
+        copy_sample(tmp_path_factory.mktemp("grouped")), lambda t: t + '\n[templates]\ngroup_by = "tag"\n'
+    )
     assert len(sample) == 7 and LOGO.strip() in (ROOT / "digest.toml").read_text()
     ten = no_logo["ada@example.com"]
-    assert len(ten.article_ids) == 10 and "<img" not in ten.html.split("<h1", 1)[1].split("</h1>", 1)[0]
-    return {**{f"sample-{k}": v for k, v in sample.items()}, "ten-articles-no-logo": ten}
+    assert len(ten.titles) == 10 and "<img" not in ten.html.split("<h1", 1)[1].split("</h1>", 1)[0]
+    assert len(grouped["chloe.dubois@example.net"].groups) == 2
+    return {
+        **{f"sample-{k}": v for k, v in sample.items()},
+        "ten-articles-no-logo": ten,
+        "grouped-chloe.dubois@example.net": grouped["chloe.dubois@example.net"],
+    }
 
 
 def _svg(width: int, height: int, fill: str) -> bytes:
@@ -210,6 +236,7 @@ EMAILS = [
     "sample-sam.rivera@example.net",
     "sample-jo.mueller@example.com",
     "ten-articles-no-logo",
+    "grouped-chloe.dubois@example.net",
 ]
 
 
@@ -283,23 +310,34 @@ def test_axe_finds_nothing_serious(page, emails, name):
 @pytest.mark.parametrize("name", EMAILS)
 def test_structure_a_screen_reader_relies_on(light_page, emails, name):
     page = light_page
-    email = emails[name]
-    load(page, email.html, 600)
+    shown = emails[name]
+    load(page, shown.html, 600)
     assert page.evaluate("document.documentElement.lang") == "en"
     assert page.get_by_role("heading", level=1).all_inner_texts() in (["The Weekly Circuit"], [""])
     assert page.get_by_role("heading", level=1, name="The Weekly Circuit").count() == 1
-    titles = page.get_by_role("heading", level=2).all_inner_texts()
-    assert len(titles) == len(email.article_ids)
-    # one link per article in the accessibility tree, named by its title
-    for title in titles:
+    # h2: each story's title (its number is drawn but hidden), and each topic heading when grouped
+    headings = page.get_by_role("heading", level=2)
+    names = [
+        h.evaluate("h => h.textContent.replace(h.querySelector('.num')?.textContent ?? '', '')") for h in headings.all()
+    ]
+    expected = sorted(shown.titles + shown.groups)
+    assert sorted(" ".join(n.split()) for n in names) == expected
+    for title in shown.titles:
+        assert page.get_by_role("heading", level=2, name=title, exact=True).count() == 1, title
+        # one link per article in the accessibility tree, named by its title
         assert page.get_by_role("link", name=title, exact=True).count() == 1, title
+    # numbered in reading order, as the contents list (an <ol>, when there is one) numbers them
+    numbers = page.evaluate("() => [...document.querySelectorAll('h2 .num')].map(n => n.textContent)")
+    assert numbers == [f"{n}." for n in range(1, len(shown.titles) + 1)]
+    contents = page.evaluate("() => [...document.querySelectorAll('.contents li')].map(li => li.textContent.trim())")
+    assert contents == (list(shown.titles) if len(shown.titles) >= 5 else [])
     hrefs = page.evaluate(
         """() => [...document.querySelectorAll('a[href]')]
                  .filter(a => !a.closest('[aria-hidden=true]') && a.getAttribute('tabindex') !== '-1')
                  .map(a => a.href.split('?')[0])"""
     )
     article_links = [h for h in hrefs if "/posts/" in h]
-    assert len(article_links) == len(set(article_links)) == len(email.article_ids)
+    assert len(article_links) == len(set(article_links)) == len(shown.titles)
     # covers repeat the title: decorative, and their links are out of the tab order and the tree
     covers = page.evaluate(
         """() => [...document.images]

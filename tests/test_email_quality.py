@@ -179,3 +179,43 @@ def test_word_count_estimates():
     assert word_count("one two\nthree") == 3
     assert word_count("读" * 500) == 231  # 500 ideographs read like 230 words
     assert reading_minutes(0) == 1 and reading_minutes(345) == 2
+
+
+def test_contents_list_from_the_configured_size(sample):
+    run, emails = sample_emails(sample)
+    with_contents = {e.subscriber.email for e in emails if "In this issue" in e.html}
+    assert with_contents == {e.subscriber.email for e in emails if len(e.article_ids) >= 5}
+    ada = next(e for e in emails if e.subscriber.email == "ada@example.com")
+    assert "In this issue:\n1. " in ada.text and "\n10. " in ada.text
+    sample.write_text(sample.read_text() + "\n[templates]\ncontents_min_articles = 0\n")
+    _, emails = sample_emails(sample)
+    assert not any("In this issue" in e.html + e.text for e in emails)
+
+
+def test_grouped_by_tag_emails_differ_by_preferences_and_never_share_a_request(sample):
+    """Two readers with the same stories but different topics get differently grouped emails: the
+    fast path's cache and the send batches must tell them apart."""
+    sample.write_text(sample.read_text() + '\n[templates]\ngroup_by = "tag"\n')
+    run = open_run(load_config(sample), SAMPLE_AT)
+    ai_first = Subscriber(email="a@example.com", name="A", tags=("ai", "climate"))
+    climate_first = Subscriber(email="c@example.com", name="C", tags=("climate", "ai"))
+    a, c = run.select(ai_first), run.select(climate_first)
+    assert a.content_key == c.content_key  # the same stories...
+    assert run.group_key(a) != run.group_key(c)  # ...never in one request
+    html_a, html_c = run.email(a).html, run.email(c).html
+    assert html_a != html_c
+    both = next(x for x in run.pool if x.tag_keys >= {"ai", "climate"})  # filed under the reader's first topic
+    assert "AI labs sign long-term deals" in both.title
+    for html, first in ((html_a, "Ai"), (html_c, "Climate")):
+        current, under = "", {}
+        for h2 in lxml.html.fromstring(html).iter("h2"):
+            text = " ".join(h2.text_content().split())
+            if text in ("Ai", "Climate"):
+                current = text
+            else:
+                under[text.split(". ", 1)[1]] = current
+        assert under[both.title] == first
+    for sub in (ai_first, climate_first):
+        email = run.email(run.select(sub))
+        direct = run.variant(sub).composer.compose_direct(run.select(sub), run.edition, run.values(sub))
+        assert (email.html, email.text) == (direct.html, direct.text)

@@ -22,12 +22,20 @@ from digest.pipeline import open_run
 TRICKY = ["Sam", "O'Brien", "Chloé", "李雷", "<b>x</b>", "A & B", 'Say "hi"', "", "  ", "Ωmega 🚀", "x]]>y", "&amp;"]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
+LOGO = 'logo_url = "https://circuit.example.com/images/logo.png"\n'
+
+
+@pytest.fixture(scope="module", params=["sample", "grouped-by-tag-no-logo"])
+def run(request, tmp_path_factory):
+    """The sample as shipped, and with `group_by = "tag"` and no logo (the default config's masthead)."""
     dest = tmp_path_factory.mktemp("sample")
     for name in ("content", "templates", "subscribers"):
         shutil.copytree(ROOT / name, dest / name)
-    shutil.copy(ROOT / "digest.toml", dest / "digest.toml")
+    config_text = (ROOT / "digest.toml").read_text(encoding="utf-8")
+    if request.param != "sample":
+        assert LOGO in config_text
+        config_text = config_text.replace(LOGO, "") + '\n[templates]\ngroup_by = "tag"\ncontents_min_articles = 3\n'
+    (dest / "digest.toml").write_text(config_text, encoding="utf-8")
     # a long pool: the sample's week plus older articles
     config = load_config(dest / "digest.toml")
     run = open_run(config, SAMPLE_AT, earliest=SAMPLE_AT.replace(month=10))
@@ -36,11 +44,16 @@ def run(tmp_path_factory):
 
 
 names = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
+# the sample's tags and categories in any case, so grouped layouts vary with the preferences
+topics = st.sampled_from(["ai", "AI", "climate", "Hardware", "python", "Security", "space", "Startups", "Health"])
 subscribers_st = st.builds(
-    lambda email, name, tags, company: Subscriber(email=email, name=name, tags=tags, attributes={"company": company}),
+    lambda email, name, tags, categories, company: Subscriber(
+        email=email, name=name, tags=tags, categories=categories, attributes={"company": company}
+    ),
     st.sampled_from(["a@example.com", "o'brien+x@example.org", "Li.Lei@Example.com"]),
     names,
-    st.lists(names, max_size=3).map(tuple),
+    st.lists(st.one_of(topics, names), max_size=4).map(tuple),
+    st.lists(topics, max_size=2).map(tuple),
     names,
 )
 # URLs land in href attributes; ours are built from URL-safe tokens
@@ -59,6 +72,21 @@ def test_assembled_email_is_byte_identical_to_direct_compile(run, data, sub, uns
     assert fast.text == direct.text
     assert fast.subject == direct.subject
     assert fast.preheader == direct.preheader
+
+
+def test_property_covers_numbers_contents_and_groups(run):
+    """Positions, the contents list and (grouped) the topic headings all vary with the selection."""
+    sub = Subscriber(email="a@example.com", name="Zed", tags=("security", "ai"), categories=("Health",))
+    chosen = [a for a in run.pool if a.tag_keys & {"security", "ai"} or a.category_keys & {"health"}][:6]
+    selection = Selection(sub, tuple(Choice(a, "x") for a in chosen), SAMPLE_AT, SAMPLE_AT)
+    html = run.prepared.email(selection, run.values(sub)).html
+    assert "In this issue" in html and html.count("<li ") == 6
+    layout = run.composer.layout(selection)
+    if run.config.templates.group_by:
+        assert len(layout.groups) >= 2 and all(f">{label}</h2>" in html for label, _ in layout.groups)
+    assert [a.id for a in layout.articles] != [a.id for a in chosen] or not run.config.templates.group_by
+    one = Selection(sub, (Choice(chosen[0], "x"),), SAMPLE_AT, SAMPLE_AT)
+    assert "In this issue" not in run.prepared.email(one, run.values(sub)).html
 
 
 def test_property_covers_every_recipient_field_in_the_template(run):

@@ -159,3 +159,30 @@ def test_an_empty_digest_says_when_the_articles_were_already_sent():
     )
     assert select(subscriber(tags=("ai",)), pool, AT, cfg, history).skipped.startswith("no new matching articles")
     assert select(subscriber(tags=("space",)), pool, AT, cfg, history).skipped == "no matching articles in the window"
+
+
+def _chosen(sub, *articles):
+    from digest.models import Choice, Selection
+
+    return Selection(sub, tuple(Choice(a, "x") for a in articles), AT, AT)
+
+
+def test_topic_groups_follow_the_subscribers_topics_and_keep_the_ranking():
+    from digest.selection import topic_groups
+
+    a1 = article("a1", tags=("Robotics", "Ai"))
+    a2 = article("a2", tags=("Climate",))
+    a3 = article("a3", tags=("Ai",))
+    a4 = article("a4", categories=("Health",))
+    sub = subscriber(tags=("ai", "climate", "robotics"), categories=("health",))
+    groups = topic_groups(_chosen(sub, a1, a2, a3, a4))
+    # a1 goes under the first of the reader's topics it carries (ai, not robotics), in its spelling;
+    # groups in the order of their best story, ranking kept inside: a3 moves up next to a1
+    assert [(label, [a.id for a in arts]) for label, arts in groups] == [
+        ("Ai", ["a1", "a3"]),
+        ("Climate", ["a2"]),
+        ("Health", ["a4"]),
+    ]
+    # one topic only, or no preferences: one unlabelled group, order untouched
+    assert topic_groups(_chosen(sub, a1, a3)) == (("", (a1, a3)),)
+    assert topic_groups(_chosen(subscriber(), a1, a2)) == (("", (a1, a2)),)
