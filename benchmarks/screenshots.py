@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscriber", default="ada@example.com", help="whose digest (the sample's: 10 stories)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
     parser.add_argument("--width", type=int, default=600)
-    parser.add_argument("--height", type=int, default=1500, help="cut the shot at this many pixels")
+    parser.add_argument("--height", type=int, default=1200, help="cut the shot at this many pixels")
     args = parser.parse_args(argv)
 
     config = load_config(args.config)
