@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
+from browser_support import ARTIFACTS, chromium
 from conftest import ROOT, SAMPLE_AT, copy_sample
 
 from digest.config import load_config
@@ -107,13 +107,8 @@ def _answer_locally(route: Any) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def _open(browser: Any, scheme: str) -> tuple[Any, Any]:

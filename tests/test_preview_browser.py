@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium, running_server
+from browser_support import ARTIFACTS, chromium, running_server
 
 from digest.web.live import PreviewState
 from digest.web.preview import create_app
@@ -24,14 +24,8 @@ ROBOTS_TITLE = "Robot dogs finally learn to take the stairs"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        # Never `playwright install`: downloads are impossible here; use the system Chromium.
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
