@@ -187,6 +187,18 @@ def test_missing_markers_are_explained(sample):
         run.prepared  # noqa: B018
 
 
+@pytest.mark.parametrize("marker", ["{{ group_start }}", "{{ contents_item }}", "{{ contents_end }}"])
+def test_missing_group_and_contents_markers_are_explained(sample, marker):
+    sample.write_text(sample.read_text() + '\n[templates]\ngroup_by = "tag"\n')
+    tpl = sample.parent / "templates" / "digest.mjml.j2"
+    contents = sample.parent / "templates" / "partials" / "contents.mjml.j2"
+    for path in (tpl, contents):
+        path.write_text(path.read_text().replace(marker, ""))
+    run = open_run(load_config(sample), SAMPLE_AT)
+    with pytest.raises(TemplateError, match=r"digest\.mjml\.j2: .*group_start.*contents_item"):
+        run.prepared  # noqa: B018
+
+
 def test_subject_and_preheader_are_single_lines(run):
     email = run.email(selection_for(run, "ada@example.com"))
     assert "\n" not in email.subject and "\n" not in email.preheader
