@@ -13,7 +13,6 @@ Two paths produce byte-identical HTML:
 from __future__ import annotations
 
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,20 @@ from premailer import Premailer
 from digest import personalize
 from digest.config import Config
 from digest.errors import TemplateError
+from digest.layout import (
+    ARTICLE_MARKER,
+    CONTENTS_MARKER,
+    END_MARKER,
+    GROUP_MARKER,
+    ITEM_MARKER,
+    ITEMS_END_MARKER,
+    MARKERS,
+    NUMBER_TOKEN,
+    Layout,
+    Pieces,
+    group_labels,
+    numbered,
+)
 from digest.models import Article, Edition, Email, Selection, Subscriber
 from digest.selection import topic_groups
 from digest.text import one_line, wrap
@@ -39,39 +52,9 @@ TEXT_TEMPLATE = "digest.txt.j2"
 SUBJECT_TEMPLATE = "subject.j2"
 PREHEADER_TEMPLATE = "preheader.j2"
 
-ARTICLE_MARKER = "<!--digest:article-->"
-END_MARKER = "<!--digest:end-->"
-#: Selection-dependent parts are compiled once per edition as pieces of their own, cut at these:
-CONTENTS_MARKER = "<!--digest:contents-->"  #: before the contents section (up to its first item)
-ITEM_MARKER = "<!--digest:item-->"  #: before each contents line
-ITEMS_END_MARKER = "<!--digest:items-end-->"  #: after the last contents line (to the next marker)
-GROUP_MARKER = "<!--digest:group-->"  #: before each group heading
-_MARKERS = re.compile(r"<!--digest:(article|end|contents|item|items-end|group)-->")
 #: Content-level: replaced once per distinct content. Nonce'd like the recipient tokens, so an
 #: article's text can never stand in for it.
 PREHEADER_TOKEN = personalize.content_token("preheader")
-#: A story's position in one email: printed into its block and contents line, filled at assembly.
-NUMBER_TOKEN = personalize.content_token("number")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How one selection is laid out: story order, groups and whether a contents list opens it."""
-
-    groups: tuple[tuple[str, tuple[Article, ...]], ...]  #: (label, articles); one ("", all) ungrouped
-    contents: bool
-
-    @cached_property
-    def articles(self) -> tuple[Article, ...]:
-        """In reading order (grouping may move a story up next to its group's first)."""
-        return tuple(a for _, group in self.groups for a in group)
-
-    @cached_property
-    def key(self) -> tuple[str, ...]:
-        """Emails with equal keys are equal but for per-recipient fields."""
-        if len(self.groups) == 1:
-            return tuple(a.id for a in self.articles)
-        return tuple(part for label, group in self.groups for part in ("\0" + label, *(a.id for a in group)))
 
 
 @dataclass(frozen=True)
@@ -339,7 +322,7 @@ class Composer:
         layout = self.layout(selection)
         recipient = personalize.values_view(values)
         preheader = self.render_line(PREHEADER_TEMPLATE, layout, edition, recipient)
-        html = _MARKERS.sub("", self.compile_mjml(self.render_mjml(layout, edition, recipient, preheader)))
+        html = MARKERS.sub("", self.compile_mjml(self.render_mjml(layout, edition, recipient, preheader)))
         return self.make_email(
             selection.subscriber,
             subject=self.render_line(SUBJECT_TEMPLATE, layout, edition, recipient),
@@ -426,7 +409,7 @@ class PreparedEdition:
         parts = [self.head]
         if layout.contents and self.contents:
             parts.append(self.contents[0])
-            parts += (_numbered(self.items[a.id], n) for n, a in enumerate(layout.articles, 1))
+            parts += (numbered(self.items[a.id], n) for n, a in enumerate(layout.articles, 1))
             parts.append(self.contents[1])
         number = 0
         for label, group in layout.groups:
@@ -434,7 +417,7 @@ class PreparedEdition:
                 parts.append(self.group_heads[label])
             for article in group:
                 number += 1
-                parts.append(_numbered(self.blocks[article.id], number))
+                parts.append(numbered(self.blocks[article.id], number))
         parts.append(self.tail)
         return "".join(parts)
 
@@ -452,7 +435,7 @@ class PreparedEdition:
             html = self.assemble(layout)
         else:
             source = c.render_mjml(layout, self.edition, tokens, PREHEADER_TOKEN)
-            html = personalize.tag_html(_MARKERS.sub("", c.compile_mjml(source)))
+            html = personalize.tag_html(MARKERS.sub("", c.compile_mjml(source)))
         # The preheader sits in the frame but depends on the articles: it is a content-level token,
         # escaped as the text node it is (its own recipient tokens are then tagged as HTML text).
         html = html.replace(PREHEADER_TOKEN, personalize.tag_html(personalize.escape_text(preheader)))
@@ -472,59 +455,6 @@ class PreparedEdition:
     def email(self, selection: Selection, values: Mapping[str, str]) -> Email:
         """One subscriber's final email: shared content with their fields filled in."""
         return self.composer.personalize(self.content(selection), selection.subscriber, values)
-
-
-def _numbered(piece: str, number: int) -> str:
-    return piece.replace(NUMBER_TOKEN, str(number))
-
-
-def group_labels(pool: Sequence[Article]) -> tuple[str, ...]:
-    """Every heading a grouped email of this edition can have: each tag and category of the pool."""
-    return tuple(dict.fromkeys(t for a in pool for t in (*a.tags, *a.categories)))
-
-
-@dataclass(frozen=True)
-class Pieces:
-    """A compiled edition cut at its markers (see Composer._render_pool_mjml for the order)."""
-
-    head: str
-    contents: tuple[str, ...]  #: (opening, closing), or () without a contents list
-    items: tuple[str, ...]  #: contents lines, one per article, in pool order
-    groups: tuple[str, ...]  #: group headings, one per label
-    articles: tuple[str, ...]  #: article blocks, in pool order
-    tail: str
-
-    @classmethod
-    def cut(cls, html: str, n_articles: int, n_groups: int, template: str) -> Pieces:
-        parts = _MARKERS.split(html)
-        head, pieces = parts[0], list(zip(parts[1::2], parts[2::2], strict=True))
-        kinds = [k for k, _ in pieces]
-        by_kind: dict[str, list[str]] = {}
-        for kind, piece in pieces:
-            by_kind.setdefault(kind, []).append(piece)
-        has_contents = "contents" in by_kind
-        expected = (
-            (["contents", *["item"] * n_articles, "items-end"] if has_contents else [])
-            + ["group"] * n_groups
-            + ["article"] * n_articles
-            + ["end"]
-        )
-        if kinds != expected:
-            raise TemplateError(
-                f"{template}: put {{{{ article_start }}}} before each article block and {{{{ articles_end }}}} "
-                "after the loop, {{ group_start }} before each group heading, and (for a contents list) "
-                "{{ contents_start }} before its section, {{ contents_item }} before each line and "
-                "{{ contents_end }} after the last (needed to compile each piece once)"
-            )
-        contents = (by_kind["contents"][0], by_kind["items-end"][0]) if has_contents else ()
-        return cls(
-            head,
-            contents,
-            tuple(by_kind.get("item", ())),
-            tuple(by_kind.get("group", ())),
-            tuple(by_kind.get("article", ())),
-            by_kind["end"][0],
-        )
 
 
 def _template_line(exc: BaseException, template: jinja2.Template) -> int | None:
