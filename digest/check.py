@@ -7,6 +7,7 @@ from dataclasses import replace
 from digest.errors import DigestError
 from digest.models import Problem, Selection, Subscriber
 from digest.pipeline import Run
+from digest.theme import theme_problems
 
 
 def check(run: Run) -> list[Problem]:
@@ -25,6 +26,7 @@ def check(run: Run) -> list[Problem]:
             run.unsubscribe_url(Subscriber(email="check@example.com"))
         except DigestError as exc:
             problems.append(Problem(source, str(exc)))
+    problems.extend(theme_problems(config))
     problems.extend(check_templates(run))
     problems.extend(check_segments(run))
     return problems

@@ -46,6 +46,7 @@ from digest.layout import (
 from digest.models import Article, Edition, Email, Selection, Subscriber
 from digest.selection import topic_groups
 from digest.text import one_line, wrap
+from digest.theme import Theme
 
 MJML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -104,7 +105,9 @@ class Composer:
         overrides: the same composer and both paths render them, so nothing else changes."""
         self.config = config
         self.mjml_template = mjml_template
-        loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(config.templates.path))
+        # the user's templates folder first, then the packaged theme (see theme.py)
+        self.theme = Theme.of(config)
+        loader = self.theme.loader()
         if subject is not None:
             loader = jinja2.ChoiceLoader([jinja2.DictLoader({SUBJECT_TEMPLATE: subject}), loader])
         self.env = jinja2.Environment(
@@ -123,12 +126,14 @@ class Composer:
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
         except jinja2.TemplateNotFound as exc:
-            raise TemplateError(f"{self.config.templates.path}/{exc.name}: template not found") from None
+            raise TemplateError(f"{exc.name}: template not found in {self.theme.where()}") from None
 
     def _render(self, name: str, **context: Any) -> str:
         template = self._template(name)
         try:
             return template.render(**context)
+        except jinja2.TemplateNotFound as exc:  # an {% include %} of a file no folder has
+            raise TemplateError(f"{exc.name}: template not found in {self.theme.where()}") from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
         except (jinja2.UndefinedError, AttributeError, TypeError, ValueError) as exc:
@@ -253,10 +258,21 @@ class Composer:
 
     def compile_mjml(self, source: str) -> str:
         """mjml-python, then premailer with the settings the notes found necessary."""
+        include_errors: list[TemplateError] = []
+
+        def include(path: str) -> str:
+            try:
+                return self.theme.read_include(path)
+            except TemplateError as exc:
+                include_errors.append(exc)  # mjml-python only says "unable to load": keep ours
+                raise
+
         try:
             # fonts={}: the default font list adds a Google Fonts <link> (a network fetch per open)
-            html = mjml.mjml2html(source, fonts={})
+            html = mjml.mjml2html(source, fonts={}, include_loader=include)
         except (ValueError, TypeError) as exc:
+            if include_errors:
+                raise include_errors[0] from None
             raise TemplateError(f"{self.mjml_template}: MJML does not compile: {exc}") from None
         return Premailer(
             html,

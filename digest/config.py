@@ -86,7 +86,12 @@ class SelectionConfig:
 
 @dataclass(frozen=True)
 class TemplatesConfig:
-    path: Path = opt(Path("templates"), "Folder with digest.mjml.j2, digest.txt.j2, subject.j2, preheader.j2.")
+    path: Path = opt(
+        Path("templates"),
+        "Your own templates: each file here replaces the packaged theme's file of the same name "
+        "(digest.mjml.j2, partials/article.mjml.j2, digest.txt.j2, subject.j2, preheader.j2); "
+        "no folder: the packaged theme alone.",
+    )
     max_html_kb: int = opt(100, "HTML size limit in KB (Gmail clips at about 102 KB).")
     max_subject_chars: int = opt(78, "Subjects longer than this get a warning.")
     group_by: str = opt(
