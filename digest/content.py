@@ -18,6 +18,8 @@ import os
 import pickle
 import re
 from collections import Counter
+import tomllib
+import warnings as pywarnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -28,9 +30,11 @@ from zoneinfo import ZoneInfo
 
 import frontmatter
 import yaml
+from dateutil import parser as dateutil_parser
+from dateutil.tz import tzoffset
 
 from digest.config import Config
-from digest.models import Article, Problem
+from digest.models import Article, Problem, Skipped
 from digest.text import BODY_HEAD_CHARS, clean_excerpt, one_line, word_count
 
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".html", ".htm"})
@@ -47,6 +51,29 @@ _FILENAME_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[-_](.*))?$")
 _SPACE_OFFSET = re.compile(r"\s+([+-]\d{2}:?\d{2}|Z)$")
 _TEXT_DATE_FORMATS = ("%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%d %b %Y", "%B %d %Y", "%Y/%m/%d")
 _WEB_SCHEMES = ("http", "https")
+#: Free-form dates go to dateutil only after the strict forms, and only this long (a date is short).
+_MAX_DATE_CHARS = 100
+#: 03/04/2021: April 3rd or March 4th? Refused rather than guessed (see _parse_free_form).
+_AMBIGUOUS_NUMERIC = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})\b")
+#: Zone abbreviations seen in blog front matter; dateutil knows only UTC/GMT/Z by itself.
+_ZONE_NAMES = {
+    name: tzoffset(name, int(hours * 3600))
+    for name, hours in {
+        "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7,
+        "AKST": -9, "AKDT": -8, "HST": -10, "BST": 1, "IST": 5.5, "CET": 1, "CEST": 2, "EET": 2,
+        "EEST": 3, "WET": 0, "WEST": 1, "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13,
+    }.items()
+}  # fmt: skip
+
+# --- what is not an article on purpose (see classify_path and _classify_meta) ---
+#: Layouts of list pages: Jekyll's `home`, Eleventy's `layouts/home.njk`, Next starters' `ListLayout`,
+#: matched on the file name's letters and digits, lower-cased, with any `layout...` suffix.
+LIST_LAYOUT = re.compile(
+    r"^(list|home|index|blog|archives?|categor(y|ies)|tags?|posts|posts?list|pagelist|section|taxonomy|term"
+    r"|paginate|pagination|feed)(layout\w*)?$"
+)
+#: Repository files that sit in content folders without front matter.
+_REPO_FILES = frozenset({"readme", "license", "licence", "changelog", "contributing", "code_of_conduct"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +82,16 @@ class ContentIndex:
 
     articles: tuple[Article, ...]
     problems: tuple[Problem, ...]
+    skipped: tuple[Skipped, ...] = ()  #: list pages, drafts ...: not articles, not errors either
+
+
+class NotAnArticle(Exception):
+    """Internal: the file is not an article on purpose (a list page, a draft). Becomes `Skipped`."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
 
 
 class ArticleProblem(Exception):
@@ -90,6 +127,7 @@ def load_articles(config: Config, cache_dir: Path | None = None, *, save: bool =
     cache = ContentCache.open(cache_dir, config) if cache_dir is not None else None
     articles: list[Article] = []
     problems: list[Problem] = []
+    skipped: list[Skipped] = []
     seen: dict[tuple[str, datetime], Path] = {}
     for path in iter_article_files(folder):
         cached = cache.get(path) if cache is not None else None
@@ -99,12 +137,17 @@ def load_articles(config: Config, cache_dir: Path | None = None, *, save: bool =
                 cached = (read_article(path, folder, config, warnings), tuple(warnings))
             except ArticleProblem as exc:
                 cached = (Problem(str(path), str(exc), line=exc.line, field=exc.field), ())
+            except NotAnArticle as exc:
+                cached = (Skipped(str(path), exc.reason, exc.detail), ())
             if cache is not None:
                 cache.put(path, cached)
         result, file_warnings = cached
         problems.extend(file_warnings)
         if isinstance(result, Problem):
             problems.append(result)
+            continue
+        if isinstance(result, Skipped):
+            skipped.append(result)
             continue
         article = result
         key = (" ".join(article.title.casefold().split()), article.date)
@@ -115,11 +158,11 @@ def load_articles(config: Config, cache_dir: Path | None = None, *, save: bool =
         articles.append(article)
     if cache is not None and save:
         cache.save()
-    return ContentIndex(canonical_spellings(articles), tuple(problems))
+    return ContentIndex(canonical_spellings(articles), tuple(problems), tuple(skipped))
 
 
 #: One file's outcome: the article (or why there is none), and warnings about what was kept.
-Read = tuple[Article | Problem, tuple[Problem, ...]]
+Read = tuple[Article | Problem | Skipped, tuple[Problem, ...]]
 
 
 class ContentCache:
@@ -130,7 +173,7 @@ class ContentCache:
     pattern, excerpt length) or to this code's cache format starts a fresh cache.
     """
 
-    VERSION = 3  #: 2: entries hold (article or problem, warnings); 3: articles carry a word count
+    VERSION = 4  #: 2: entries hold (article or problem, warnings); 3: articles carry a word count; 4: or a Skipped page
 
     def __init__(self, path: Path, fingerprint: tuple[object, ...], entries: dict[str, tuple[int, int, object]]):
         self.path = path
@@ -199,7 +242,9 @@ class ContentCache:
 def read_article(path: Path, folder: Path, config: Config, warnings: list[Problem] | None = None) -> Article:
     """Parse one file into an `Article`, or raise `ArticleProblem` saying why not.
 
-    What was read but not kept as written (an unsafe link, say) is appended to `warnings`."""
+    What was read but not kept as written (an unsafe link, say) is appended to `warnings`. A file
+    that is not an article on purpose (a list page, a draft) raises `NotAnArticle`."""
+    classify_path(path.relative_to(folder))
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -209,6 +254,8 @@ def read_article(path: Path, folder: Path, config: Config, warnings: list[Proble
     except UnicodeDecodeError as exc:
         raise ArticleProblem(f"not UTF-8 (byte {exc.start})") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.startswith("+++"):  # Hugo's TOML front matter
+        return _build_or_skip(*_toml_front_matter(text), path, folder, config, warnings)
     try:
         post = frontmatter.loads(text)
     except yaml.YAMLError as exc:
@@ -219,8 +266,74 @@ def read_article(path: Path, folder: Path, config: Config, warnings: list[Proble
         raise ArticleProblem(f"front matter is not valid YAML: {reason}", line=line) from None
     meta: dict[str, Any] = post.metadata if isinstance(post.metadata, dict) else {}
     if not meta:
+        if path.stem.lower() in _REPO_FILES:
+            raise NotAnArticle("not an article", path.name)
         raise ArticleProblem("no front matter (expected a '---' YAML block with title and date)")
-    return build_article(meta, post.content, path, folder, config, warnings)
+    return _build_or_skip(meta, post.content, path, folder, config, warnings)
+
+
+def _toml_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """`+++` fenced TOML front matter (Hugo's default) -> (metadata, body)."""
+    parts = _TOML_FENCE.split(text, 2)
+    if len(parts) < 3 or parts[0].strip():
+        raise ArticleProblem("front matter opened with '+++' is never closed", line=1)
+    try:
+        return tomllib.loads(parts[1]), parts[2]
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"\(at line (\d+)", str(exc))
+        reason = str(exc).split(" (at line")[0]
+        # tomllib's line numbers are the file's: the text it reads starts at the end of the '+++' line
+        raise ArticleProblem(
+            f"front matter is not valid TOML: {reason}", line=int(found[1]) if found else None
+        ) from None
+
+
+_TOML_FENCE = re.compile(r"^\+{3}[ \t]*$", re.MULTILINE)
+
+
+def _build_or_skip(
+    meta: dict[str, Any], body: str, path: Path, folder: Path, config: Config, warnings: list[Problem] | None
+) -> Article:
+    _classify_meta(meta)
+    try:
+        return build_article(meta, body, path, folder, config, warnings)
+    except ArticleProblem as exc:
+        # a draft may lack its title or date yet: that is work in progress, not a broken article
+        if _truthy(meta.get("draft")) or meta.get("published") is False:
+            raise NotAnArticle("draft", str(exc)) from None
+        raise
+
+
+# --- list pages and other non-articles -----------------------------------------------------------
+
+
+def classify_path(rel: Path) -> None:
+    """Raise `NotAnArticle` for a file that its name alone shows is a list page: Hugo's section
+    pages (`_index.md`), pagination pages (`page/2/index.html`, `blog/page/3.md`)."""
+    if rel.stem.lower() == "_index":
+        raise NotAnArticle("list page", f"{rel.name}: a Hugo section page")
+    parts = [*rel.parts[:-1], rel.stem]
+    for first, second in zip(parts, parts[1:], strict=False):
+        if first.lower() == "page" and second.isdigit():
+            raise NotAnArticle("pagination page", f"{first}/{second}")
+
+
+def _classify_meta(meta: dict[str, Any]) -> None:
+    """Raise `NotAnArticle` for front matter that declares a list page or a non-page."""
+    layout = meta.get("layout")
+    if isinstance(layout, str):
+        # layouts/home.njk -> home, ListLayoutWithTags -> listlayoutwithtags
+        name = re.sub(r"[^a-z0-9]", "", layout.strip().rsplit("/", 1)[-1].split(".", 1)[0].lower())
+        if LIST_LAYOUT.match(name):
+            raise NotAnArticle("list page", f"layout: {layout.strip()}")
+    for key in ("pagination", "paginate"):  # Eleventy, jekyll-paginate-v2
+        value = meta.get(key)
+        if isinstance(value, dict) and value.get("enabled", True) not in (False, "false"):
+            raise NotAnArticle("list page", f"{key}: ...")
+        if value is True or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            raise NotAnArticle("list page", f"{key}: {value}")
+    if meta.get("headless") is True:  # a Hugo bundle of resources, never rendered as a page
+        raise NotAnArticle("not an article", "headless: true")
 
 
 def build_article(
@@ -242,7 +355,13 @@ def build_article(
     if date_key is not None:
         published = parse_date(meta[date_key], tz)
         if published is None:
-            raise ArticleProblem(f"{date_key}: cannot read {meta[date_key]!r} as a date", field=date_key)
+            value = meta[date_key]
+            hint = (
+                " (day and month could be swapped: write it as YYYY-MM-DD)"
+                if isinstance(value, str) and is_ambiguous_date(value)
+                else ""
+            )
+            raise ArticleProblem(f"{date_key}: cannot read {value!r} as a date{hint}", field=date_key)
     else:
         published = date_from_filename(stem, tz)
         if published is None:
@@ -330,10 +449,48 @@ def _parse_date_string(text: str) -> datetime | None:
             return datetime.strptime(text, fmt)
         except ValueError:
             continue
-    try:  # RFC 2822, as in RSS: 'Mon, 21 Jul 2025 10:00:00 +0000'
-        return email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    if _RFC_2822.match(text):  # as in RSS: 'Mon, 21 Jul 2025 10:00:00 +0000'
+        # only on its own shape: the stdlib reader is loose and drops what it does not know
+        # ('July 27, 2021 10:00 AM PDT' would come back naive)
+        try:
+            return email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            pass
+    return _parse_free_form(text)
+
+
+_RFC_2822 = re.compile(r"^(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{1,2}:\d{2}")
+
+
+#: Two defaults that differ in year, month and day: a field the text lacks shows as a difference.
+_DEFAULTS = (datetime(2000, 1, 1), datetime(2001, 2, 2))
+
+
+def _parse_free_form(text: str) -> datetime | None:
+    """Anything else dateutil reads as a whole date: Jekyll's `2024-03-21 4:00:00 +0000`,
+    `Jul 08 2022`, `Tuesday, July 27, 2021 10:00 AM PDT` ...
+
+    dateutil fills a missing year, month or day from a default, so `March 2021` or `10:00` would
+    become some date: parsing with two defaults and refusing when they disagree rejects those.
+    A numeric date whose day and month could be swapped (03/04/2021) is refused, not guessed."""
+    if len(text) > _MAX_DATE_CHARS or is_ambiguous_date(text):
         return None
+    results = []
+    with pywarnings.catch_warnings():
+        pywarnings.simplefilter("ignore")  # an unknown zone name: read as naive (the newsletter's zone)
+        for default in _DEFAULTS:
+            try:
+                results.append(dateutil_parser.parse(text, default=default, tzinfos=_ZONE_NAMES))
+            except (ValueError, OverflowError, TypeError):
+                return None
+    first, second = results
+    return first if first == second else None
+
+
+def is_ambiguous_date(text: str) -> bool:
+    """`03/04/2021`: day and month both 12 or less, and different."""
+    match = _AMBIGUOUS_NUMERIC.match(text)
+    return match is not None and int(match[1]) <= 12 and int(match[2]) <= 12 and match[1] != match[2]
 
 
 def date_from_filename(stem: str, tz: ZoneInfo) -> datetime | None:
@@ -455,9 +612,9 @@ def _cover(meta: dict[str, Any], site: str) -> tuple[str, str, str]:
         value = meta.get(key)
         if isinstance(value, list):
             value = value[0] if value else None
-        if isinstance(value, dict):  # Astro/Hugo: {src: ..., alt: ...}
+        if isinstance(value, dict):  # Astro/Hugo: {src: ..., alt: ...}; Hugo PaperMod: [cover] image = ...
             alt = alt or one_line(str(value.get("alt") or ""))
-            value = value.get("src") or value.get("url")
+            value = value.get("src") or value.get("url") or value.get("image")
         if isinstance(value, str) and value.strip():
             return urljoin(site.rstrip("/") + "/", value.strip()), alt, key
     return "", alt, ""

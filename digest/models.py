@@ -34,6 +34,18 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A content file that is not an article on purpose (a list page, a draft): counted, not an error."""
+
+    source: str  #: the file path
+    reason: str  #: "list page", "pagination page", "draft" ... (what `digest check --verbose` counts by)
+    detail: str = ""  #: why it is that, e.g. "layout: home"
+
+    def __str__(self) -> str:
+        return f"{self.source}: skipped: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
 class Edition:
     """One issue of the newsletter: its id (e.g. 2026-W48), a label for readers, and its moment."""
 
