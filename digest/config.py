@@ -53,7 +53,18 @@ class NewsletterConfig:
 
 @dataclass(frozen=True)
 class ContentConfig:
-    path: Path = opt(Path("content"), "Folder of articles (.md, .markdown, .mdx, .html), searched recursively.")
+    path: Path = opt(
+        Path("content"),
+        "Folder of articles (.md, .markdown, .mdx, .html), searched recursively; may be absent when `feeds` are set.",
+    )
+    feeds: list[str] = opt(
+        [], "RSS, Atom or JSON Feed URLs whose entries are articles too, beside the folder or instead of it."
+    )
+    feed_timeout: float = opt(20.0, "Seconds one feed may take in all before its last good copy is used.")
+    feed_max_mb: int = opt(10, "Largest feed read, in MB after decompression; a bigger one counts as failed.")
+    feed_refresh_minutes: int = opt(
+        10, "A feed fetched less than this many minutes ago is not asked again (the preview rebuilds on every save)."
+    )
     article_url: str = opt(
         "",
         "Link pattern, e.g. https://example.com/posts/{slug}; fields {slug} {year} {month} {day} {path}. "
@@ -381,6 +392,12 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(f'{source}: templates.group_by must be "" or "tag"')
     if config.templates.contents_min_articles < 0:
         raise ConfigError(f"{source}: templates.contents_min_articles must be 0 or more")
+    c = config.content
+    for url in c.feeds:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{source}: content.feeds: {url!r} is not an http(s) URL")
+    if c.feed_timeout <= 0 or c.feed_max_mb < 1 or c.feed_refresh_minutes < 0:
+        raise ConfigError(f"{source}: content needs feed_timeout > 0, feed_max_mb >= 1 and feed_refresh_minutes >= 0")
     if not config.newsletter.site_url.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: newsletter.site_url must start with http:// or https://")
     _validate_schedule(config, source)

@@ -115,6 +115,40 @@ def iter_article_files(folder: Path) -> Iterator[Path]:
 
 
 def load_articles(config: Config, cache_dir: Path | None = None, *, save: bool = True) -> ContentIndex:
+    """Every article of the content folder and of the configured feeds (see feeds.py), the same
+    title and date counted once. With feeds, the folder may be absent."""
+    c = config.content
+    if not c.feeds:
+        return load_folder(config, cache_dir, save=save)
+    from digest.feeds import load_feeds  # feeds.py builds on this module
+
+    if c.path.is_dir():
+        index = load_folder(config, cache_dir, save=save)
+    else:
+        default = config.source is None or c.path == (config.source.parent / "content").resolve()
+        missing = Problem(str(c.path), "content folder not found; reading the feeds only", severity="warning")
+        index = ContentIndex((), () if default else (missing,))
+    feeds = load_feeds(config, cache_dir / "feeds" if cache_dir is not None else None, save=save)
+    articles = list(index.articles)
+    problems = [*index.problems, *feeds.problems]
+    seen = {_same_key(a): a.path for a in articles}
+    for article in feeds.articles:
+        key = _same_key(article)
+        if key in seen:
+            problems.append(
+                Problem(article.url, f"same title and date as {seen[key]}; counted once", severity="warning")
+            )
+            continue
+        seen[key] = article.path
+        articles.append(article)
+    return ContentIndex(tuple(articles), tuple(problems), index.skipped)
+
+
+def _same_key(article: Article) -> tuple[str, datetime]:
+    return " ".join(article.title.casefold().split()), article.date
+
+
+def load_folder(config: Config, cache_dir: Path | None = None, *, save: bool = True) -> ContentIndex:
     """Read every article of the configured content folder.
 
     With `cache_dir`, each file's result (article or problem) is kept keyed by path, size and
@@ -150,7 +184,7 @@ def load_articles(config: Config, cache_dir: Path | None = None, *, save: bool =
             skipped.append(result)
             continue
         article = result
-        key = (" ".join(article.title.casefold().split()), article.date)
+        key = _same_key(article)
         if key in seen:
             problems.append(Problem(str(path), f"same title and date as {seen[key]}; counted once", severity="warning"))
             continue

@@ -34,6 +34,10 @@ class AuthError(NotSentError):
     """The provider refused our credentials."""
 
 
+class FeedError(DigestError):
+    """A feed could not be fetched or read. Never stops a run: it becomes a warning."""
+
+
 class LedgerError(DigestError):
     """The send ledger is unusable."""
 
