@@ -88,3 +88,25 @@ def check_segments(run: Run) -> list[Problem]:
             for p in check_templates(run.with_overrides(segment.overrides)):
                 problems.append(replace(p, message=f"segment {segment.name!r} overrides: {p.message}"))
     return problems
+
+
+def source_summary(run: Run) -> list[str]:
+    """What `digest check --verbose` adds: where articles and templates come from, and what was
+    skipped on purpose (list pages, drafts ...), counted and listed, since none of it is an error."""
+    from collections import Counter
+
+    from digest.theme import Theme
+
+    content = run.content
+    config = run.config
+    from_feeds = sum(1 for a in content.articles if a.id.startswith("feeds/"))
+    source = f"{config.content.path}" + (f" and {len(config.content.feeds)} feed(s)" if config.content.feeds else "")
+    lines = [f"content: {len(content.articles)} article(s) from {source} ({from_feeds} from feeds)"]
+    reasons = Counter(s.reason for s in content.skipped)
+    reasons["draft"] += sum(1 for a in content.articles if a.draft)  # complete drafts: read, never sent
+    counted = ", ".join(f"{n} {reason}(s)" for reason, n in reasons.most_common() if n)
+    lines.append(f"skipped on purpose: {counted or 'nothing'}")
+    lines += [f"  {s}" for s in content.skipped]
+    lines += [f"  {a.path}: draft (read, never sent)" for a in content.articles if a.draft]
+    lines.append(Theme.of(config).describe())
+    return lines

@@ -118,16 +118,28 @@ def build(obj: Context, at: str | None, subscribers: tuple[str, ...], out: Path 
 @main.command()
 @at_option
 @click.option("--strict", is_flag=True, help="Warnings fail too.")
+@click.option(
+    "--verbose",
+    "-v",
+    "details",
+    is_flag=True,
+    help="Also say where articles and templates come from and what was skipped.",
+)
 @pass_ctx
-def check(obj: Context, at: str | None, strict: bool) -> None:
+def check(obj: Context, at: str | None, strict: bool, details: bool) -> None:
     """List every problem in config, content, subscribers and templates."""
     from digest.check import check as run_check
+    from digest.check import source_summary
     from digest.pipeline import open_run
     from digest.schedule import parse_at
 
     config = obj.config()
-    problems = run_check(open_run(config, parse_at(at, config.tz), persist_links=False))
+    run = open_run(config, parse_at(at, config.tz), persist_links=False)
+    problems = run_check(run)
     echo_problems(problems)
+    if details or obj.verbose:
+        for line in source_summary(run):
+            click.echo(line)
     errors = sum(1 for p in problems if p.severity == "error")
     warnings = len(problems) - errors
     click.echo(f"{errors} error(s), {warnings} warning(s)")

@@ -145,3 +145,26 @@ def test_skipped_pages_survive_the_content_cache(tmp_path):
     warm = load_articles(config, cache_dir=tmp_path)
     assert warm.skipped == cold.skipped and len(warm.skipped) == 12
     assert warm.problems == cold.problems
+
+
+def test_check_verbose_counts_what_was_skipped(tmp_path):
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    config = tmp_path / "digest.toml"
+    (tmp_path / "subscribers.csv").write_text("email\nreader@example.com\n")
+    config.write_text(f'[content]\npath = "{PAGES}"\n[subscribers]\npath = "subscribers.csv"\n')
+    quiet = CliRunner().invoke(main, ["--config", str(config), "check"])
+    assert "skipped" not in quiet.output and "list page" not in quiet.output
+    # the one broken file is the only error: list pages and drafts are not problems
+    assert "broken_without_date.md: error: no date" in quiet.output
+    assert sum("error:" in line for line in quiet.output.splitlines()) == 1
+
+    result = CliRunner().invoke(main, ["--config", str(config), "check", "--verbose"])
+    lines = result.output.splitlines()
+    assert "skipped on purpose: 6 list page(s), 4 draft(s), 2 not an article(s), 1 pagination page(s)" in lines
+    assert f"  {PAGES}/home/index.md: skipped: list page (layout: home)" in lines
+    assert f"  {PAGES}/draft_with_everything.md: draft (read, never sent)" in lines
+    assert "content: 3 article(s) from " + str(PAGES) + " (0 from feeds)" in lines
+    assert "templates: the packaged theme (no folder at " + str(tmp_path / "templates") + ")" in lines
