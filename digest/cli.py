@@ -175,6 +175,67 @@ def preview(
     serve(state, host=host, port=port, open_browser=not no_open)
 
 
+@main.command()
+@click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False), default=".")
+@click.option("--templates", is_flag=True, help="Also copy the packaged theme into _newsletter/templates to edit.")
+@click.option("--content", type=click.Path(path_type=Path, file_okay=False), help="The folder of posts, if not found.")
+@click.option(
+    "--feed", "feeds", multiple=True, metavar="URL", help="Read this feed too (repeatable); alone for a hosted blog."
+)
+@pass_ctx
+def init(obj: Context, folder: Path, templates: bool, content: Path | None, feeds: tuple[str, ...]) -> None:
+    """Start a newsletter for the blog in FOLDER (default: here): digest.toml and an example list."""
+    from digest.init import init as start
+
+    if obj.config_path is not None:
+        from digest.schedule import UsageError
+
+        raise UsageError("digest init writes FOLDER/digest.toml; --config does not apply to it")
+    report = start(folder, templates=templates, content=content, feeds=feeds)
+    _echo_init_report(report)
+
+
+def _echo_init_report(report: Any) -> None:
+    blog, found = report.blog, report.survey
+    where = f" ({blog.site_url})" if blog.site_url else ""
+    if blog.generator == "feed":
+        click.echo(f"Found no blog folder; reading the feed of {blog.name!r}{where}")
+    else:
+        article = "an" if blog.generator[:1] in "AEIOU" else "a"
+        kind = "a folder of posts" if blog.generator == "plain folder" else f"{article} {blog.generator} site"
+        click.echo(
+            f"Found {kind}: {blog.name!r}{where}" + (f", from {', '.join(blog.found_in)}" if blog.found_in else "")
+        )
+    for probe in report.feeds:
+        state = f"{probe.entries} entries" + (f" ({probe.problem})" if probe.problem else "")
+        click.echo(f"Feed {probe.url}: {state}")
+    if found is not None:
+        click.echo(f"Content: {blog.content} ({found.total} article file(s))")
+        click.echo(f"Front matter of {found.sampled} sampled file(s):")
+        for name, spellings in found.keys.items():
+            shown = ", ".join(f"{key} ({n})" for key, n in spellings.most_common()) or "none"
+            click.echo(f"  {name:11} {shown}")
+        if found.unread:
+            click.echo("  not read:   " + ", ".join(f"{k} ({n})" for k, n in found.unread.most_common(8)))
+        skipped = ", ".join(f"{n} {reason}(s)" for reason, n in found.skipped.most_common()) or "none"
+        click.echo(
+            f"Read as the digest will: {found.articles} article(s); skipped on purpose: {skipped}; "
+            f"problems: {len(found.problems)}"
+        )
+        for line in found.problems[:5]:
+            click.echo(f"  {line}")
+    click.echo("Wrote:")
+    for path in report.written:
+        click.echo(f"  {path}")
+    for note in report.notes:
+        click.echo(f"Note: {note}")
+    if report.newest is not None:
+        click.echo(f"Your newest post is from {report.newest:%Y-%m-%d}: --at shows the digest of that week.")
+    click.echo("Next:")
+    for command in report.next_commands:
+        click.echo(f"  {command}")
+
+
 def _echo_send_report(report: Any) -> None:
     from collections import Counter
 

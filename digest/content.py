@@ -287,9 +287,19 @@ def read_article(path: Path, folder: Path, config: Config, warnings: list[Proble
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ArticleProblem(f"not UTF-8 (byte {exc.start})") from None
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text.startswith("+++"):  # Hugo's TOML front matter
-        return _build_or_skip(*_toml_front_matter(text), path, folder, config, warnings)
+    meta, body = parse_front_matter(text.replace("\r\n", "\n").replace("\r", "\n"))
+    if not meta:
+        if path.stem.lower() in _REPO_FILES:
+            raise NotAnArticle("non-article file", path.name)
+        raise ArticleProblem("no front matter (expected a '---' YAML block with title and date)")
+    return _build_or_skip(meta, body, path, folder, config, warnings)
+
+
+def parse_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """(metadata, body) of a file's text: YAML between `---` lines, or Hugo's TOML between `+++`.
+    No front matter gives an empty mapping; invalid front matter raises `ArticleProblem`."""
+    if text.startswith("+++"):
+        return _toml_front_matter(text)
     try:
         post = frontmatter.loads(text)
     except yaml.YAMLError as exc:
@@ -298,12 +308,7 @@ def read_article(path: Path, folder: Path, config: Config, warnings: list[Proble
         line = mark.line + 2 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ArticleProblem(f"front matter is not valid YAML: {reason}", line=line) from None
-    meta: dict[str, Any] = post.metadata if isinstance(post.metadata, dict) else {}
-    if not meta:
-        if path.stem.lower() in _REPO_FILES:
-            raise NotAnArticle("not an article", path.name)
-        raise ArticleProblem("no front matter (expected a '---' YAML block with title and date)")
-    return _build_or_skip(meta, post.content, path, folder, config, warnings)
+    return (post.metadata if isinstance(post.metadata, dict) else {}), post.content
 
 
 def _toml_front_matter(text: str) -> tuple[dict[str, Any], str]:
@@ -367,7 +372,7 @@ def _classify_meta(meta: dict[str, Any]) -> None:
         if value is True or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             raise NotAnArticle("list page", f"{key}: {value}")
     if meta.get("headless") is True:  # a Hugo bundle of resources, never rendered as a page
-        raise NotAnArticle("not an article", "headless: true")
+        raise NotAnArticle("non-article file", "headless: true")
 
 
 def build_article(

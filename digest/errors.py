@@ -38,6 +38,10 @@ class FeedError(DigestError):
     """A feed could not be fetched or read. Never stops a run: it becomes a warning."""
 
 
+class InitError(DigestError):
+    """`digest init` cannot start a newsletter here (nothing to read, or a file it would write exists)."""
+
+
 class LedgerError(DigestError):
     """The send ledger is unusable."""
 

@@ -152,6 +152,8 @@ class Entry:
 class Parsed:
     entries: tuple[Entry, ...]
     broken: str = ""  #: why the document is not a (well-formed) feed; '' when it is
+    title: str = ""  #: the feed's own title and site link (`digest init --feed` names the newsletter so)
+    link: str = ""
 
 
 def parse_feed(body: bytes, url: str, content_type: str = "") -> Parsed:
@@ -169,9 +171,11 @@ def parse_feed(body: bytes, url: str, content_type: str = "") -> Parsed:
     # feedparser falls back to a lenient parser and reads what it can; other bozo reasons (an
     # encoding that differs from the declared one) are harmless
     error = parsed.get("bozo_exception")
+    broken = ""
     if isinstance(error, xml.sax.SAXException):
-        return Parsed(entries, f"not well-formed XML ({one_line(str(error)).removeprefix('<unknown>:')[:80]})")
-    return Parsed(entries)
+        broken = f"not well-formed XML ({one_line(str(error)).removeprefix('<unknown>:')[:80]})"
+    channel = parsed.get("feed") or {}
+    return Parsed(entries, broken, html_to_text(channel.get("title") or "", 2000), str(channel.get("link") or ""))
 
 
 def _feedparser_entry(e: Any) -> Entry:
@@ -260,7 +264,9 @@ def _parse_json_feed(body: bytes, url: str) -> Parsed:
                 extra_images=tuple(_first_img(_json_str(item, "content_html"))),
             )
         )
-    return Parsed(tuple(entries))
+    return Parsed(
+        tuple(entries), title=html_to_text(_json_str(doc, "title"), 2000), link=_json_str(doc, "home_page_url")
+    )
 
 
 def _json_str(obj: dict[str, Any], key: str) -> str:

@@ -114,8 +114,8 @@ def test_list_pages_pagination_and_drafts_are_skipped_not_errors(pages):
         "next_list/index.md": "list page",
         "archive_paginated/index.md": "list page",
         "paginated/page/2/index.html": "pagination page",
-        "headless/index.md": "not an article",
-        "README.md": "not an article",
+        "headless/index.md": "non-article file",
+        "README.md": "non-article file",
         "draft_without_date.md": "draft",
         "draft_toml_without_title.md": "draft",
         "unpublished_jekyll_without_date.md": "draft",
@@ -163,7 +163,7 @@ def test_check_verbose_counts_what_was_skipped(tmp_path):
 
     result = CliRunner().invoke(main, ["--config", str(config), "check", "--verbose"])
     lines = result.output.splitlines()
-    assert "skipped on purpose: 6 list page(s), 4 draft(s), 2 not an article(s), 1 pagination page(s)" in lines
+    assert "skipped on purpose: 6 list page(s), 4 draft(s), 2 non-article file(s), 1 pagination page(s)" in lines
     assert f"  {PAGES}/home/index.md: skipped: list page (layout: home)" in lines
     assert f"  {PAGES}/draft_with_everything.md: draft (read, never sent)" in lines
     assert "content: 3 article(s) from " + str(PAGES) + " (0 from feeds)" in lines
