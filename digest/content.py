@@ -17,9 +17,9 @@ import email.utils
 import os
 import pickle
 import re
-from collections import Counter
 import tomllib
 import warnings as pywarnings
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
