@@ -88,7 +88,8 @@ def recipient_values(
     subscriber: Subscriber, *, default_name: str, unsubscribe_url: str, preferences_url: str = ""
 ) -> dict[str, str]:
     """The raw (unescaped) value of every field for one subscriber."""
-    prefs = ", ".join(subscriber.tags + subscriber.categories)
+    # A blank topic ("  " in a list cell) is no topic: it must not turn "all topics" into nothing.
+    prefs = ", ".join(t for t in (one_line(t) for t in subscriber.tags + subscriber.categories) if t)
     values = {
         "first_name": subscriber.first_name or default_name,
         "name": subscriber.name or default_name,

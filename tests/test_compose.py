@@ -284,3 +284,15 @@ def test_article_text_never_becomes_a_recipient_token(sample, monkeypatch):
         content = run.content_for(selection)
         assert content.tokens and not any(tok in HOSTILE or tok in cover or tok in slug for tok, _, _ in content.tokens)
     assert received
+
+
+def test_blank_topics_read_as_all_topics():
+    """A blank tag cell must not turn "Your topics: all topics" into an empty line (and the fast
+    path, which fills values after tidying lines, must agree with a direct compile)."""
+    from digest.models import Subscriber
+    from digest.personalize import recipient_values
+
+    blank = Subscriber(email="a@example.com", tags=("  ",), categories=("",))
+    assert recipient_values(blank, default_name="there", unsubscribe_url="u")["preferences"] == "all topics"
+    mixed = Subscriber(email="a@example.com", tags=(" AI ", " "), categories=("Climate",))
+    assert recipient_values(mixed, default_name="there", unsubscribe_url="u")["preferences"] == "AI, Climate"
