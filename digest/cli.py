@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from digest.errors import DigestError
+from digest.errors import DigestError, ExtraMissingError
 
 
 @dataclass
@@ -49,6 +51,23 @@ class DigestGroup(click.Group):
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+#: The `web` extra: a cron-only install (`pip install newsletter-digest`) has none of these.
+WEB_PACKAGES = frozenset({"starlette", "uvicorn", "watchfiles"})
+
+
+@contextmanager
+def web_extra(command: str) -> Iterator[None]:
+    """Imports for `digest preview`/`serve`; without the web stack, one line saying how to add it."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in WEB_PACKAGES:
+            raise
+        raise ExtraMissingError(
+            f"digest {command} needs the web extra ({exc.name} is not installed): pip install 'newsletter-digest[web]'"
+        ) from None
+
 
 at_option = click.option(
     "--at", "at", metavar="ISO-DATETIME", help="Act as of this moment (naive times are in the newsletter's zone)."
@@ -159,8 +178,9 @@ def preview(
     obj: Context, at: str | None, edition_id: str | None, host: str, port: int, no_open: bool, get_path: str | None
 ) -> None:
     """Every subscriber's digest in the browser, updated live as you edit."""
-    from digest.web.live import PreviewState
-    from digest.web.preview import get_page, serve
+    with web_extra("preview"):
+        from digest.web.live import PreviewState
+        from digest.web.preview import get_page, serve
 
     config = obj.config()  # a missing or invalid config stops here; later errors show in the page
     state = PreviewState(config.source, at, edition_id)
@@ -439,7 +459,8 @@ def status(obj: Context, edition_id: str | None) -> None:
 @pass_ctx
 def serve(obj: Context, host: str, port: int) -> None:
     """The public app: one-click unsubscribe, the preferences page and SendGrid's Event Webhook."""
-    from digest.web.public import serve as serve_public
+    with web_extra("serve"):
+        from digest.web.public import serve as serve_public
 
     serve_public(obj.config(), host=host, port=port)
 

@@ -46,5 +46,9 @@ class LedgerError(DigestError):
     """The send ledger is unusable."""
 
 
+class ExtraMissingError(DigestError):
+    """A command needs an optional extra that is not installed (`pip install 'newsletter-digest[web]'`)."""
+
+
 class DigestWarning(UserWarning):
     """Warnings of ours; the test suite turns them into failures."""
