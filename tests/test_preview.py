@@ -6,7 +6,6 @@ import email
 import email.policy
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from browser_support import running_server
 from click.testing import CliRunner
 from conftest import SAMPLE_AT
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from digest.cli import main
@@ -50,6 +50,11 @@ def edit(path: Path, old: str, new: str) -> None:
 def without_boundaries(message: bytes) -> bytes:
     """The stdlib picks a random MIME boundary per message; everything else must match byte for byte."""
     return re.sub(rb"={15}\d+==", b"BOUNDARY", message)
+
+
+def watching(app: Starlette) -> None:
+    """Wait until the app's file watcher sees every edit from now on (its readiness event, not a sleep)."""
+    assert app.state.watcher.ready.wait(timeout=120), "the file watcher never started watching"
 
 
 def rebuilt_since(state: PreviewState, before: str) -> bool:
@@ -239,7 +244,7 @@ def test_edits_appear_on_the_next_request(sample):
     with c:  # the lifespan starts the file watcher
         assert ROBOTS_TITLE in c.get("/").text
         before = state.token
-        time.sleep(0.3)  # the watcher thread is up
+        watching(c.app)
         edit(sample.parent / ROBOTS, ROBOTS_TITLE, "Robot dogs now run up escalators")
         assert rebuilt_since(state, before)
         page = c.get(f"/subscribers/{CHLOE}").text
@@ -258,9 +263,10 @@ def test_edits_appear_on_the_next_request(sample):
 )
 def test_every_input_is_watched(sample, target):
     state = PreviewState(sample, AT)
-    with TestClient(create_app(state, watch=True), base_url="http://127.0.0.1"):
+    app = create_app(state, watch=True)
+    with TestClient(app, base_url="http://127.0.0.1"):
         before = state.token
-        time.sleep(0.3)
+        watching(app)
         path = sample.parent / target
         path.write_text(path.read_text(encoding="utf-8") + "\n" if path.exists() else "x", encoding="utf-8")
         assert rebuilt_since(state, before)
@@ -275,11 +281,28 @@ def test_an_unsubscribe_shows_live(sample):
     with c:
         assert "status is unsubscribed" not in c.get(f"/subscribers/{CHLOE}").text
         before = state.token
-        time.sleep(0.3)  # the watcher thread is up
+        watching(c.app)
         with open_state(state_dir) as db:
             db.opt_out(CHLOE, "unsubscribed", "unsubscribe page")
         assert rebuilt_since(state, before)
         assert "status is unsubscribed" in c.get(f"/subscribers/{CHLOE}").text
+
+
+def test_the_watcher_is_ready_once_every_input_is_watched(sample):
+    """`ready` replaces a sleep: it is set when each watch thread (folders, single files, and the
+    polled state file whose folder does not exist yet) is live, so an edit made at once is seen."""
+    changed: list[str] = []
+    seen = threading.Event()
+    watcher = Watcher(PreviewState(sample, AT), on_change=lambda what: (changed.append(what), seen.set()))
+    assert not watcher.ready.is_set()
+    watcher.start()
+    try:
+        assert watcher.ready.wait(timeout=120)
+        (sample.parent / "subscribers" / "segments.toml").write_text("# edited\n", encoding="utf-8")
+        assert seen.wait(timeout=120)  # generous: only a missing event fails, never a slow one
+        assert changed == ["segments.toml"]
+    finally:
+        watcher.stop()
 
 
 def test_the_state_is_watched_before_its_folder_exists(sample):
@@ -291,7 +314,7 @@ def test_the_state_is_watched_before_its_folder_exists(sample):
     watcher = Watcher(PreviewState(sample, AT), on_change=lambda what: (names.append(what), changed.set()))
     watcher.start()
     try:
-        time.sleep(0.3)  # the watcher thread is up
+        assert watcher.ready.wait(timeout=120)
         with open_state(state_dir) as db:
             db.opt_out(CHLOE, "unsubscribed", "unsubscribe page")
         assert changed.wait(timeout=120)  # generous: only a missing event fails, never a slow one
@@ -308,11 +331,12 @@ def sse_events(response: httpx.Response) -> Iterator[str]:
 
 def test_event_stream_sends_reload_after_an_edit(sample):
     state = PreviewState(sample, AT)
-    with running_server(create_app(state, watch=True)) as url:
+    app = create_app(state, watch=True)
+    with running_server(app) as url:
         token = state.snapshot().token
         with httpx.stream("GET", f"{url}/events", params={"since": token}, timeout=10) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
-            time.sleep(0.3)
+            watching(app)
             edit(sample.parent / ROBOTS, ROBOTS_TITLE, "Robot dogs take the lift")
             assert next(sse_events(response)) == "reload"
         assert "Robot dogs take the lift" in httpx.get(f"{url}/").text

@@ -30,7 +30,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def server(sample: Path) -> Iterator[str]:
-    with running_server(create_app(PreviewState(sample, AT), watch=True)) as url:
+    app = create_app(PreviewState(sample, AT), watch=True)
+    with running_server(app) as url:
+        assert app.state.watcher.ready.wait(timeout=120)  # an edit from now on reaches the open page
         yield url
 
 

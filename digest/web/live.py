@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import watchfiles
+
 from digest.errors import DigestError
 from digest.models import Email, Problem, Selection
 from digest.pipeline import Run
@@ -191,6 +193,12 @@ class Watcher:
         self._stop = threading.Event()
         self._generation = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Set once every input of the current watch is being watched: an edit made after it is
+        #: seen (watchfiles has no readiness signal of its own; see `_loop`). Cleared while a
+        #: config edit that moved a folder restarts the watch.
+        self.ready = threading.Event()
+        self._pending = 0  #: watch threads of this generation not yet watching
+        self._pending_lock = threading.Lock()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._supervise, name="digest-preview-watch", daemon=True)
@@ -216,12 +224,23 @@ class Watcher:
             orphans = _orphans(targets)
             if orphans:
                 threads.append(threading.Thread(target=self._poll, args=(orphans, generation), daemon=True))
+            with self._pending_lock:
+                self._pending = len(threads)
+                self.ready.clear()
             for thread in threads:
                 thread.start()
             if not threads:
-                generation.wait(1.0)  # nothing exists to watch yet; look again shortly
+                self.ready.set()  # nothing exists to watch yet, so nothing can be missed
+                generation.wait(1.0)  # look again shortly
             for thread in threads:
                 thread.join()
+
+    def _watching(self) -> None:
+        """One watch thread of this generation is live; the last one makes the watcher ready."""
+        with self._pending_lock:
+            self._pending -= 1
+            if self._pending == 0:
+                self.ready.set()
 
     def _poll(self, files: list[Path], generation: threading.Event) -> None:
         """Files in a folder that did not exist when the generation began are polled, not watched.
@@ -231,6 +250,7 @@ class Watcher:
         folder (the content cache lives there), so that would happen on nearly every start.
         """
         seen = {f: _signature(f) for f in files}
+        self._watching()
         while not generation.wait(POLL_SECONDS):
             for f in files:
                 now = _signature(f)
@@ -246,9 +266,8 @@ class Watcher:
         targets: WatchTargets,
         generation: threading.Event,
     ) -> None:
-        import watchfiles
-
         kwargs: dict[str, Any] = {"watch_filter": keep} if keep is not None else {}
+        watching = False
         try:
             for changes in watchfiles.watch(
                 *paths,
@@ -257,10 +276,18 @@ class Watcher:
                 debounce=400,
                 step=50,
                 rust_timeout=500,
+                yield_on_timeout=True,
                 ignore_permission_denied=True,
                 raise_interrupt=False,
                 **kwargs,
             ):
+                # The first yield (changes, or an empty set after rust_timeout) comes from inside the
+                # watch: the OS watch exists, and it queues every change from then on.
+                if not watching:
+                    watching = True
+                    self._watching()
+                if not changes:
+                    continue
                 names = sorted({Path(p).name for _, p in changes})
                 self.on_change(", ".join(names[:3]) + (" ..." if len(names) > 3 else ""))
                 if self.state.watch_targets() != targets:

@@ -188,6 +188,7 @@ def create_app(state: PreviewState, *, watch: bool = True, allowed_hosts: Iterab
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         watcher = Watcher(state) if watch else None
+        app.state.watcher = watcher  # `app.state.watcher.ready`: callers that must not miss an edit wait on it
         if watcher is not None:
             watcher.start()
         try:
