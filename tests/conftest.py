@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +18,22 @@ DATA = Path(__file__).resolve().parent / "data"
 LONDON = ZoneInfo("Europe/London")
 #: The sample newsletter's articles are dated the week of 2026-11-23.
 SAMPLE_AT = datetime(2026, 11, 30, 0, 0, tzinfo=LONDON)
+
+
+def require(module: str, install: str) -> None:
+    """Skip a test whose tool is missing; in CI (CI=true) a missing tool is a failure instead."""
+    if importlib.util.find_spec(module) is None:
+        message = f"{module} is not installed: {install}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message} (CI must run this test)")
+        pytest.skip(message)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that drives a real browser (any `browser` fixture, wherever it lives) is slow."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 def copy_sample(dest: Path) -> Path:

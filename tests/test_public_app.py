@@ -240,6 +240,7 @@ def test_a_valid_token_for_an_address_not_on_the_list(config: Config, client: Te
     assert client.get(f"/preferences?token={token(config, 'left@example.com', 'preferences')}").status_code == 404
 
 
+@pytest.mark.slow  # a real digest serve process
 def test_serve_binds_loopback_by_default_and_logs_no_secret_or_token(config: Config, tmp_path: Path) -> None:
     from digest.cli import main
 

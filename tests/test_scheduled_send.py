@@ -136,6 +136,7 @@ def test_without_a_schedule_it_says_how_to_add_one(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- two at once
 
 
+@pytest.mark.slow  # two digest processes
 def test_two_processes_at_once_send_each_subscriber_once(tmp_path: Path) -> None:
     with FakeSendGrid() as fake:
         config = scheduled_sample(tmp_path, WEEKLY + sendgrid_toml(fake.url, max_per_request=5))

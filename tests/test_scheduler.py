@@ -105,6 +105,7 @@ def test_stop_during_a_sleep_ends_the_loop_without_another_run(tmp_path: Path) -
     assert logs[-1] == "2026-11-30T12:15:00Z scheduler stopped"
 
 
+@pytest.mark.slow  # a real scheduler process
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_the_scheduler_process_stops_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
     config = scheduled_sample(tmp_path)

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from send_support import (
     AT,
     AT_DT,
@@ -74,6 +75,7 @@ def kill_after(proc: subprocess.Popen[bytes], log: Path, threshold: int, rng: ra
     return False
 
 
+@pytest.mark.slow  # kill -9 of real digest processes, again and again
 def test_kill_9_at_random_points_then_rerun_delivers_nobody_twice(tmp_path: Path) -> None:
     rng = random.Random(20261130)
     kills = 0

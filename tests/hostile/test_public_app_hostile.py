@@ -382,6 +382,7 @@ def _posts(url: str, t: str, forwarded_for: str, n: int) -> list[int]:
     return [httpx.post(f"{url}/unsubscribe?token={t}", content=b"x", headers=headers).status_code for _ in range(n)]
 
 
+@pytest.mark.slow  # a real digest serve process
 @pytest.mark.parametrize("trusted", [True, False])
 def test_digest_serve_counts_clients_as_its_proxy_setting_says(tmp_path: Path, trusted: bool) -> None:
     """Behind the reverse proxy (a trusted peer) each X-Forwarded-For client has its own bucket;
