@@ -1,8 +1,8 @@
 """The config schema, loading and validation.
 
 One TOML file (`digest.toml` by default). Each section is a frozen dataclass whose fields carry a
-`doc`; the README's config reference is written from the same facts. Relative paths resolve from
-the config file's folder, so `digest --config other/digest.toml` works from anywhere. Secrets are
+`doc`; docs/configuration.md is generated from them (scripts/configref.py). Relative paths resolve
+from the config file's folder, so `digest --config other/digest.toml` works from anywhere. Secrets are
 never read from the file: only the *names* of environment variables live here.
 """
 
