@@ -21,6 +21,7 @@ DOCS = ROOT / "docs"
 #: Pages read on GitHub as well as (through snippets) on the site.
 ROOT_PAGES = ("README.md", "CONTRIBUTING.md", "CHANGELOG.md")
 LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+HTML_LINK = re.compile(r"<(?:img|a)\b[^>]*?\b(?:src|href)=\"([^\"]+)\"", re.I)
 SNIPPET = re.compile(r'^--8<-- "([^"]+)"$', re.M)
 
 
@@ -63,7 +64,8 @@ def anchors(page: Path, root: Path) -> set[str]:
 
 def broken_links(page: Path, root: Path = ROOT) -> list[str]:
     problems = []
-    for target in LINK.findall(prose(page.read_text(encoding="utf-8"))):
+    text = prose(page.read_text(encoding="utf-8"))
+    for target in LINK.findall(text) + HTML_LINK.findall(text):
         if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):  # https:, mailto: ...
             continue
         path, _, anchor = target.partition("#")
@@ -84,9 +86,11 @@ def test_every_relative_link_resolves():
 def test_the_link_check_catches_a_broken_link_and_a_broken_anchor(tmp_path):
     page = tmp_path / "page.md"
     (tmp_path / "other.md").write_text("# Other\n\n## Real `section`\n", encoding="utf-8")
-    page.write_text("[a](other.md#real-section) [b](missing.md) [c](other.md#nope) `[d](x.md)`\n")
+    page.write_text(
+        '[a](other.md#real-section) [b](missing.md) [c](other.md#nope) `[d](x.md)` <img src="gone.png" alt="">\n'
+    )
     problems = "\n".join(broken_links(page, tmp_path))
-    assert "missing.md does not exist" in problems and "#nope" in problems
+    assert "missing.md does not exist" in problems and "#nope" in problems and "gone.png" in problems
     assert "real-section" not in problems and "x.md" not in problems
 
 

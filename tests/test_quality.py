@@ -47,6 +47,8 @@ SLOW_AND_QUICK = {
         "test_every_directly_imported_package_is_declared_where_it_is_used",
     ),
     "tests/test_docs.py": ("test_mkdocs_build_strict", "test_every_relative_link_resolves"),
+    "tests/test_wheel.py": ("test_the_installed_wheel_starts_a_newsletter_for_a_blog", None),
+    "tests/test_email_browser.py": ("test_axe_finds_nothing_serious", None),
 }
 
 
