@@ -137,6 +137,11 @@ class Subscriber:
     attributes: Mapping[str, str] = field(default_factory=_frozen_mapping)
     file: str = ""  #: the list the row came from (one shared string for the whole list)
     line: int = 0  #: its line there
+    external_id: str = ""  #: the list's own id for this subscriber (e.g. the seed site's `id`), kept as given
+    subscribed_at: datetime | None = None  #: when they subscribed, as the list says (aware, UTC when unzoned)
+    #: The cadence they chose: "daily", "weekly" or "monthly"; None when the list does not say.
+    #: Read and kept; scheduling by cadence is not implemented yet (see docs/subscribers.md).
+    frequency: str | None = None
     #: The key of this subscriber in the ledger: the address, case-folded.
     id: str = field(init=False, repr=False, compare=False)
     tag_keys: frozenset[str] = field(init=False, repr=False, compare=False)

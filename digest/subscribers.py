@@ -1,27 +1,43 @@
-"""Reading subscriber lists (CSV, or a JSON list of objects) into `Subscriber` records.
+"""Reading subscriber lists (CSV, or a JSON list of objects) into `Subscriber` records, and writing
+them back as CSV.
 
-A bad row (invalid address, duplicate, unknown status) is reported with file and line and
-skipped; the rest of the list goes on.
+A bad row (invalid address, duplicate, a subscription flag we cannot read) is reported with file
+and line and skipped; the rest of the list goes on. What a row says about consent is read by
+`digest.flags`, exactly or not at all; CSV traps (huge cells, unbalanced quotes) by `digest.csvfile`.
+
+The JSON shape of the seed site (`data/subscribers.json`) is read as that site meant it:
+
+    {"id": "mbgvrk1r15166symjkm", "email": "reader.one@example.com",
+     "subscribedAt": "2025-06-03T18:57:08.415Z", "isActive": true,
+     "preferences": {"frequency": "weekly", "categories": ["General AI", "Productivity"]}}
+
+`id` is kept as the external id, `subscribedAt` as the subscription time, `isActive` is the flag,
+`preferences.frequency` the cadence and `preferences.categories` / `preferences.tags` the topics.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from digest import flags
+from digest.csvfile import MAX_ROW_CHARS, Header, read_rows
+from digest.csvfile import writer as csv_writer
 from digest.models import Problem, Subscriber
 from digest.text import one_line
 
-STATUSES = frozenset({"active", "unsubscribed", "bounced", "complained", "cleaned", "pending", "paused"})
-# Spellings other tools export, mapped onto ours.
-STATUS_ALIASES = {"subscribed": "active", "enabled": "active", "": "active", "spam": "complained"}
-KNOWN_COLUMNS = frozenset({"email", "name", "tags", "categories", "category", "status"})
+STATUSES = flags.STATUSES
+#: Columns (and JSON keys) with a meaning of their own; everything else that is not a subscription
+#: flag is an attribute. Compared as `flags.key` spells them.
+KNOWN_COLUMNS = frozenset({"email", "name", "tags", "categories", "category", "id", "frequency", "preferences"})
+#: The columns `write_list` writes, in order, before the attributes.
+LIST_COLUMNS = ("email", "name", "tags", "categories", "status", "id", "subscribed_at", "frequency")
 
 # Deliberately simple: one @, no spaces, a dotted domain. Full RFC 5322 parsing accepts addresses
 # no mailbox provider does; anything stricter belongs to the provider's own validation.
@@ -29,6 +45,7 @@ _EMAIL = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
 _SPLIT = re.compile(r"[;,]")
+_NESTING = 4  # how deep nested JSON objects are searched for flag lookalikes
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,20 @@ def is_valid_email(address: str) -> bool:
 
 def split_terms(value: Any) -> tuple[str, ...]:
     """A preference cell: 'ai; robotics' or 'ai, robotics' or a list; case-insensitive de-dup."""
+    try:
+        # a list's cells repeat (a few thousand distinct ones in a million rows): split each once
+        cell = value if isinstance(value, str) else tuple(value) if isinstance(value, list) else None
+        cached = _CELLS.get(cell)  # type: ignore[arg-type]
+    except TypeError:  # a list holding something unhashable
+        return _split_terms(value)
+    if cached is None:
+        cached = _split_terms(value)
+        if cell is not None and len(_CELLS) < 100_000:
+            _CELLS[cell] = cached
+    return cached
+
+
+def _split_terms(value: Any) -> tuple[str, ...]:
     items = _SPLIT.split(value) if isinstance(value, str) else value if isinstance(value, list) else []
     seen: set[str] = set()
     out: list[str] = []
@@ -63,13 +94,15 @@ def split_terms(value: Any) -> tuple[str, ...]:
 
 
 _TERMS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_CELLS: dict[str | tuple[Any, ...], tuple[str, ...]] = {}
 
 
 def load_subscribers(path: Path) -> SubscriberList:
     """Read a CSV or JSON subscriber list."""
     if not path.is_file():
         return SubscriberList((), (Problem(str(path), "subscriber list not found"),))
-    rows = _json_rows(path) if path.suffix.lower() == ".json" else _csv_rows(path)
+    is_json = path.suffix.lower() == ".json"
+    rows = _json_rows(path) if is_json else _csv_rows(path)
     subscribers: list[Subscriber] = []
     problems: list[Problem] = []
     first_line: dict[str, int] = {}
@@ -79,13 +112,13 @@ def load_subscribers(path: Path) -> SubscriberList:
             problems.append(row)
             continue
         try:
-            sub = _subscriber(row, file, line)
+            sub = subscriber_from_row(row, file, line, problems, nested_json=is_json)
         except ValueError as exc:
-            problems.append(Problem(str(path), str(exc), line=line))
+            problems.append(Problem(file, str(exc), line=line))
             continue
         if sub.id in first_line:
             problems.append(
-                Problem(str(path), f"duplicate address {sub.email} (first on line {first_line[sub.id]})", line=line)
+                Problem(file, f"duplicate address {sub.email} (first on line {first_line[sub.id]})", line=line)
             )
             continue
         first_line[sub.id] = line
@@ -93,109 +126,252 @@ def load_subscribers(path: Path) -> SubscriberList:
     return SubscriberList(tuple(subscribers), tuple(problems))
 
 
-def _subscriber(row: dict[str, Any], file: str, line: int) -> Subscriber:
-    email = str(row.get("email") or "").strip()
+def subscriber_from_row(
+    row: Mapping[str, Any], file: str, line: int, problems: list[Problem], *, nested_json: bool = True
+) -> Subscriber:
+    """One row (CSV cells or a flattened JSON object) as a Subscriber; raises ValueError when the
+    row must not be used; warnings go to `problems`. `nested_json=False`: the values are all
+    strings (a CSV row), no nested object to search."""
+    plan = _plan(tuple(row))
+    email = str(row[plan.email] or "").strip() if plan.email else ""
     if not email:
         raise ValueError("no email")
     if not is_valid_email(email):
         raise ValueError(f"invalid email address {email!r}")
-    status = str(row.get("status") or "").strip().lower()
-    status = sys.intern(STATUS_ALIASES.get(status, status))
-    if status not in STATUSES:
-        raise ValueError(f"unknown status {row.get('status')!r} (known: {', '.join(sorted(STATUSES))})")
-    attributes = {
-        k: one_line(str(v))
-        for k, v in row.items()
-        if k not in KNOWN_COLUMNS and v not in (None, "") and isinstance(v, str | int | float)
-    }
-    categories = split_terms(row.get("categories")) + split_terms(row.get("category"))
+    pairs = tuple((n, row[n]) for n in plan.consent)
+    # `preferences.unsubscribed` is as much a flag as a top-level one, and must not pass unseen
+    inner = tuple(_nested_flags(row)) if nested_json else ()
+    consent = flags.consent(iter(pairs + inner)) if inner else flags.consent_of(pairs)
+    if consent.warning:
+        problems.append(Problem(file, consent.warning, line=line, severity="warning"))
+    frequency = flags.parse_frequency(plan.frequency, row[plan.frequency]) if plan.frequency else None
+    subscribed_at = None
+    for name in plan.subscribed_at:
+        value = row[name]
+        if not flags.is_empty(value):
+            subscribed_at = flags.parse_time(value)
+            if subscribed_at is None:
+                message = f"{name} {value!r} is not a date and time (ISO 8601 expected); ignored"
+                problems.append(Problem(file, message, line=line, severity="warning"))
+            break
+    external_id = row[plan.id] if plan.id else None
+    attributes = {}
+    for k in plan.attributes:
+        v = row[k]
+        if v not in (None, "") and isinstance(v, str | int | float):
+            attributes[k] = one_line(str(v))
+    categories = [split_terms(row[k]) for k in plan.categories]
     return Subscriber(
         email=email,
-        name=one_line(str(row.get("name") or "")),
-        tags=split_terms(row.get("tags")),
-        categories=split_terms(list(categories)),
-        status=status,
+        name=one_line(str(row[plan.name] or "")) if plan.name else "",
+        tags=split_terms(row[plan.tags]) if plan.tags else (),
+        categories=categories[0] if len(categories) == 1 else split_terms([c for cs in categories for c in cs]),
+        status=sys.intern(consent.status),
         attributes=attributes,
         file=file,
         line=line,
+        external_id=one_line(str(external_id)) if isinstance(external_id, str | int) else "",
+        subscribed_at=subscribed_at,
+        frequency=frequency,
     )
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
-    # Streamed, not read whole: a million-row list should not sit in memory twice. Bytes that are
-    # not UTF-8 are carried as surrogates so that only their row is reported, not the whole file.
-    try:
-        f = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
-    except OSError as exc:
-        yield 0, Problem(str(path), f"cannot read: {exc.strerror or exc}")
+@dataclass(frozen=True)
+class _Plan:
+    """What each field of a row is, worked out once per set of field names (once per CSV file)."""
+
+    email: str | None
+    name: str | None
+    tags: str | None
+    categories: tuple[str, ...]  #: `categories` and `category`
+    id: str | None
+    frequency: str | None
+    subscribed_at: tuple[str, ...]
+    consent: tuple[str, ...]  #: recognised flags and lookalikes, read by digest.flags
+    attributes: tuple[str, ...]
+
+
+@lru_cache(maxsize=1024)
+def _plan(names: tuple[str, ...]) -> _Plan:
+    by_key: dict[str, str] = {}
+    for name in names:
+        by_key.setdefault(flags.key(name), name)
+    return _Plan(
+        email=by_key.get("email"),
+        name=by_key.get("name"),
+        tags=by_key.get("tags"),
+        categories=tuple(by_key[k] for k in ("categories", "category") if k in by_key),
+        id=by_key.get("id"),
+        frequency=by_key.get("frequency"),
+        subscribed_at=tuple(n for n in names if flags.key(n) in flags.SUBSCRIBED_AT),
+        consent=tuple(n for n in names if flags.key(n) in flags.RECOGNISED or flags.looks_like_flag(n)),
+        attributes=tuple(n for n in names if _is_attribute(n)),
+    )
+
+
+def _is_attribute(name: str) -> bool:
+    k = flags.key(name)
+    return bool(k) and k not in KNOWN_COLUMNS and k not in flags.RECOGNISED and not flags.looks_like_flag(name)
+
+
+def _nested_flags(row: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The (dotted name, value) of every field nested in a JSON row's objects that is named like a
+    subscription flag (all of them are lookalikes: only top-level fields are read as flags)."""
+    for name, value in row.items():
+        if isinstance(value, dict | list):
+            yield from _nested(value, name, 1)
+
+
+def _nested(value: dict[str, Any] | list[Any], prefix: str, depth: int) -> Iterator[tuple[str, Any]]:
+    # A parent named like a flag is caught at its own level, so each name is judged alone.
+    if depth > _NESTING:
         return
-    with f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None:
-            yield 1, Problem(str(path), "empty subscriber list", line=1)
+    items = enumerate(value) if isinstance(value, list) else value.items()
+    for name, inner in items:
+        if isinstance(name, str) and flags.speaks_of_consent(name):
+            yield f"{prefix}.{name}", inner
+        if isinstance(inner, dict) or (isinstance(inner, list) and inner and not isinstance(inner[0], str)):
+            yield from _nested(inner, f"{prefix}.{name}", depth + 1)
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | Problem]]:
+    # Streamed, not read whole: a million-row list should not sit in memory twice.
+    source = str(path)
+    for line, item in read_rows(path):
+        if isinstance(item, Header):
+            if not item.names or item.names == ("",):
+                yield line, Problem(source, "empty subscriber list", line=line)
+                return
+            if "email" not in item.names:
+                yield line, Problem(source, "no 'email' column in the header", line=line)
+                return
+            doubled = sorted({n for n in item.names if n and item.names.count(n) > 1})
+            if doubled:
+                # Which of two `status` columns counts is a guess; guesses here mail people who left.
+                message = f"column(s) {', '.join(map(repr, doubled))} appear more than once in the header"
+                yield line, Problem(source, message + "; the list is not read", line=line)
+                return
+            continue
+        if isinstance(item, Problem) and item.message == "empty file":
+            yield line, Problem(source, "empty subscriber list", line=line)
             return
-        reader.fieldnames = [(name or "").strip().lower() for name in reader.fieldnames]
-        if "email" not in reader.fieldnames:
-            yield 1, Problem(str(path), "no 'email' column in the header", line=1)
-            return
-        for row in reader:
-            line = reader.line_num
-            if None in row:  # more cells than header columns: a shifted row would mis-file data
-                yield line, Problem(str(path), "more cells than header columns", line=line)
-                continue
-            values = [v for v in row.values() if v]
-            if not any(v.strip() for v in values):
-                continue
-            if any(_NOT_UTF8.search(v) for v in values):
-                yield line, Problem(str(path), "not valid UTF-8", line=line)
-                continue
-            yield line, row
+        yield line, item
 
 
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+def _json_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | Problem]]:
+    """Rows of a JSON list, each with the line its object starts on (for messages).
 
-
-def _json_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
-    """Rows of a JSON list, each with the line its object starts on (for messages)."""
+    Each object is decoded on its own, in one pass, so a 300,000-object list reads in seconds and
+    an error names its line; a syntax error ends the list there (what follows cannot be found)."""
+    source = str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
-        data = json.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
-        yield 0, Problem(str(path), f"cannot read: {exc}")
-        return
-    except json.JSONDecodeError as exc:
-        yield exc.lineno, Problem(str(path), f"not valid JSON: {exc.msg}", line=exc.lineno)
-        return
-    start = 0
-    if isinstance(data, dict) and isinstance(data.get("subscribers"), list):
-        data = data["subscribers"]
-        start = re.search(r'"subscribers"\s*:\s*', text).end()  # type: ignore[union-attr]
-    if not isinstance(data, list):
-        yield 1, Problem(str(path), "expected a JSON list of subscriber objects", line=1)
+        yield 0, Problem(source, f"cannot read: {exc}")
         return
     decoder = json.JSONDecoder()
-    pos = text.index("[", start) + 1
-    for item in data:
-        while text[pos] in " \t\r\n,":
+    pos = _skip_space(text, 0)
+    if text.startswith("{", pos):
+        # {"subscribers": [...]}: rare, small; decode it whole to find where the list starts.
+        try:
+            whole = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            yield from _json_error(source, text, exc)
+            return
+        found = re.search(r'"subscribers"\s*:\s*\[', text)
+        if not isinstance(whole, dict) or not isinstance(whole.get("subscribers"), list) or found is None:
+            yield 1, Problem(source, "expected a JSON list of subscriber objects", line=1)
+            return
+        pos = found.end() - 1
+    if not text.startswith("[", pos):
+        if pos >= len(text):
+            yield 1, Problem(source, "empty subscriber list", line=1)
+        else:
+            yield 1, Problem(source, "expected a JSON list of subscriber objects", line=1)
+        return
+    line, counted = 1, 0
+    pos += 1
+    while True:
+        pos = _skip_space(text, pos)
+        if text.startswith("]", pos):
+            return
+        line += text.count("\n", counted, pos)
+        counted = pos
+        try:
+            item, end = decoder.raw_decode(text, pos)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            yield from _json_error(source, text, exc, line)
+            return
+        if end - pos > MAX_ROW_CHARS:
+            yield line, Problem(source, f"object longer than {MAX_ROW_CHARS:,} characters; skipped", line=line)
+        elif not isinstance(item, dict):
+            yield line, Problem(source, "expected an object", line=line)
+        else:
+            yield line, _flatten_json(item)
+        pos = _skip_space(text, end)
+        if text.startswith(",", pos):
             pos += 1
-        _, end = decoder.raw_decode(text, pos)
-        line = text.count("\n", 0, pos) + 1
-        pos = end
-        if not isinstance(item, dict):
-            yield line, Problem(str(path), "expected an object", line=line)
-            continue
-        yield line, _flatten_json(item)
+        elif not text.startswith("]", pos):
+            line += text.count("\n", counted, pos)
+            yield line, Problem(source, "not valid JSON: expected ',' or ']' after an object", line=line)
+            return
+
+
+def _skip_space(text: str, pos: int) -> int:
+    return _SPACE.match(text, pos).end()  # type: ignore[union-attr]  # always matches
+
+
+_SPACE = re.compile(r"[ \t\r\n]*")
+
+
+def _json_error(source: str, text: str, exc: Exception, line: int = 1) -> Iterator[tuple[int, Problem]]:
+    if isinstance(exc, json.JSONDecodeError):
+        yield exc.lineno, Problem(source, f"not valid JSON: {exc.msg}; the list stops here", line=exc.lineno)
+    else:
+        yield line, Problem(source, "not valid JSON: nested too deeply; the list stops here", line=line)
 
 
 def _flatten_json(item: dict[str, Any]) -> dict[str, Any]:
-    row = {k: v for k, v in item.items() if k not in ("preferences", "active")}
+    """The topics and cadence in `preferences` lifted to the top (they win over top-level keys of
+    the same name); everything else stays where it is, to be read or refused by its name."""
     prefs = item.get("preferences")
     if not isinstance(prefs, dict):
-        prefs = {}
-    for key in ("tags", "categories"):
-        value = prefs.get(key, item.get(key))
-        if value is not None:
-            row[key] = value
-    if "status" not in row and "active" in item:
-        row["status"] = "active" if item["active"] is True else "unsubscribed"
+        return item
+    row = dict(item)
+    for name in ("tags", "categories", "frequency"):
+        if prefs.get(name) is not None:
+            row[name] = prefs[name]
     return row
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_list(subscribers: Sequence[Subscriber], out: TextIO) -> None:
+    """The list as CSV in our own format (read back by `load_subscribers` as the same list).
+
+    Optional columns (`id`, `subscribed_at`, `frequency`) appear only when someone has them; every
+    cell is neutralised against spreadsheet formulas (see digest.csvfile)."""
+    attributes: dict[str, None] = {}
+    for s in subscribers:
+        attributes.update(dict.fromkeys(s.attributes))
+    optional = {
+        "id": any(s.external_id for s in subscribers),
+        "subscribed_at": any(s.subscribed_at for s in subscribers),
+        "frequency": any(s.frequency for s in subscribers),
+    }
+    columns = [c for c in LIST_COLUMNS if optional.get(c, True)]
+    w = csv_writer(out)
+    w.writerow([*columns, *attributes])
+    for s in subscribers:
+        cells = {
+            "email": s.email,
+            "name": s.name,
+            "tags": ";".join(s.tags),
+            "categories": ";".join(s.categories),
+            "status": s.status,
+            "id": s.external_id,
+            "subscribed_at": s.subscribed_at.isoformat() if s.subscribed_at else "",
+            "frequency": s.frequency or "",
+        }
+        w.writerow([*(cells[c] for c in columns), *(s.attributes.get(k, "") for k in attributes)])
