@@ -56,9 +56,13 @@ class _NeutralWriter:
 
     def __init__(self, out: TextIO):
         self._writer = csv.writer(out, lineterminator="\n")
+        # csv quotes a cell holding a character of the line terminator ("\n") but not a lone "\r",
+        # which readers take for a line break: a row holding one is written fully quoted.
+        self._quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
 
     def writerow(self, row: list[str]) -> None:
-        self._writer.writerow([neutralise(cell) for cell in row])
+        cells = [neutralise(cell) for cell in row]
+        (self._quoted if any("\r" in c for c in cells) else self._writer).writerow(cells)
 
 
 class _RowTooLong(Exception):

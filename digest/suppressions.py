@@ -19,7 +19,6 @@ lifting one (a SendGrid group resubscribe) must not lift the other. Rows that ca
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import sqlite3
@@ -27,12 +26,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Literal
 
 from digest.db import Transaction, connect, now_stamp
 from digest.errors import DigestError, LedgerError
 from digest.models import Subscriber
-from digest.subscribers import SubscriberList, load_subscribers
+from digest.subscribers import SubscriberList, load_subscribers, write_list
 
 STATE_NAME = "subscribers.sqlite3"
 
@@ -382,25 +381,6 @@ class ExportReport:
     skipped_rows: int  #: invalid rows of the list, not exported
 
 
-def write_csv(subscribers: Sequence[Subscriber], out: TextIO) -> None:
-    attributes: list[str] = []
-    for s in subscribers:
-        attributes.extend(k for k in s.attributes if k not in attributes)
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["email", "name", "tags", "categories", "status", *attributes])
-    for s in subscribers:
-        writer.writerow(
-            [
-                s.email,
-                s.name,
-                ";".join(s.tags),
-                ";".join(s.categories),
-                s.status,
-                *(s.attributes.get(k, "") for k in attributes),
-            ]
-        )
-
-
 def export_subscribers(subscribers_path: Path, state_dir: Path, out: Path | None) -> tuple[ExportReport, str]:
     """The merged list as CSV; written to `out`, or returned as text when `out` is None."""
     if out is not None and out.resolve() == subscribers_path.resolve():
@@ -408,7 +388,7 @@ def export_subscribers(subscribers_path: Path, state_dir: Path, out: Path | None
     original = load_subscribers(subscribers_path)
     merged = effective_subscribers(original, read_overlay(state_dir))
     buffer = io.StringIO()
-    write_csv(merged.subscribers, buffer)
+    write_list(merged.subscribers, buffer)  # formula-looking cells neutralised (digest.csvfile)
     changed = sum(1 for a, b in zip(original.subscribers, merged.subscribers, strict=True) if a != b)
     skipped = sum(1 for p in original.problems if p.severity == "error")
     report = ExportReport(len(merged.subscribers), changed, skipped)
