@@ -499,6 +499,35 @@ def subscribers_export(obj: Context, out: Path | None) -> None:
     click.echo(summary + (f" into {out}" if out else ""), err=True)
 
 
+@subscribers.command("import")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Choice(["mailchimp", "substack", "buttondown", "listmonk", "ghost"]),
+    help="The tool the export comes from.",
+)
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--into",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The CSV list to merge into (default: subscribers.path).",
+)
+@click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@pass_ctx
+def subscribers_import(obj: Context, source: str, files: tuple[Path, ...], into: Path | None, dry_run: bool) -> None:
+    """Merge another tool's export into the list; opt-outs are kept, never lifted."""
+    from digest.imports import CsvListStore, import_subscribers
+    from digest.suppressions import read_overlay
+
+    config = obj.config()
+    store = CsvListStore(into or config.subscribers.path)
+    report = import_subscribers(source, files, store, read_overlay(config.state.path), dry_run=dry_run)
+    for result in report.results:
+        click.echo(str(result))
+    click.echo(report.summary, err=True)
+
+
 @main.command()
 @at_option
 @click.option("--count", "-n", default=5, show_default=True, type=click.IntRange(1, 100), help="How many slots.")
