@@ -74,7 +74,9 @@ STATUS_FIELDS = frozenset({"status"})
 OPTOUT_DATES = frozenset({"unsubscribedat", "unsubscribedon", "unsubscribeddate", "unsubscribedate"})
 SUBSCRIBED_AT = frozenset({"subscribedat", "subscribedon", "subscribeddate", "subscriptiondate"})
 FREQUENCIES = ("daily", "weekly", "monthly")
-RECOGNISED = ACTIVE_FLAGS | OPTOUT_FLAGS | STATUS_FIELDS | OPTOUT_DATES | SUBSCRIBED_AT
+#: The fields whose value decides a row's status (for OPTOUT_DATES only whether there is one).
+CONSENT = ACTIVE_FLAGS | OPTOUT_FLAGS | STATUS_FIELDS | OPTOUT_DATES
+RECOGNISED = CONSENT | SUBSCRIBED_AT
 
 #: The spellings, for messages and docs.
 FLAG_SPELLINGS = "active, isActive, is_active, subscribed, unsubscribed, status, unsubscribed_at"

@@ -149,7 +149,8 @@ class Subscriber:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: derived fields are set once, here
-        set_(self, "id", self.email.casefold())
+        folded = self.email.casefold()
+        set_(self, "id", self.email if folded == self.email else folded)  # most addresses: one string
         set_(self, "tag_keys", _keys(self.tags))
         set_(self, "category_keys", _keys(self.categories))
         if not isinstance(self.attributes, MappingProxyType):

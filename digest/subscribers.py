@@ -95,6 +95,7 @@ def _split_terms(value: Any) -> tuple[str, ...]:
 
 _TERMS: dict[tuple[str, ...], tuple[str, ...]] = {}
 _CELLS: dict[str | tuple[Any, ...], tuple[str, ...]] = {}
+_VALUES: dict[str, str] = {}
 
 
 def load_subscribers(path: Path) -> SubscriberList:
@@ -138,7 +139,9 @@ def subscriber_from_row(
         raise ValueError("no email")
     if not is_valid_email(email):
         raise ValueError(f"invalid email address {email!r}")
-    pairs = tuple((n, row[n]) for n in plan.consent)
+    # Only whether a date or a lookalike has a value matters: pass that, so the few distinct
+    # combinations of a list are each judged once (flags.consent_of remembers them).
+    pairs = tuple((n, row[n] if exact else not flags.is_empty(row[n]) or "") for n, exact in plan.consent)
     # `preferences.unsubscribed` is as much a flag as a top-level one, and must not pass unseen
     inner = tuple(_nested_flags(row)) if nested_json else ()
     consent = flags.consent(iter(pairs + inner)) if inner else flags.consent_of(pairs)
@@ -159,7 +162,9 @@ def subscriber_from_row(
     for k in plan.attributes:
         v = row[k]
         if v not in (None, "") and isinstance(v, str | int | float):
-            attributes[k] = one_line(str(v))
+            v = one_line(str(v))
+            # shared: a list's timezones, companies and plans repeat across many rows
+            attributes[k] = _VALUES.setdefault(v, v) if len(_VALUES) < 100_000 else v
     categories = [split_terms(row[k]) for k in plan.categories]
     return Subscriber(
         email=email,
@@ -187,7 +192,9 @@ class _Plan:
     id: str | None
     frequency: str | None
     subscribed_at: tuple[str, ...]
-    consent: tuple[str, ...]  #: recognised flags and lookalikes, read by digest.flags
+    #: The fields read by digest.flags: (name, whether its exact value matters); for an opt-out
+    #: date or a lookalike only whether it has a value does.
+    consent: tuple[tuple[str, bool], ...]
     attributes: tuple[str, ...]
 
 
@@ -204,7 +211,11 @@ def _plan(names: tuple[str, ...]) -> _Plan:
         id=by_key.get("id"),
         frequency=by_key.get("frequency"),
         subscribed_at=tuple(n for n in names if flags.key(n) in flags.SUBSCRIBED_AT),
-        consent=tuple(n for n in names if flags.key(n) in flags.RECOGNISED or flags.looks_like_flag(n)),
+        consent=tuple(
+            (n, flags.key(n) in flags.CONSENT and flags.key(n) not in flags.OPTOUT_DATES)
+            for n in names
+            if flags.key(n) in flags.CONSENT or flags.looks_like_flag(n)
+        ),
         attributes=tuple(n for n in names if _is_attribute(n)),
     )
 
