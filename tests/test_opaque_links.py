@@ -116,18 +116,27 @@ def test_two_writers_minting_at_once_agree_on_every_id(tmp_path: Path) -> None:
     """A build and a send at the same moment: the first writer's id wins and both return it."""
     addresses = [f"reader{i}@example.com" for i in range(2000)]
     results: list[dict[str, str]] = []
-    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+    # A timeout on the barrier and the joins: if one writer fails before the barrier, the other
+    # must not wait forever (a hung suite reports nothing).
+    barrier = threading.Barrier(2, timeout=60)
 
     def mint() -> None:
-        with open_state(tmp_path) as state:
-            barrier.wait()
-            results.append(state.token_ids(addresses))
+        try:
+            with open_state(tmp_path) as state:
+                barrier.wait()
+                results.append(state.token_ids(addresses))
+        except BaseException as exc:  # reported below, in the test's own thread
+            errors.append(exc)
+            barrier.abort()
 
-    threads = [threading.Thread(target=mint) for _ in range(2)]
+    threads = [threading.Thread(target=mint, daemon=True) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=120)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
     assert len(results) == 2 and results[0] == results[1]
 
 
