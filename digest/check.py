@@ -4,10 +4,30 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from digest.config import Config
 from digest.errors import DigestError
 from digest.models import Problem, Selection, Subscriber
 from digest.pipeline import Run
 from digest.theme import theme_problems
+
+#: Transports that mail real inboxes in bulk (the outbox only writes files).
+BULK_TRANSPORTS = frozenset({"sendgrid", "smtp"})
+
+
+def one_click_problem(config: Config, transport: str | None = None) -> str | None:
+    """Why this config must not send bulk mail through `transport`, or None.
+
+    Gmail and Yahoo reject or spam-folder bulk mail without RFC 8058 one-click unsubscribe, which
+    needs an HTTPS endpoint (`digest serve` behind TLS); the mailto fallback is not enough there.
+    """
+    transport = transport or config.sending.transport
+    if transport in BULK_TRANSPORTS and not config.sending.unsubscribe_url:
+        return (
+            f"sending.transport is {transport} but sending.unsubscribe_url is empty: Gmail and Yahoo reject or "
+            "spam-folder bulk mail without one-click unsubscribe; run `digest serve` behind HTTPS and set "
+            "unsubscribe_url to its /unsubscribe (see docs/sending.md)"
+        )
+    return None
 
 
 def check(run: Run) -> list[Problem]:
@@ -20,6 +40,9 @@ def check(run: Run) -> list[Problem]:
                 source, "newsletter.postal_address is empty (CAN-SPAM wants one in every footer)", severity="warning"
             )
         )
+    one_click = one_click_problem(config)
+    if one_click:
+        problems.append(Problem(source, one_click))
     if config.sending.unsubscribe_url or config.sending.preferences_url:
         # the URLs are https (the config refuses others); the signing secret must be there too
         try:

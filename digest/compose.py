@@ -389,7 +389,11 @@ class Composer:
 
 
 def list_headers(config: Config, values: Mapping[str, str]) -> dict[str, str]:
-    """List-Id and, with a real HTTPS unsubscribe endpoint, RFC 8058 one-click headers."""
+    """List-Id, List-Unsubscribe and, with a real HTTPS unsubscribe endpoint, RFC 8058 one-click.
+
+    Without an endpoint the footer's link is a mailto to the sender, and so is the header: mail
+    apps still show their unsubscribe button for it (one-click needs HTTPS, so no -Post header).
+    """
     s = config.sending
     headers = {"List-Id": f"<{s.list_id or config.newsletter.from_email.replace('@', '.')}>"}
     url = values.get("unsubscribe_url", "")
@@ -399,6 +403,10 @@ def list_headers(config: Config, values: Mapping[str, str]) -> dict[str, str]:
             targets.append(f"<mailto:{s.unsubscribe_mailto}?subject=unsubscribe>")
         headers["List-Unsubscribe"] = ", ".join(targets)
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    elif s.unsubscribe_mailto:
+        headers["List-Unsubscribe"] = f"<mailto:{s.unsubscribe_mailto}?subject=unsubscribe>"
+    elif url.startswith("mailto:"):
+        headers["List-Unsubscribe"] = f"<{url}>"
     return headers
 
 

@@ -445,10 +445,14 @@ def send(
 
     `now`: the real clock for send_at and cancel decisions (injectable for tests); `at` is the
     edition's moment, for selection only."""
+    from digest.check import one_click_problem
     from digest.content import load_articles
     from digest.pipeline import open_run
     from digest.sync import sync_before_send
 
+    problem = one_click_problem(config, transport_name)
+    if problem:  # before anything is read, synced or sent
+        raise SendError(problem)
     # Before the run loads the list: SendGrid's suppressions must be in the state it reads.
     sync_before_send(config, transport_name, dry_run=options.dry_run, sandbox=sandbox)
     # A dry run writes nothing: it reads the content cache but does not save it.

@@ -36,6 +36,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True)
+def _test_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signing secret of send_support.ONE_CLICK_TOML's endpoint. A variable of its own, so the
+    tests about a missing DIGEST_SECRET are not affected."""
+    monkeypatch.setenv("DIGEST_TEST_SECRET", "test-secret-for-one-click-links")
+
+
 def copy_sample(dest: Path) -> Path:
     """A private copy of the sample newsletter (tests must never write into the repo)."""
     for name in ("content", "templates", "subscribers"):

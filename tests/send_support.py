@@ -65,8 +65,15 @@ def many_subscribers(config_path: Path, count: int, seed: int = 7) -> list[str]:
     return emails
 
 
-def sendgrid_toml(url: str, **extra: object) -> str:
-    lines = ["[sending]", 'transport = "sendgrid"', "", "[sendgrid]", f'host = "{url}"', "timeout = 5.0"]
+#: A one-click unsubscribe endpoint, which `send` and `check` require with the sendgrid and smtp
+#: transports; its signing secret comes from a variable only the tests set (see conftest.py).
+ONE_CLICK_TOML = 'unsubscribe_url = "https://news.circuit.example.com/unsubscribe"\nsecret_env = "DIGEST_TEST_SECRET"\n'
+
+
+def sendgrid_toml(url: str, *, one_click: bool = True, **extra: object) -> str:
+    """[sending] with the sendgrid transport at `url` (and, unless one_click=False, an endpoint)."""
+    lines = ["[sending]", 'transport = "sendgrid"', ONE_CLICK_TOML if one_click else ""]
+    lines += ["[sendgrid]", f'host = "{url}"', "timeout = 5.0"]
     for key, value in extra.items():
         lines.append(f"{key} = {str(value).lower() if isinstance(value, bool) else repr(value)}")
     return "\n".join(lines) + "\n"

@@ -93,7 +93,7 @@ def test_a_missing_secret_in_scheduled_mode_claims_nothing(
     tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DIGEST_SECRET", raising=False)
-    cfg = setup(tmp_path, fake)
+    cfg = setup(tmp_path, fake, one_click=False)
     cfg_path = tmp_path / "digest.toml"
     cfg_path.write_text(
         cfg_path.read_text().replace(

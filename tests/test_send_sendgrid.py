@@ -101,7 +101,7 @@ def test_one_click_unsubscribe_headers_per_recipient(
     tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DIGEST_SECRET", "s3cret-for-tests")
-    cfg_path = copy_sample(tmp_path, sendgrid_toml(fake.url))
+    cfg_path = copy_sample(tmp_path, sendgrid_toml(fake.url, one_click=False))
     text = cfg_path.read_text().replace(
         'transport = "sendgrid"', 'transport = "sendgrid"\nunsubscribe_url = "https://news.example.com/u"'
     )

@@ -152,7 +152,7 @@ def test_over_sendgrid_only_the_testers_receive_and_never_the_members_unsubscrib
     # Every member is a live address on the SendGrid stand-in: any leak would be delivered.
     monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
     monkeypatch.setenv("DIGEST_SECRET", "s3cret-for-tokens-only-in-this-test")
-    toml = sendgrid_toml(fake.url).replace(
+    toml = sendgrid_toml(fake.url, one_click=False).replace(
         'transport = "sendgrid"', 'transport = "sendgrid"\n' + SECRET_TOML.split("\n")[1]
     )
     config = copy_sample(tmp_path, toml)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
-from send_support import AT, SAMPLE_RECIPIENTS, copy_sample, ledger_for, load
+from send_support import AT, ONE_CLICK_TOML, SAMPLE_RECIPIENTS, copy_sample, ledger_for, load
 
 from digest.cli import main
 
@@ -68,8 +68,8 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 def smtp_config(tmp_path: Path, port: int) -> Path:
     return copy_sample(
         tmp_path,
-        f'[sending]\ntransport = "smtp"\n\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
-        'username_env = ""\ntimeout = 5.0\n',
+        f'[sending]\ntransport = "smtp"\n{ONE_CLICK_TOML}\n[smtp]\nhost = "127.0.0.1"\nport = {port}\n'
+        'security = "none"\nusername_env = ""\ntimeout = 5.0\n',
     )
 
 
@@ -196,7 +196,7 @@ def tls_config(tmp_path: Path, port: int, mode: str, ca: Path | None) -> Path:
     trust = f'ca_file = "{ca}"\n' if ca is not None else 'username_env = ""\n'
     return copy_sample(
         tmp_path / "newsletter",
-        f'[sending]\ntransport = "smtp"\n\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{mode}"\n'
+        f'[sending]\ntransport = "smtp"\n{ONE_CLICK_TOML}\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{mode}"\n'
         f"{trust}timeout = 5.0\n",
     )
 
