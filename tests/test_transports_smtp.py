@@ -27,6 +27,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], Message]] = []
+        self.raw: dict[str, bytes] = {}  #: recipient -> the DATA bytes exactly as received
         self.refuse: set[str] = set()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802, ANN001, ANN201
@@ -37,6 +38,8 @@ class Inbox:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802, ANN001, ANN201
         self.messages.append((list(envelope.rcpt_tos), email.message_from_bytes(envelope.content, policy=default)))
+        for rcpt in envelope.rcpt_tos:
+            self.raw[rcpt] = envelope.original_content
         return "250 Message accepted for delivery"
 
 
