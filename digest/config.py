@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from digest.config_rules import check_rules
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "digest.toml"
@@ -25,29 +26,68 @@ DEFAULT_CONFIG_NAME = "digest.toml"
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 
 
-def opt(default: Any, doc: str) -> Any:
-    """A config field with a default and a one-line description."""
+def opt(
+    default: Any,
+    doc: str,
+    *,
+    kind: str = "line",
+    bounds: tuple[float, float] | None = None,
+    choices: tuple[str, ...] = (),
+    required: bool = False,
+    max_len: int | None = None,
+    max_items: int = 1000,
+) -> Any:
+    """A config field with a default, a one-line description and the rules a value must meet.
+
+    `kind` (strings, and the items of a list of strings): see `_KINDS`; `bounds`: the inclusive
+    range of a number; `choices`: the only values allowed; `required`: not empty. Every value a file
+    gives is checked against these at load (`check_rules`), so a bad one is one line naming its key
+    instead of a crash (or a header injection) later.
+    """
+    meta = {
+        "doc": doc,
+        "kind": kind,
+        "bounds": bounds,
+        "choices": choices,
+        "required": required,
+        "max_len": max_len,
+        "max_items": max_items,
+    }
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class NewsletterConfig:
-    name: str = opt("My Newsletter", "Shown in the header, the From name default and subjects.")
-    from_email: str = opt("newsletter@example.com", "Sender address (your domain must have SPF/DKIM/DMARC).")
-    from_name: str = opt("", "Display name of the sender; defaults to `name`.")
-    reply_to: str = opt("", "Reply-To address; empty for none.")
-    site_url: str = opt("https://example.com", "Base URL: relative links and cover images resolve against it.")
-    postal_address: str = opt("", "Physical postal address for the footer (CAN-SPAM wants one).")
-    timezone: str = opt("UTC", "IANA zone for naive dates, editions and display, e.g. Europe/London.")
-    default_name: str = opt("there", "Used in the greeting when a subscriber has no name.")
-    logo_url: str = opt("", "Absolute https URL of a masthead logo (about 600x120); empty for a text masthead.")
-    logo_alt: str = opt("", "Alt text of the logo; defaults to `name`.")
-    intro: str = opt("", "Optional paragraph under the header of every digest (plain text).")
-    language: str = opt("en", "Language of the emails (the HTML `lang`, for screen readers), a tag like en or fr-CA.")
+    name: str = opt("My Newsletter", "Shown in the header, the From name default and subjects.", max_len=200)
+    from_email: str = opt(
+        "newsletter@example.com", "Sender address (your domain must have SPF/DKIM/DMARC).", kind="email", required=True
+    )
+    from_name: str = opt("", "Display name of the sender; defaults to `name`.", max_len=200)
+    reply_to: str = opt("", "Reply-To address; empty for none.", kind="email")
+    site_url: str = opt(
+        "https://example.com",
+        "Base URL: relative links and cover images resolve against it.",
+        kind="url",
+        required=True,
+    )
+    postal_address: str = opt("", "Physical postal address for the footer (CAN-SPAM wants one).", kind="text")
+    timezone: str = opt("UTC", "IANA zone for naive dates, editions and display, e.g. Europe/London.", required=True)
+    default_name: str = opt("there", "Used in the greeting when a subscriber has no name.", max_len=100)
+    logo_url: str = opt(
+        "", "Absolute https URL of a masthead logo (about 600x120); empty for a text masthead.", kind="url"
+    )
+    logo_alt: str = opt("", "Alt text of the logo; defaults to `name`.", max_len=300)
+    intro: str = opt("", "Optional paragraph under the header of every digest (plain text).", kind="text")
+    language: str = opt(
+        "en",
+        "Language of the emails (the HTML `lang`, for screen readers), a tag like en or fr-CA.",
+        required=True,
+        max_len=35,
+    )
     logo_dark_url: str = opt(
-        "", "Optional https URL of a logo for dark backgrounds, shown instead of logo_url in dark mode."
+        "", "Optional https URL of a logo for dark backgrounds, shown instead of logo_url in dark mode.", kind="url"
     )
 
 
@@ -56,42 +96,54 @@ class ContentConfig:
     path: Path = opt(
         Path("content"),
         "Folder of articles (.md, .markdown, .mdx, .html), searched recursively; may be absent when `feeds` are set.",
+        kind="path",
     )
     feeds: list[str] = opt(
-        [], "RSS, Atom or JSON Feed URLs whose entries are articles too, beside the folder or instead of it."
+        [],
+        "RSS, Atom or JSON Feed URLs whose entries are articles too, beside the folder or instead of it.",
+        max_items=200,  # http(s) only: see _validate
     )
-    feed_timeout: float = opt(20.0, "Seconds one feed may take in all before its last good copy is used.")
-    feed_max_mb: int = opt(10, "Largest feed read, in MB after decompression; a bigger one counts as failed.")
+    feed_timeout: float = opt(
+        20.0, "Seconds one feed may take in all before its last good copy is used.", bounds=(0, 600)
+    )
+    feed_max_mb: int = opt(
+        10, "Largest feed read, in MB after decompression; a bigger one counts as failed.", bounds=(1, 1000)
+    )
     feed_refresh_minutes: int = opt(
-        10, "A feed fetched less than this many minutes ago is not asked again (the preview rebuilds on every save)."
+        10,
+        "A feed fetched less than this many minutes ago is not asked again (the preview rebuilds on every save).",
+        bounds=(0, 7 * 24 * 60),
     )
     article_url: str = opt(
         "",
         "Link pattern, e.g. https://example.com/posts/{slug}; fields {slug} {year} {month} {day} {path}. "
         "Empty: the article's own `url`/`source`/`link`, else site_url + /{slug}.",
+        kind="pattern",
     )
-    excerpt_chars: int = opt(280, "Longest excerpt shown, cut at a word boundary.")
+    excerpt_chars: int = opt(280, "Longest excerpt shown, cut at a word boundary.", bounds=(0, 5000))
 
 
 @dataclass(frozen=True)
 class SubscribersConfig:
-    path: Path = opt(Path("subscribers/subscribers.csv"), "CSV or JSON subscriber list.")
+    path: Path = opt(Path("subscribers/subscribers.csv"), "CSV or JSON subscriber list.", kind="path")
     segments: Path = opt(
         Path("subscribers/segments.toml"),
         "Segments file: named rules over subscriber fields, per-segment overrides and test recipients; "
         "no file, no segments.",
+        kind="path",
     )
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    window_days: int = opt(7, "How far back articles are considered.")
-    max_articles: int = opt(10, "Most articles in one digest.")
-    min_articles: int = opt(1, "Fewer than this: no email for that subscriber this time.")
-    exclude_tags: list[str] = opt([], "Articles with any of these tags are never sent.")
+    window_days: int = opt(7, "How far back articles are considered.", bounds=(1, 3660))
+    max_articles: int = opt(10, "Most articles in one digest.", bounds=(1, 200))
+    min_articles: int = opt(1, "Fewer than this: no email for that subscriber this time.", bounds=(0, 200))
+    exclude_tags: list[str] = opt([], "Articles with any of these tags are never sent.", max_len=200)
     catch_up_days: int = opt(
         28,
         "After a missed edition the window reaches back to the subscriber's last delivery, but no further than this.",
+        bounds=(0, 3660),
     )
 
 
@@ -102,111 +154,147 @@ class TemplatesConfig:
         "Your own templates: each file here replaces the packaged theme's file of the same name "
         "(digest.mjml.j2, partials/article.mjml.j2, digest.txt.j2, subject.j2, preheader.j2); "
         "no folder: the packaged theme alone.",
+        kind="path",
     )
-    max_html_kb: int = opt(100, "HTML size limit in KB (Gmail clips at about 102 KB).")
-    max_subject_chars: int = opt(78, "Subjects longer than this get a warning.")
+    max_html_kb: int = opt(100, "HTML size limit in KB (Gmail clips at about 102 KB).", bounds=(1, 10_000))
+    max_subject_chars: int = opt(78, "Subjects longer than this get a warning.", bounds=(10, 998))
     group_by: str = opt(
         "",
         'Empty: one numbered list. "tag": stories grouped under the subscriber\'s matched tags (or categories); '
         "subscribers without preferences, or whose stories all share one topic, get the plain list.",
+        max_len=20,
     )
     contents_min_articles: int = opt(
-        5, "A digest with at least this many stories opens with a short contents list; 0: never."
+        5, "A digest with at least this many stories opens with a short contents list; 0: never.", bounds=(0, 200)
     )
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     utm: bool = opt(True, "Add utm_* parameters to article links.")
-    utm_source: str = opt("newsletter", "utm_source value.")
-    utm_medium: str = opt("email", "utm_medium value.")
-    utm_campaign: str = opt("{edition}", "utm_campaign value; {edition} becomes the edition id.")
+    utm_source: str = opt("newsletter", "utm_source value.", max_len=200)
+    utm_medium: str = opt("email", "utm_medium value.", max_len=200)
+    utm_campaign: str = opt("{edition}", "utm_campaign value; {edition} becomes the edition id.", max_len=200)
 
 
 @dataclass(frozen=True)
 class StateConfig:
-    path: Path = opt(Path("state"), "Folder for the send ledger, the subscriber state and caches; keep it private.")
+    path: Path = opt(
+        Path("state"), "Folder for the send ledger, the subscriber state and caches; keep it private.", kind="path"
+    )
 
 
 @dataclass(frozen=True)
 class OutputConfig:
-    path: Path = opt(Path("outbox"), "Where `digest build` (and the outbox transport) write .eml files.")
+    path: Path = opt(Path("outbox"), "Where `digest build` (and the outbox transport) write .eml files.", kind="path")
 
 
 @dataclass(frozen=True)
 class SendingConfig:
-    transport: str = opt("outbox", "outbox, sendgrid or smtp.")
+    transport: str = opt("outbox", "outbox, sendgrid or smtp.", choices=("outbox", "sendgrid", "smtp"))
     unsubscribe_url: str = opt(
-        "", "One-click unsubscribe endpoint, e.g. https://news.example.com/unsubscribe; a signed token is appended."
+        "",
+        "One-click unsubscribe endpoint, e.g. https://news.example.com/unsubscribe; a signed token is appended. "
+        "Required by the sendgrid and smtp transports.",
+        kind="https",
     )
-    unsubscribe_mailto: str = opt("", "Optional mailto address added to List-Unsubscribe.")
+    unsubscribe_mailto: str = opt("", "Optional mailto address added to List-Unsubscribe.", kind="email")
     preferences_url: str = opt(
         "",
         "Preferences page served by `digest serve`; a signed token is appended. Empty: `preferences` next to "
         "unsubscribe_url (https://news.example.com/unsubscribe -> https://news.example.com/preferences).",
+        kind="https",
     )
-    secret_env: str = opt("DIGEST_SECRET", "Environment variable holding the token-signing secret.")
+    secret_env: str = opt(
+        "DIGEST_SECRET", "Environment variable holding the token-signing secret.", kind="env", required=True
+    )
     previous_secrets_env: str = opt(
         "DIGEST_SECRET_PREVIOUS",
         "Environment variable holding earlier signing secrets (whitespace-separated) that `digest serve` "
         "still accepts after a rotation; links are always signed with the current one.",
+        kind="env",
     )
-    list_id: str = opt("", "List-Id header value, e.g. weekly.example.com; empty: derived from from_email.")
+    list_id: str = opt(
+        "", "List-Id header value, e.g. weekly.example.com; empty: derived from from_email.", kind="list_id"
+    )
     on_ambiguous: str = opt(
         "skip",
         "skip or resend: what `digest send` does with a subscriber whose earlier request may have left "
         "(answer lost, crash); --on-ambiguous overrides it.",
+        choices=("skip", "resend"),
     )
-    concurrency: int = opt(4, "Requests in flight at once (SendGrid and outbox; SMTP sends one at a time).")
-    test_subject_prefix: str = opt("[TEST]", "Put before the subject of every `digest test-send` email.")
+    concurrency: int = opt(
+        4, "Requests in flight at once (SendGrid and outbox; SMTP sends one at a time).", bounds=(1, 64)
+    )
+    test_subject_prefix: str = opt("[TEST]", "Put before the subject of every `digest test-send` email.", max_len=100)
 
 
 @dataclass(frozen=True)
 class SendGridConfig:
-    api_key_env: str = opt("SENDGRID_API_KEY", "Environment variable holding the API key.")
-    host: str = opt("https://api.sendgrid.com", "API host (EU: https://api.eu.sendgrid.com).")
-    timeout: float = opt(30.0, "Seconds before a request times out.")
-    categories: list[str] = opt([], "Categories added to every message (at most 10).")
-    asm_group_id: int = opt(0, "Unsubscribe group id; 0 for none.")
-    max_retries: int = opt(5, "Retries of one request on 429/5xx/refused connections.")
-    max_wait: float = opt(60.0, "Longest wait in seconds before one retry (a 429's X-RateLimit-Reset is capped to it).")
-    max_per_request: int = opt(1000, "Personalizations per mail/send request (SendGrid allows at most 1000).")
+    api_key_env: str = opt("SENDGRID_API_KEY", "Environment variable holding the API key.", kind="env", required=True)
+    host: str = opt(
+        "https://api.sendgrid.com", "API host (EU: https://api.eu.sendgrid.com).", kind="url", required=True
+    )
+    timeout: float = opt(30.0, "Seconds before a request times out.", bounds=(0.1, 600))
+    categories: list[str] = opt([], "Categories added to every message (at most 10).", max_len=255, max_items=10)
+    asm_group_id: int = opt(0, "Unsubscribe group id; 0 for none.", bounds=(0, 2**31 - 1))
+    max_retries: int = opt(5, "Retries of one request on 429/5xx/refused connections.", bounds=(0, 20))
+    max_wait: float = opt(
+        60.0,
+        "Longest wait in seconds before one retry (a 429's X-RateLimit-Reset is capped to it).",
+        bounds=(0, 3600),
+    )
+    max_per_request: int = opt(
+        1000, "Personalizations per mail/send request (SendGrid allows at most 1000).", bounds=(1, 1000)
+    )
     scheduled_mode: bool = opt(
         False,
         "Send each request with a batch_id and a send_at ahead, so a request whose answer was lost can be "
         "cancelled and re-issued: exactly once across crashes, at the cost of a delay.",
     )
     send_at_delay_minutes: int = opt(
-        15, "Scheduled mode: minutes between the send and send_at (more than 10: cancels close 10 minutes before)."
+        15,
+        "Scheduled mode: minutes between the send and send_at (more than 10: cancels close 10 minutes before).",
+        bounds=(11, 72 * 60 - 10),  # SendGrid schedules at most 72 hours ahead
     )
     webhook_key_env: str = opt(
         "SENDGRID_WEBHOOK_PUBLIC_KEY",
         "Environment variable holding the Event Webhook's verification key (base64, from SendGrid's settings).",
+        kind="env",
+        required=True,
     )
-    webhook_max_age: int = opt(600, "Seconds a signed webhook request stays valid (older ones are refused as replays).")
+    webhook_max_age: int = opt(
+        600, "Seconds a signed webhook request stays valid (older ones are refused as replays).", bounds=(1, 86_400)
+    )
 
 
 @dataclass(frozen=True)
 class SmtpConfig:
-    host: str = opt("localhost", "SMTP server.")
-    port: int = opt(587, "SMTP port.")
-    security: str = opt("starttls", "starttls, ssl or none.")
-    username_env: str = opt("SMTP_USERNAME", "Environment variable holding the user name (empty: no login).")
-    password_env: str = opt("SMTP_PASSWORD", "Environment variable holding the password.")
-    ca_file: Path | None = opt(
-        None, "PEM file of CAs to trust for a relay with a private certificate; unset: the system's."
+    host: str = opt("localhost", "SMTP server.", kind="host", required=True)
+    port: int = opt(587, "SMTP port.", bounds=(1, 65535))
+    security: str = opt("starttls", "starttls, ssl or none.", choices=("starttls", "ssl", "none"))
+    username_env: str = opt(
+        "SMTP_USERNAME", "Environment variable holding the user name (empty: no login).", kind="env"
     )
-    timeout: float = opt(30.0, "Seconds before a connection times out.")
+    password_env: str = opt("SMTP_PASSWORD", "Environment variable holding the password.", kind="env")
+    ca_file: Path | None = opt(
+        None, "PEM file of CAs to trust for a relay with a private certificate; unset: the system's.", kind="path"
+    )
+    timeout: float = opt(30.0, "Seconds before a connection times out.", bounds=(0.1, 600))
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
     cron: str = opt(
-        "", "When editions go out: 5-field cron (minute hour day-of-month month day-of-week), e.g. `0 9 * * MON`."
+        "",
+        "When editions go out: 5-field cron (minute hour day-of-month month day-of-week), e.g. `0 9 * * MON`.",
+        max_len=200,
     )
     timezone: str = opt("", "IANA zone the cron runs in; empty: newsletter.timezone.")
     grace_hours: float = opt(
-        24.0, "`send --scheduled` still sends a slot's edition this many hours late; later it refuses unless --force."
+        24.0,
+        "`send --scheduled` still sends a slot's edition this many hours late; later it refuses unless --force.",
+        bounds=(0, 24 * 366),  # more than 0: see _validate_schedule
     )
     local_time: bool = opt(
         False,
@@ -221,24 +309,34 @@ class ServeConfig:
         [],
         "Host names `digest serve` answers to (others get 400); `*.example.com` allowed. Empty: the hosts of "
         "unsubscribe_url and preferences_url, plus 127.0.0.1 and localhost.",
+        max_len=253,
+        max_items=100,
     )
     rate_limit: int = opt(
-        60, "POSTs (unsubscribe, preferences) one client address may make per minute, per server process; 0: no limit."
+        60,
+        "POSTs (unsubscribe, preferences) one client address may make per minute, per server process; 0: no limit.",
+        bounds=(0, 1_000_000),
     )
     rate_burst: int = opt(
         20,
         "Requests (POSTs, webhook requests) one client address may make at once before the per-minute limits pace them.",
+        bounds=(0, 100_000),
     )
     webhook_rate_limit: int = opt(
-        1200, "Webhook requests one client address may make per minute, per server process; 0: no limit."
+        1200,
+        "Webhook requests one client address may make per minute, per server process; 0: no limit.",
+        bounds=(0, 1_000_000),
     )
     webhook_max_bytes: int = opt(
-        8 * 1024 * 1024, "Largest webhook body accepted (413 beyond it, checked while it arrives)."
+        8 * 1024 * 1024,
+        "Largest webhook body accepted (413 beyond it, checked while it arrives).",
+        bounds=(1024, 64 * 1024 * 1024),
     )
     legacy_token_days: int = opt(
         90,
         "Days that links carrying the address (made before opaque ids) keep working, counted from the first "
         "link made with an opaque id; 0: refuse them now.",
+        bounds=(0, 3660),
     )
 
 
@@ -326,13 +424,14 @@ def parse_config(data: dict[str, Any], *, base: Path, source: str = "config") ->
             raise ConfigError(f"{source}: [{name}] must be a table")
         cls = SECTIONS[name]
         hints = typing.get_type_hints(cls)
-        known = {f.name for f in fields(cls)}
+        known = {f.name: f for f in fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, raw in value.items():
             where = f"{source}: {name}.{key}"
             if key not in known:
                 raise ConfigError(f"{where} is not a known key (known: {', '.join(sorted(known))})")
             kwargs[key] = _check_value(raw, hints[key], where)
+            check_rules(kwargs[key], known[key], where)
         sections[name] = cls(**kwargs)
     config = Config(**sections)
     config = _resolve_paths(config, base)
@@ -356,6 +455,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
 
 
 def _validate(config: Config, source: str) -> None:
+    """What one key's rules cannot say (see config_rules.check_rules for those)."""
     try:
         ZoneInfo(config.newsletter.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -363,56 +463,26 @@ def _validate(config: Config, source: str) -> None:
             f"{source}: newsletter.timezone {config.newsletter.timezone!r} is not an IANA time zone"
         ) from None
     s = config.selection
-    if s.window_days < 1:
-        raise ConfigError(f"{source}: selection.window_days must be at least 1")
-    if s.max_articles < 1 or s.min_articles < 0 or s.min_articles > s.max_articles:
+    if s.min_articles > s.max_articles:
         raise ConfigError(f"{source}: selection needs 0 <= min_articles <= max_articles and max_articles >= 1")
-    if config.sending.transport not in ("outbox", "sendgrid", "smtp"):
-        raise ConfigError(f"{source}: sending.transport must be outbox, sendgrid or smtp")
-    for key in ("unsubscribe_url", "preferences_url"):
-        url = getattr(config.sending, key)
-        # RFC 8058 one-click needs HTTPS, and a token in a plain-HTTP link can be read on the way
-        if url and not url.startswith("https://"):
-            raise ConfigError(f"{source}: sending.{key} must be an https:// URL, got {url!r}")
-    if not 1 <= config.sending.concurrency <= 64:
-        raise ConfigError(f"{source}: sending.concurrency must be between 1 and 64")
-    if config.smtp.security not in ("starttls", "ssl", "none"):
-        raise ConfigError(f"{source}: smtp.security must be starttls, ssl or none")
-    if config.sending.on_ambiguous not in ("skip", "resend"):
-        raise ConfigError(f"{source}: sending.on_ambiguous must be skip or resend")
-    if not 1 <= config.sendgrid.max_per_request <= 1000:
-        raise ConfigError(f"{source}: sendgrid.max_per_request must be between 1 and 1000")
-    if not 11 <= config.sendgrid.send_at_delay_minutes <= 72 * 60 - 10:
-        raise ConfigError(f"{source}: sendgrid.send_at_delay_minutes must be between 11 and 4310")
-    if config.sendgrid.categories and len(config.sendgrid.categories) > 10:
-        raise ConfigError(f"{source}: sendgrid.categories holds at most 10 (SendGrid's limit)")
     if not _LANGUAGE.fullmatch(config.newsletter.language):
         raise ConfigError(f"{source}: newsletter.language must be a language tag like en or pt-BR")
     if config.templates.group_by not in ("", "tag"):
         raise ConfigError(f'{source}: templates.group_by must be "" or "tag"')
-    if config.templates.contents_min_articles < 0:
-        raise ConfigError(f"{source}: templates.contents_min_articles must be 0 or more")
     c = config.content
     for url in c.feeds:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{source}: content.feeds: {url!r} is not an http(s) URL")
-    if c.feed_timeout <= 0 or c.feed_max_mb < 1 or c.feed_refresh_minutes < 0:
-        raise ConfigError(f"{source}: content needs feed_timeout > 0, feed_max_mb >= 1 and feed_refresh_minutes >= 0")
-    if not config.newsletter.site_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{source}: newsletter.site_url must start with http:// or https://")
+    if c.feed_timeout <= 0:
+        raise ConfigError(f"{source}: content needs feed_timeout > 0")
     _validate_schedule(config, source)
     _validate_serve(config, source)
 
 
 def _validate_serve(config: Config, source: str) -> None:
     s = config.serve
-    for key in ("rate_limit", "rate_burst", "webhook_rate_limit", "legacy_token_days"):
-        if getattr(s, key) < 0:
-            raise ConfigError(f"{source}: serve.{key} must be 0 or more")
     if s.rate_limit and s.rate_burst < 1:
         raise ConfigError(f"{source}: serve.rate_burst must be at least 1 when serve.rate_limit is set")
-    if not 1024 <= s.webhook_max_bytes <= 64 * 1024 * 1024:
-        raise ConfigError(f"{source}: serve.webhook_max_bytes must be between 1024 and 67108864")
     for host in s.trusted_hosts:
         # Starlette's TrustedHostMiddleware: a name, or one leading `*.` wildcard; no ports, no schemes
         wildcard = host.startswith("*.")

@@ -301,11 +301,13 @@ def parse_front_matter(text: str) -> tuple[dict[str, Any], str]:
     if text.startswith("+++"):
         return _toml_front_matter(text)
     try:
-        post = frontmatter.loads(text)
+        post = frontmatter.loads(text, handler=_front_matter_handler(text))
+    except RecursionError:
+        raise ArticleProblem("front matter is nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        # +2: marks are 0-based and counted from after the opening '---' line
-        line = mark.line + 2 if mark is not None else None
+        # +1: marks are 0-based, and the YAML text starts with the rest of the opening '---' line
+        line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ArticleProblem(f"front matter is not valid YAML: {reason}", line=line) from None
     return (post.metadata if isinstance(post.metadata, dict) else {}), post.content
@@ -373,6 +375,34 @@ def _classify_meta(meta: dict[str, Any]) -> None:
             raise NotAnArticle("list page", f"{key}: {value}")
     if meta.get("headless") is True:  # a Hugo bundle of resources, never rendered as a page
         raise NotAnArticle("non-article file", "headless: true")
+
+
+#: libyaml's safe loader when PyYAML has it (python-frontmatter's choice too), else PyYAML's own.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _SafeYAMLHandler(frontmatter.YAMLHandler):
+    """python-frontmatter's YAML handler, refusing aliases (`*name`).
+
+    Nested anchors expand exponentially (a 13-line "billion laughs" file grows past gigabytes as
+    soon as anything walks it), and no front matter needs them. The event stream is scanned first,
+    which costs a linear pass and expands nothing.
+    """
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        if "*" in fm:  # no alias without one: most front matter skips the scan
+            for event in yaml.parse(fm, Loader=_YAML_LOADER):
+                if isinstance(event, yaml.AliasEvent):
+                    raise yaml.composer.ComposerError(
+                        None, None, f"aliases (*{event.anchor}) are not allowed in front matter", event.start_mark
+                    )
+        return yaml.load(fm, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+
+
+def _front_matter_handler(text: str) -> Any:
+    """python-frontmatter's own choice of format, with YAML read by `_NoAliasLoader`."""
+    handler = frontmatter.detect_format(text, frontmatter.handlers)
+    return _SafeYAMLHandler() if isinstance(handler, frontmatter.YAMLHandler) else handler
 
 
 def build_article(
