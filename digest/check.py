@@ -50,9 +50,21 @@ def check(run: Run) -> list[Problem]:
         except DigestError as exc:
             problems.append(Problem(source, str(exc)))
     problems.extend(theme_problems(config))
+    problems.extend(check_state_files(config))
     problems.extend(check_templates(run))
     problems.extend(check_segments(run))
     return problems
+
+
+def check_state_files(config: Config) -> list[Problem]:
+    """The ledger and the subscriber state, verified as the next send will (nothing is written)."""
+    from digest.statefiles import StateFilesError, verify
+
+    try:
+        verify(config.state.path)
+    except StateFilesError as exc:
+        return [Problem(str(config.state.path), str(exc))]
+    return []
 
 
 def check_templates(run: Run) -> list[Problem]:

@@ -340,6 +340,12 @@ class _SendProgress:
     help="Send the edition of the most recent [schedule] slot (--at: as of then), if within the grace period.",
 )
 @click.option("--force", is_flag=True, help="With --scheduled: send even when the slot is past the grace period.")
+@click.option(
+    "--i-know-state-is-new",
+    "fresh_state",
+    is_flag=True,
+    help="Send although the ledger or the subscriber state is missing, empty or replaced (a deliberate fresh start).",
+)
 @pass_ctx
 def send(
     obj: Context,
@@ -356,6 +362,7 @@ def send(
     transport: str | None,
     on_schedule: bool,
     force: bool,
+    fresh_state: bool,
 ) -> None:
     """Send each eligible subscriber this edition's digest, exactly once."""
     from digest.schedule import UsageError, parse_at
@@ -377,6 +384,7 @@ def send(
         scheduled=config.sendgrid.scheduled_mode if scheduled is None else scheduled,
         send_at_delay=config.sendgrid.send_at_delay_minutes * 60,
         concurrency=config.sending.concurrency,
+        fresh_state=fresh_state,
     )
     progress = _SendProgress()
 
@@ -526,6 +534,45 @@ def subscribers_import(obj: Context, source: str, files: tuple[Path, ...], into:
     for result in report.results:
         click.echo(str(result))
     click.echo(report.summary, err=True)
+
+
+@main.group()
+def state() -> None:
+    """The state folder's send ledger and subscriber state: back them up, restore them."""
+
+
+@state.command("backup")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@pass_ctx
+def state_backup(obj: Context, path: Path) -> None:
+    """Copy the ledger and the subscriber state into the new folder PATH (SQLite's online backup)."""
+    from digest.statefiles import backup
+
+    report = backup(obj.config().state.path, path)
+    click.echo(
+        f"backed up the send ledger ({report.deliveries} delivery row(s)) and the subscriber state "
+        f"({report.optouts} opted-out address(es)) into {report.path}"
+    )
+
+
+@state.command("restore")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@pass_ctx
+def state_restore(obj: Context, path: Path) -> None:
+    """Put a backup made by `digest state backup` back; the files it replaces are kept aside."""
+    from digest.statefiles import restore
+
+    report = restore(obj.config().state.path, path)
+    click.echo(
+        f"restored the send ledger ({report.deliveries} delivery row(s)) and the subscriber state "
+        f"({report.optouts} opted-out address(es)) from {report.path}, taken {report.created_at}"
+    )
+    if report.kept_optouts or report.kept_link_ids:
+        click.echo(
+            f"kept {report.kept_optouts} opt-out(s) and {report.kept_link_ids} link id(s) recorded after the "
+            "backup was taken"
+        )
+    click.echo(f"the files it replaced are in {report.aside}")
 
 
 @main.command()

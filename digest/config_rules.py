@@ -60,7 +60,7 @@ def _check_number(value: float, bounds: tuple[float, float] | None, where: str) 
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where} must be a finite number, got {value}")
     if bounds is not None and not bounds[0] <= value <= bounds[1]:
-        low, high = (f"{b:g}" for b in bounds)
+        low, high = (f"{b:g}" if isinstance(b, float) else str(b) for b in bounds)
         raise ConfigError(f"{where} must be between {low} and {high}, got {value}")
 
 
@@ -135,7 +135,7 @@ def _pattern(value: str, where: str) -> None:
     try:
         parsed = list(string.Formatter().parse(value))
     except ValueError as exc:
-        raise ConfigError(f"{where}: {exc} (write {{{{ and }}}} for a literal brace)") from None
+        raise ConfigError(f"{where} is not a valid pattern: {exc} (write {{{{ and }}}} for a literal brace)") from None
     for _, name, spec, conversion in parsed:
         if name is None:
             continue

@@ -4,10 +4,50 @@ and the one write transaction both use."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.errors import DigestError
+
+#: Key/value rows by which the ledger and the subscriber state know each other (statefiles.py).
+#: A table of its own in each file, so neither file's other tables need to know about it.
+PAIRING_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pairing (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+def read_pairing(db: sqlite3.Connection) -> dict[str, str]:
+    """The pairing rows; {} for a file that has none (never paired, or from before pairing)."""
+    try:
+        return dict(db.execute("SELECT key, value FROM pairing").fetchall())
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise
+
+
+def write_pairing(db: sqlite3.Connection, values: Mapping[str, object]) -> None:
+    """Set pairing rows (None deletes one); the caller holds the transaction."""
+    for key, value in values.items():
+        if value is None:
+            db.execute("DELETE FROM pairing WHERE key = ?", (key,))
+        else:
+            db.execute(
+                "INSERT INTO pairing (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, str(value)),
+            )
+
+
+def explain(exc: BaseException) -> str:
+    """An sqlite3 or OS error as a reader can act on it: a read-only file or folder says so."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
+        return f"{text} (the file or its folder is read-only for this user)"
+    return text
 
 
 def connect(path: Path, schema: str, *, busy_timeout: float = 30.0, threads: bool = False) -> sqlite3.Connection:
@@ -62,7 +102,7 @@ class Transaction:
                 exc = commit_error
         self._rollback()
         if isinstance(exc, sqlite3.Error):
-            raise self._error(f"{self._path}: cannot write {self._what}: {exc}") from None
+            raise self._error(f"{self._path}: cannot write {self._what}: {explain(exc)}") from None
         # anything else (a bug, an interrupt) propagates as it is, after the rollback
 
     def _rollback(self) -> None:

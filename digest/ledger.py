@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 
-from digest.db import Transaction, connect, now_stamp
+from digest.db import PAIRING_SCHEMA, Transaction, connect, explain, now_stamp, read_pairing, write_pairing
 from digest.errors import LedgerError
 from digest.selection import History
 
@@ -137,7 +137,8 @@ class Ledger(Protocol):
     def close(self) -> None: ...
 
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS deliveries (
     edition     TEXT NOT NULL,
     subscriber  TEXT NOT NULL,
@@ -158,6 +159,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_subscriber ON deliveries (subscriber, state);
 """
+    + PAIRING_SCHEMA
+)
 
 
 def _stamp(moment: datetime) -> str:
@@ -174,7 +177,7 @@ class SqliteLedger:
         try:
             self._db = connect(path, _SCHEMA, busy_timeout=busy_timeout)
         except (sqlite3.Error, OSError) as exc:
-            raise LedgerError(f"{path}: cannot open the send ledger: {exc}") from None
+            raise LedgerError(f"{path}: cannot open the send ledger: {explain(exc)}") from None
 
     @classmethod
     def scratch_copy(cls, path: Path) -> SqliteLedger:
@@ -321,6 +324,18 @@ class SqliteLedger:
                 error=row["error"],
             )
         return out
+
+    def pairing(self) -> dict[str, str]:
+        """The rows by which this ledger and the subscriber state know each other (statefiles.py)."""
+        return read_pairing(self._db)
+
+    def set_pairing(self, values: Mapping[str, object]) -> None:
+        with self._transaction():
+            write_pairing(self._db, values)
+
+    def count(self) -> int:
+        """Rows in the ledger: every (edition, subscriber) ever claimed."""
+        return int(self._db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])
 
     def summary(self, edition: str) -> Counter[str]:
         cur = self._db.execute("SELECT state, COUNT(*) FROM deliveries WHERE edition = ? GROUP BY state", (edition,))

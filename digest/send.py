@@ -25,6 +25,7 @@ from typing import Any
 
 from digest.compose import list_headers
 from digest.config import Config
+from digest.db import explain
 from digest.errors import NotSentError, SendError
 from digest.ledger import (
     LEDGER_NAME,
@@ -58,6 +59,8 @@ class SendOptions:
     concurrency: int = 4  #: requests in flight at once (transports that allow it)
     #: Local-time delivery: subscriber id -> epoch seconds the provider holds their email until.
     send_at: Mapping[str, int] = field(default_factory=dict)
+    #: --i-know-state-is-new: pair the ledger and the subscriber state as they are (statefiles.py)
+    fresh_state: bool = False
 
 
 @dataclass(frozen=True)
@@ -375,7 +378,10 @@ def send_edition(
     edition = run.edition.id
     if (options.scheduled or options.send_at) and not transport.can_schedule:
         raise SendError(f"scheduled mode needs the sendgrid transport, not {transport.name}")
-    lock = None if options.dry_run else RunLock(state_dir, run_id)
+    try:
+        lock = None if options.dry_run else RunLock(state_dir, run_id)
+    except OSError as exc:
+        raise SendError(f"{state_dir}: cannot create this run's lock file: {explain(exc)} (nothing was sent)") from None
     try:
         if recover and not options.dry_run:
             settle_dead_claims(ledger, transport, edition, state_dir, now)
@@ -448,11 +454,15 @@ def send(
     from digest.check import one_click_problem
     from digest.content import load_articles
     from digest.pipeline import open_run
+    from digest.statefiles import guard_send, note_sent
     from digest.sync import sync_before_send
 
     problem = one_click_problem(config, transport_name)
     if problem:  # before anything is read, synced or sent
         raise SendError(problem)
+    # A missing, emptied, replaced or stale ledger or state must stop the send, not read as
+    # "nobody opted out" or "nobody was sent anything".
+    guard_send(config.state.path, fresh=options.fresh_state, records=not (options.dry_run or sandbox))
     # Before the run loads the list: SendGrid's suppressions must be in the state it reads.
     sync_before_send(config, transport_name, dry_run=options.dry_run, sandbox=sandbox)
     # A dry run writes nothing: it reads the content cache but does not save it.
@@ -471,17 +481,21 @@ def send(
         with ledger:
             horizon = history_horizon(run.at, config.selection)
             run = run.reaching_back(ledger.oldest_last_delivery(run.edition.id, since=horizon))
-            return send_edition(
-                run,
-                ledger,
-                transport,
-                options,
-                state_dir=config.state.path,
-                confirm=confirm,
-                progress=progress,
-                now=now,
-                recover=not sandbox,
-            )
+            try:
+                return send_edition(
+                    run,
+                    ledger,
+                    transport,
+                    options,
+                    state_dir=config.state.path,
+                    confirm=confirm,
+                    progress=progress,
+                    now=now,
+                    recover=not sandbox,
+                )
+            finally:
+                if not (sandbox or options.dry_run):
+                    note_sent(config.state.path, ledger)
     finally:
         transport.close()
 

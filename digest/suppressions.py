@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from digest.db import Transaction, connect, now_stamp
+from digest.db import PAIRING_SCHEMA, Transaction, connect, explain, now_stamp, read_pairing, write_pairing
 from digest.errors import DigestError, LedgerError
 from digest.models import Subscriber
 from digest.subscribers import SubscriberList, load_subscribers, write_list
@@ -48,7 +48,8 @@ STATUS_FOR: Mapping[str, str] = {
 #: When several reasons apply, the status shown is the most serious one.
 _SEVERITY = ("complained", "bounced", "invalid", "suppressed", "unsubscribed", "group_unsubscribed")
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS optouts (
     subscriber TEXT NOT NULL,
     email      TEXT NOT NULL,
@@ -78,6 +79,9 @@ CREATE TABLE IF NOT EXISTS token_ids (
     created_at TEXT NOT NULL
 );
 """
+    + PAIRING_SCHEMA
+)
+
 #: Rows per `IN (...)` query: well under SQLite's smallest limit on bound parameters (999).
 _CHUNK = 500
 
@@ -135,7 +139,7 @@ class SubscriberState:
             # threads: the public app's worker threads share one connection
             self._db = connect(path, _SCHEMA, busy_timeout=busy_timeout, threads=True)
         except (sqlite3.Error, OSError) as exc:
-            raise StateError(f"{path}: cannot open the subscriber state: {exc}") from None
+            raise StateError(f"{path}: cannot open the subscriber state: {explain(exc)}") from None
 
     def __repr__(self) -> str:
         return f"SubscriberState({str(self.path)!r})"
@@ -235,6 +239,45 @@ class SubscriberState:
         (at,) = self._db.execute("SELECT min(created_at) FROM token_ids").fetchone()
         return None if at is None else datetime.fromisoformat(at)
 
+    def pairing(self) -> dict[str, str]:
+        """The rows by which this state and the send ledger know each other (statefiles.py)."""
+        return read_pairing(self._db)
+
+    def set_pairing(self, values: Mapping[str, object]) -> None:
+        with self._transaction():
+            write_pairing(self._db, values)
+
+    #: What a restore keeps from the state file it replaces: rows never to be forgotten (an
+    #: opt-out; the opaque id that links already in inboxes name), with their columns.
+    _KEPT_ON_RESTORE = {
+        "optouts": "subscriber, email, reason, source, detail, at",
+        "token_ids": "token_id, subscriber, created_at",
+    }
+
+    def merge_kept_rows_from(self, other: Path) -> dict[str, int]:
+        """Copy in the opt-outs and link ids another state file holds and this one lacks; returns
+        how many of each. (A restore keeps what was recorded after its backup.)"""
+        added: dict[str, int] = {}
+        self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            with self._transaction():
+                for table, columns in self._KEPT_ON_RESTORE.items():
+                    if not self._db.execute(
+                        "SELECT 1 FROM other.sqlite_master WHERE type = 'table' AND name = ?", (table,)
+                    ).fetchone():
+                        continue
+                    before = self._db.total_changes
+                    # table and column names are ours; OR IGNORE: a row this file already has wins
+                    self._db.execute(f"INSERT OR IGNORE INTO {table} ({columns}) SELECT {columns} FROM other.{table}")
+                    added[table] = self._db.total_changes - before
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        return added
+
+    def count_optouts(self) -> int:
+        """Addresses with at least one opt-out."""
+        return int(self._db.execute("SELECT COUNT(DISTINCT subscriber) FROM optouts").fetchone()[0])
+
     # ---- writing
 
     def opt_out(self, email: str, reason: Reason, source: str, detail: str = "") -> None:
@@ -332,7 +375,10 @@ EMPTY = Overlay({}, {})
 def read_overlay(state_dir: Path) -> Overlay:
     """The state as of now; empty when there is none yet (reading must not create the state folder,
     or a dry run or a preview would)."""
-    if not (state_dir / STATE_NAME).is_file():
+    path = state_dir / STATE_NAME
+    # A zero-byte file is left as it is (opening it would make it an empty database): it is a
+    # lost state, which `digest send` refuses (statefiles.py) and must be able to tell apart.
+    if not path.is_file() or path.stat().st_size == 0:
         return EMPTY
     with open_state(state_dir) as state:
         return Overlay(state.optouts(), state.preferences())
