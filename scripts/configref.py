@@ -76,6 +76,9 @@ def render() -> str:
             if not doc:
                 raise SystemExit(f"digest/config.py: [{section}] {f.name} has no doc")
             shown = "unset" if default is None else code(toml_value(default))
+            bounds = f.metadata.get("bounds")
+            if bounds is not None:  # the range config_rules enforces at load
+                doc += " Allowed: {} to {}.".format(*(f"{b:g}" if isinstance(b, float) else f"{b:,}" for b in bounds))
             row = [code(f.name), type_name(hints[f.name]), shown, doc]
             lines.append("| " + " | ".join(cell(c) for c in row) + " |")
     lines += ["", END]
