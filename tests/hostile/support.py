@@ -10,6 +10,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import digest
+
+#: The `digest` package under test: the child process imports the same one as this process.
+_PACKAGE_ROOT = str(Path(digest.__file__).resolve().parent.parent)
+
 #: Far above what a run of the sample needs (it peaks near 50 MB resident), far below what a blow-up reaches.
 MEMORY_CAP_MB = 768
 #: Generous: a healthy run takes about a second; only a hang comes near it.
@@ -47,7 +52,11 @@ def run_digest(config: Path, *args: str, env: dict[str, str] | None = None, read
         text=True,
         timeout=TIMEOUT_SECONDS,
         preexec_fn=_cap_memory,
-        env={**os.environ, **(env or {})},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])),
+            **(env or {}),
+        },
         cwd=config.parent,
     )
     return Result(done.returncode, done.stdout, done.stderr)
