@@ -35,7 +35,7 @@ def test_defaults_and_relative_paths_resolve_from_the_config_folder(tmp_path):
         ("[selection]\nmin_articles = 5\nmax_articles = 2\n", "min_articles <= max_articles"),
         ("[newsletter\n", "not valid TOML"),
         ("[templates]\ngroup_by = 'topic'\n", 'templates.group_by must be "" or "tag"'),
-        ("[templates]\ncontents_min_articles = -1\n", "templates.contents_min_articles must be 0 or more"),
+        ("[templates]\ncontents_min_articles = -1\n", "templates.contents_min_articles must be between 0 and 200"),
         ("[newsletter]\nlanguage = 'english please'\n", "newsletter.language must be a language tag"),
     ],
 )

@@ -157,7 +157,7 @@ def test_the_sendgrid_path_carries_opaque_tokens_that_the_app_resolves(
     monkeypatch.setenv("DIGEST_SECRET", SECRET)
     with FakeSendGrid() as fake:
         monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
-        config = load(copy_sample(tmp_path, sendgrid_toml(fake.url).replace("[sending]\n", ENDPOINT)))
+        config = load(copy_sample(tmp_path, sendgrid_toml(fake.url, one_click=False).replace("[sending]\n", ENDPOINT)))
         cli(config, "send", "--yes", "--at", AT)
         messages = {m.to_email: m for m in fake.messages}
     assert set(messages) == SAMPLE_RECIPIENTS
