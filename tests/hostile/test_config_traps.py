@@ -118,8 +118,8 @@ def _extreme_config(tmp_path: Path, end: int) -> Path:
             if bounds is None or name == "sending" and spec.name == "concurrency" and end:
                 continue
             value = bounds[end]
-            if name == "schedule" and spec.name == "grace_hours" and not end:
-                value = 0.01  # more than 0
+            if hints[spec.name] is float and value == 0:
+                value = 0.01  # some durations must be more than 0 (grace_hours, feed_timeout)
             if hints[spec.name] is int:
                 value = int(value)
             tables.setdefault(name, []).append(f"{spec.name} = {value!r}")
