@@ -116,6 +116,9 @@ def _read_side(path: Path, what: str, role: str, count_sql: str) -> Side:
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:
+        if "readonly" in str(exc) or "unable to open" in str(exc):
+            # SQLite writes next to a WAL database (its -shm file) even to read it
+            raise StateFilesError(f"{path}: cannot read {what}: {explain(exc)}") from None
         raise StateFilesError(
             f"{path}: cannot read {what}: {explain(exc)}; if it is damaged, restore it with {RESTORE}"
         ) from None
