@@ -27,6 +27,7 @@ from markupsafe import Markup
 from premailer import Premailer
 
 from digest import personalize
+from digest.clicks import ClickLinks
 from digest.config import Config
 from digest.errors import TemplateError
 from digest.layout import (
@@ -43,6 +44,7 @@ from digest.layout import (
     group_labels,
     numbered,
 )
+from digest.links import web_version_url
 from digest.models import Article, Edition, Email, Selection, Subscriber
 from digest.selection import topic_groups
 from digest.text import one_line, wrap
@@ -117,6 +119,7 @@ class Composer:
             keep_trailing_newline=False,
         )
         self.env.filters["wrap"] = wrap
+        self.env.globals["web_version"] = False  # the archive's composer renders its pages with True
 
     # --- template context ----------------------------------------------------------------------
 
@@ -150,13 +153,23 @@ class Composer:
             "utm_campaign": t.utm_campaign.replace("{edition}", edition.id),
         }
 
-    def article_view(self, article: Article, edition: Edition, number: int | str = 0) -> dict[str, Any]:
+    def article_view(
+        self,
+        article: Article,
+        edition: Edition,
+        number: int | str = 0,
+        recipient: personalize.RecipientView | None = None,
+    ) -> dict[str, Any]:
         local = article.date.astimezone(self.config.tz)
+        link = add_utm(article.url, self.utm(edition))
+        if recipient is not None and self.clicks.enabled:
+            # first-party click tracking: the reader's token is a per-recipient field like any other
+            link = self.clicks.link(edition.id, article.id, recipient.click_token)
         return {
             "id": article.id,
             "number": number,
             "title": article.title,
-            "link": add_utm(article.url, self.utm(edition)),
+            "link": link,
             "url": article.url,
             "excerpt": article.excerpt,
             "author": article.author,
@@ -168,6 +181,10 @@ class Composer:
             "date": local,
             "date_label": f"{local.day} {local:%b %Y}",
         }
+
+    @cached_property
+    def clicks(self) -> ClickLinks:
+        return ClickLinks(self.config)
 
     @cached_property
     def newsletter_view(self) -> dict[str, Any]:
@@ -198,7 +215,7 @@ class Composer:
     ) -> dict[str, Any]:
         views: dict[str, dict[str, Any]] = {}
         for number, article in enumerate(layout.articles, 1):
-            views[article.id] = self.article_view(article, edition, number)
+            views[article.id] = self.article_view(article, edition, number, recipient)
         return self._context_of(
             [views[a.id] for a in layout.articles],
             [{"label": label, "articles": [views[a.id] for a in group]} for label, group in layout.groups],
@@ -224,6 +241,7 @@ class Composer:
             "groups": groups,
             "contents": contents,
             "recipient": recipient,
+            "web_url": web_version_url(self.config, edition.id),  #: "View in browser": one per edition
             **extra,
         }
 
@@ -250,7 +268,7 @@ class Composer:
         """The whole edition in one document, for the fast path: every candidate article (numbered
         with NUMBER_TOKEN), a contents line for each when any email can have a contents list, and
         one heading for each group label any email can have."""
-        views = [self.article_view(a, edition, Markup(NUMBER_TOKEN)) for a in pool]
+        views = [self.article_view(a, edition, Markup(NUMBER_TOKEN), personalize.TOKENS) for a in pool]
         groups = [{"label": label, "articles": []} for label in labels] + [{"label": "", "articles": views}]
         contents = 0 < self.config.templates.contents_min_articles <= len(pool)
         context = self._context_of(views, groups, contents, edition, personalize.TOKENS, preheader=PREHEADER_TOKEN)

@@ -145,6 +145,19 @@ class SelectionConfig:
         "After a missed edition the window reaches back to the subscriber's last delivery, but no further than this.",
         bounds=(0, 3660),
     )
+    rank: str = opt(
+        "match",
+        '"match": articles ranked by how many of the subscriber\'s topics they match. "engagement": each stated '
+        "topic also weighs by what the subscriber clicked in the last `engagement_editions` editions (never "
+        "outside their stated topics unless they stated none).",
+        choices=("match", "engagement"),
+    )
+    engagement_editions: int = opt(8, 'rank = "engagement": how many past editions of clicks count.', bounds=(1, 52))
+    engagement_decay: float = opt(
+        0.7,
+        'rank = "engagement": a click one edition older counts this much of a newer one (more than 0, at most 1).',
+        bounds=(0.01, 1.0),
+    )
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,12 @@ class TrackingConfig:
     utm_source: str = opt("newsletter", "utm_source value.", max_len=200)
     utm_medium: str = opt("email", "utm_medium value.", max_len=200)
     utm_campaign: str = opt("{edition}", "utm_campaign value; {edition} becomes the edition id.", max_len=200)
+    clicks: bool = opt(
+        False,
+        "First-party click tracking (meant for SMTP and the outbox): article links go through `digest serve`'s "
+        "/r/ next to unsubscribe_url, which records the click and redirects to the article. Off: links go "
+        "straight to the article.",
+    )
 
 
 @dataclass(frozen=True)
@@ -266,6 +285,16 @@ class SendGridConfig:
     webhook_max_age: int = opt(
         600, "Seconds a signed webhook request stays valid (older ones are refused as replays).", bounds=(1, 86_400)
     )
+    open_tracking: bool = opt(
+        False,
+        "Ask SendGrid to add its open-tracking pixel (sent with every request; off by default: a privacy choice, "
+        "and Apple Mail opens every message by itself anyway).",
+    )
+    click_tracking: bool = opt(
+        False,
+        "Ask SendGrid to rewrite links through its click tracker (sent with every request; off by default: "
+        "readers see and reach the real URL).",
+    )
 
 
 @dataclass(frozen=True)
@@ -340,6 +369,18 @@ class ServeConfig:
     )
 
 
+@dataclass(frozen=True)
+class ArchiveConfig:
+    base_url: str = opt(
+        "",
+        "Where `digest archive` output is published, e.g. https://news.example.com/archive/; each email then "
+        'carries a "View in browser" link to its edition\'s page. Empty: no link.',
+        kind="url",
+    )
+    path: Path = opt(Path("site"), "Folder `digest archive` writes when no --out is given.", kind="path")
+    editions: int = opt(0, "Most editions in the archive and its feed, newest first; 0: all.", bounds=(0, 100_000))
+
+
 SECTIONS: dict[str, type] = {
     "newsletter": NewsletterConfig,
     "content": ContentConfig,
@@ -354,6 +395,7 @@ SECTIONS: dict[str, type] = {
     "smtp": SmtpConfig,
     "schedule": ScheduleConfig,
     "serve": ServeConfig,
+    "archive": ArchiveConfig,
 }
 
 
@@ -374,6 +416,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     source: Path | None = None  #: the file it came from
 
     @property
@@ -477,6 +520,15 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: content needs feed_timeout > 0")
     _validate_schedule(config, source)
     _validate_serve(config, source)
+    _validate_engagement(config, source)
+
+
+def _validate_engagement(config: Config, source: str) -> None:
+    # each value's own range is its option's rule; this is the one that spans two sections
+    if config.tracking.clicks and not config.sending.unsubscribe_url:
+        raise ConfigError(
+            f"{source}: tracking.clicks needs sending.unsubscribe_url: clicks go through `digest serve` next to it"
+        )
 
 
 def _validate_serve(config: Config, source: str) -> None:

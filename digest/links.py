@@ -12,6 +12,7 @@ length, same layout), but that link resolves to nobody until a real send or buil
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Sequence
 from functools import cached_property
@@ -62,6 +63,12 @@ class Links:
             return ""
         return _with_token(base, make_token(self.token_id(subscriber.id), self.secret, "preferences"))
 
+    def click_token(self, subscriber: Subscriber) -> str:
+        """The reader's part of a first-party click link (clicks.py), or '' when clicks are not tracked."""
+        if not (self.config.tracking.clicks and self.config.sending.unsubscribe_url) or self.secret is None:
+            return ""
+        return make_token(self.token_id(subscriber.id), self.secret, "click")
+
     def token_id(self, subscriber_id: str) -> str:
         with self._lock:
             if self._ids is None:
@@ -82,6 +89,25 @@ class Links:
             with existing:
                 found = existing.token_ids(subscriber_ids, create=False)
         return {s: found.get(s) or new_token_id() for s in subscriber_ids}
+
+
+def edition_slug(edition_id: str) -> str:
+    """An edition id as one safe path segment of the web archive: 2026-W48 stays 2026-W48; anything
+    else is cleaned and given a hash of the id, so two ids never share a page."""
+    slug = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "-" for ch in edition_id).strip(".-")
+    if slug != edition_id:
+        slug = f"{slug or 'edition'}-{hashlib.sha256(edition_id.encode()).hexdigest()[:8]}"
+    return slug
+
+
+def web_version_url(config: Config, edition_id: str) -> str:
+    """The edition's page in the web archive (`[archive] base_url`), or '' without an archive.
+
+    The same for every reader of the edition, so the frame that carries it stays compile-once."""
+    base = config.archive.base_url
+    if not base:
+        return ""
+    return f"{base.rstrip('/')}/{edition_slug(edition_id)}/"
 
 
 def _with_token(base: str, token: str) -> str:

@@ -23,7 +23,7 @@ from digest.models import Subscriber
 from digest.text import one_line
 
 #: Fields every recipient has. Attributes (extra CSV columns) come as `attr_<name>`.
-FIELDS = ("first_name", "name", "email", "preferences", "unsubscribe_url", "preferences_url")
+FIELDS = ("first_name", "name", "email", "preferences", "unsubscribe_url", "preferences_url", "click_token")
 
 #: Random per process, never written anywhere but the compiled pieces it is filled out of.
 NONCE = secrets.token_hex(12)
@@ -85,7 +85,12 @@ def values_view(values: Mapping[str, str]) -> RecipientView:
 
 
 def recipient_values(
-    subscriber: Subscriber, *, default_name: str, unsubscribe_url: str, preferences_url: str = ""
+    subscriber: Subscriber,
+    *,
+    default_name: str,
+    unsubscribe_url: str,
+    preferences_url: str = "",
+    click_token: str = "",
 ) -> dict[str, str]:
     """The raw (unescaped) value of every field for one subscriber."""
     # A blank topic ("  " in a list cell) is no topic: it must not turn "all topics" into nothing.
@@ -97,6 +102,7 @@ def recipient_values(
         "preferences": prefs or "all topics",
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url or unsubscribe_url,
+        "click_token": click_token,  #: the reader's part of first-party click links (clicks.py)
     }
     for key, value in subscriber.attributes.items():
         values[attr_field(key)] = value

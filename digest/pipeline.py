@@ -7,7 +7,7 @@ files, sending) belong to the callers.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
@@ -21,6 +21,7 @@ from digest.errors import SubscriberError
 from digest.links import Links
 from digest.message import to_bytes
 from digest.models import Article, Edition, Email, Problem, Selection, Subscriber
+from digest.ranking import Clicked
 from digest.schedule import edition_for
 from digest.segments import NO_SEGMENTS, Overrides, Segments, load_segments
 from digest.selection import NO_HISTORY, History, Selector, candidate_pool, window_start
@@ -78,6 +79,7 @@ class Run:
             default_name=self.config.newsletter.default_name,
             unsubscribe_url=self.unsubscribe_url(subscriber),
             preferences_url=self.preferences_url(subscriber),
+            click_token=self.links.click_token(subscriber),
         )
 
     @cached_property
@@ -85,7 +87,21 @@ class Run:
         return Selector(self.pool, self.at, self.config.selection)
 
     def select(self, subscriber: Subscriber, history: History = NO_HISTORY) -> Selection:
+        clicks = self.clicks.get(subscriber.id) if self.config.selection.rank == "engagement" else None
+        if clicks:
+            history = replace(history, clicks=clicks)
         return self.variant(subscriber).selector(subscriber, history)
+
+    @cached_property
+    def clicks(self) -> Mapping[str, tuple[Clicked, ...]]:
+        """rank = "engagement": what each subscriber clicked in the last editions (events.py)."""
+        from digest.events import click_histories, open_existing_events
+
+        store = open_existing_events(self.config.state.path)
+        if store is None:
+            return {}
+        with store:
+            return click_histories(store, self.edition.id, self.at, self.config.selection.engagement_editions)
 
     def selections(
         self,

@@ -2,7 +2,8 @@
 
 Ordering rule: a subscriber with preferences gets only articles matching at least one of them,
 ranked by how many they match, then newest first, then by id (so ties are stable across runs).
-One without preferences gets the newest.
+One without preferences gets the newest. With `rank = "engagement"` the same articles are eligible
+and each match also weighs by the subscriber's recent clicks (ranking.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 
 from digest.config import SelectionConfig
 from digest.models import Article, Choice, Selection, Subscriber
+from digest.ranking import Clicked, clicked_score, explain_clicked, explain_stated, stated_score, topic_weights
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class History:
 
     last_delivery: datetime | None = None
     sent_article_ids: frozenset[str] = field(default_factory=frozenset)
+    #: What they clicked in earlier editions (read only with rank = "engagement").
+    clicks: tuple[Clicked, ...] = ()
 
 
 NO_HISTORY = History()
@@ -80,7 +84,9 @@ def select(
     in_window = [a for a in pool if start <= a.date <= at and not a.draft]
     fresh = [a for a in in_window if a.id not in history.sent_article_ids]
     choices: list[Choice]
-    if subscriber.has_preferences:
+    if settings.rank == "engagement":
+        choices = _engaged(subscriber, fresh, settings, history)
+    elif subscriber.has_preferences:
         scored = [(m, a) for a in fresh if (m := match(a, subscriber))]
         # pool is newest first and sort is stable: equal scores stay newest first
         scored.sort(key=lambda pair: -len(pair[0]))
@@ -101,6 +107,21 @@ def select(
             why = f"only {len(choices)} matching article(s), fewer than min_articles={settings.min_articles}"
         return Selection(subscriber, (), at, start, skipped=why)
     return Selection(subscriber, tuple(choices), at, start)
+
+
+def _engaged(
+    subscriber: Subscriber, fresh: Sequence[Article], settings: SelectionConfig, history: History
+) -> list[Choice]:
+    """`rank = "engagement"`: the articles `match` would allow, ordered by stated topics weighed
+    with clicks (see ranking.py). Sorting is stable, so ties stay newest first."""
+    weights = topic_weights(history.clicks, settings.engagement_decay, settings.engagement_editions)
+    if subscriber.has_preferences:
+        scored = [(stated_score(m, weights), m, a) for a in fresh if (m := match(a, subscriber))]
+        scored.sort(key=lambda row: -row[0])
+        return [Choice(a, explain_stated(m, weights), len(m)) for _, m, a in scored]
+    ranked = [(clicked_score((*a.tags, *a.categories), weights), a) for a in fresh]
+    ranked.sort(key=lambda row: -row[0])
+    return [Choice(a, explain_clicked((*a.tags, *a.categories), weights)) for _, a in ranked]
 
 
 class Selector:
@@ -127,6 +148,7 @@ class Selector:
             subscriber.category_keys,
             history.last_delivery,
             history.sent_article_ids,
+            history.clicks,
         )
         hit = self._memo.get(key)
         if hit is None:

@@ -481,6 +481,8 @@ def send(
         with ledger:
             horizon = history_horizon(run.at, config.selection)
             run = run.reaching_back(ledger.oldest_last_delivery(run.edition.id, since=horizon))
+            if not (sandbox or options.dry_run):
+                _record_edition(run)
             try:
                 return send_edition(
                     run,
@@ -498,6 +500,15 @@ def send(
                     note_sent(config.state.path, ledger)
     finally:
         transport.close()
+
+
+def _record_edition(run: Run) -> None:
+    """The edition's articles, for reports and first-party click links (events.py)."""
+    from digest.compose import add_utm
+    from digest.events import record_sent_edition
+
+    utm = run.composer.utm(run.edition)
+    record_sent_edition(run.config.state.path, run.edition, run.pool, lambda a: add_utm(a.url, utm))
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,17 @@ from typing import Literal
 
 from digest.errors import ConfigError
 
-_PURPOSES = frozenset({"unsubscribe", "preferences"})
+#: "click": a reader's part of a first-party click link (clicks.py), good for nothing else.
+_PURPOSES = frozenset({"unsubscribe", "preferences", "click"})
 _VERSION = "v2"
 #: 16 random bytes in unpadded URL-safe base64, then an 18-byte MAC in the same.
 ID_CHARS = 22
 _CURRENT = re.compile(r"v2\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{24})")
 _LEGACY = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 MIN_SECRET_CHARS = 16
+_LINK_VERSION = "l1"
+#: An edition id and an article id: bounded, so a crafted URL cannot make us decode megabytes.
+_LINK = re.compile(r"l1\.([A-Za-z0-9_-]{2,700})\.([A-Za-z0-9_-]{24})")
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,40 @@ def make_legacy_token(address: str, secret: bytes, purpose: str = "unsubscribe")
     assert purpose in _PURPOSES
     payload = address.encode("utf-8")
     return f"{_b64(payload)}.{_b64(_legacy_mac(secret, purpose, payload))}"
+
+
+def make_link_token(edition: str, article: str, secret: bytes) -> str:
+    """`l1.<payload>.<mac>`: an edition and one of its articles, for a first-party click link.
+
+    Names no one: the reader's part is a separate "click" token (see clicks.py). The MAC's input
+    starts with "l1", never with "v2" or a purpose, so it can never stand in for another token.
+    """
+    payload = f"{edition}\x00{article}".encode()
+    return f"{_LINK_VERSION}.{_b64(payload)}.{_b64(_link_mac(secret, payload))}"
+
+
+def read_link_token(token: str, secrets_: Sequence[bytes]) -> tuple[str, str] | None:
+    """(edition, article) from a link token one of `secrets_` signed; None for anything else."""
+    m = _LINK.fullmatch(token)
+    if not m:
+        return None
+    try:
+        payload, mac = _unb64(m.group(1)), _unb64(m.group(2))
+    except (ValueError, TypeError):
+        return None
+    if _b64(payload) != m.group(1) or _b64(mac) != m.group(2):
+        return None
+    if not any(hmac.compare_digest(mac, _link_mac(secret, payload)) for secret in secrets_):
+        return None
+    try:
+        edition, article = payload.decode("utf-8").split("\x00")
+    except ValueError:  # UnicodeDecodeError too
+        return None
+    return edition, article
+
+
+def _link_mac(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, _LINK_VERSION.encode() + b"\x00link\x00" + payload, hashlib.sha256).digest()[:18]
 
 
 def read_token(token: str, secrets_: Sequence[bytes], purpose: str = "unsubscribe") -> Claim | None:

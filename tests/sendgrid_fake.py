@@ -582,6 +582,11 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def _event_id() -> str:
+    """An sg_event_id as SendGrid spells them: 22 URL-safe base64 characters."""
+    return secrets.token_urlsafe(16)
+
+
 class FakeSendGrid:
     """SendGrid v3 look-alike on 127.0.0.1 with fault injection. See the module docstring."""
 
@@ -756,6 +761,33 @@ class FakeSendGrid:
 
     def messages_for(self, email: str) -> list[Message]:
         return [m for m in self.messages if m.to_email.lower() == email.lower()]
+
+    def events(self, at: int | None = None) -> list[dict[str, Any]]:
+        """The Event Webhook's view of what was accepted: `processed` then `delivered` for each
+        delivered recipient, `dropped` for a suppressed one, shaped as SendGrid posts them (the
+        message's custom_args flattened into each event, `sg_message_id` = the request's
+        X-Message-Id plus a filter suffix, a unique `sg_event_id`). Cancelled and paused sends
+        produce none. Engagement (opens, clicks) is the test's to add: people do that, not SendGrid.
+        """
+        stamp = int(self.now()) if at is None else at
+        out: list[dict[str, Any]] = []
+        for n, (state, msg) in enumerate(self._iter_messages()):
+            if state not in ("delivered", "dropped"):
+                continue
+            base = {
+                "email": msg.to_email,
+                "timestamp": stamp,
+                "smtp-id": f"<{msg.message_id}@ismtpd-fake>",
+                "sg_message_id": f"{msg.message_id}.filterdrecv-fake-{n}-0",
+                "category": msg.categories,
+                **msg.custom_args,
+            }
+            if state == "dropped":
+                out.append({**base, "event": "dropped", "reason": "Unsubscribed Address", "sg_event_id": _event_id()})
+                continue
+            out.append({**base, "event": "processed", "sg_event_id": _event_id()})
+            out.append({**base, "event": "delivered", "response": "250 OK", "sg_event_id": _event_id()})
+        return out
 
     @staticmethod
     def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

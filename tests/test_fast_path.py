@@ -25,22 +25,35 @@ TRICKY = ["Sam", "O'Brien", "Chloé", "李雷", "<b>x</b>", "A & B", 'Say "hi"',
 LOGO = 'logo_url = "https://circuit.example.com/images/logo.png"\n'
 
 
-@pytest.fixture(scope="module", params=["sample", "grouped-by-tag-no-logo"])
+#: Edition-level and per-recipient links of issue 18: "View in browser" in the frame, and article
+#: links through first-party click tracking (a per-recipient token inside every article block).
+ENGAGEMENT = (
+    '\n[sending]\nunsubscribe_url = "https://news.example.com/unsubscribe"\n'
+    '[tracking]\nclicks = true\n[archive]\nbase_url = "https://news.example.com/archive/"\n'
+)
+
+
+@pytest.fixture(scope="module", params=["sample", "grouped-by-tag-no-logo", "clicks-and-web-version"])
 def run(request, tmp_path_factory):
-    """The sample as shipped, and with `group_by = "tag"` and no logo (the default config's masthead)."""
+    """The sample as shipped, with `group_by = "tag"` and no logo (the default config's masthead),
+    and with click tracking and a web archive link."""
     dest = tmp_path_factory.mktemp("sample")
     for name in ("content", "templates", "subscribers"):
         shutil.copytree(ROOT / name, dest / name)
     config_text = (ROOT / "digest.toml").read_text(encoding="utf-8")
-    if request.param != "sample":
+    if request.param == "clicks-and-web-version":
+        config_text += ENGAGEMENT
+    elif request.param != "sample":
         assert LOGO in config_text
         config_text = config_text.replace(LOGO, "") + '\n[templates]\ngroup_by = "tag"\ncontents_min_articles = 3\n'
     (dest / "digest.toml").write_text(config_text, encoding="utf-8")
     # a long pool: the sample's week plus older articles
     config = load_config(dest / "digest.toml")
-    run = open_run(config, SAMPLE_AT, earliest=SAMPLE_AT.replace(month=10))
-    assert len(run.pool) > 15 and run.prepared.exact
-    return run
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DIGEST_SECRET", "fast-path-secret-0123456789")  # signs the links
+        run = open_run(config, SAMPLE_AT, earliest=SAMPLE_AT.replace(month=10))
+        assert len(run.pool) > 15 and run.prepared.exact
+        yield run
 
 
 names = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
@@ -95,3 +108,8 @@ def test_property_covers_every_recipient_field_in_the_template(run):
     selection = Selection(sub, (Choice(run.pool[0], "x"),), SAMPLE_AT, SAMPLE_AT)
     html = run.prepared.email(selection, run.values(sub)).html
     assert "Hi Zed," in html and "T&amp;U" in html and "a@example.com" in html
+    if run.config.tracking.clicks:
+        # the click token is a per-recipient field inside the article block, the web link edition-level
+        values = run.values(sub)
+        assert values["click_token"] and f"?u={values['click_token']}" in html
+        assert 'href="https://news.example.com/archive/2026-W49/"' in html and "View in browser" in html

@@ -219,7 +219,7 @@ def test_only_the_listed_endpoints_exist(client: TestClient) -> None:
     assert client.get("/webhooks/sendgrid").status_code == 405
     assert client.put("/unsubscribe").status_code == 405
     public = {r.path for r in client.app.routes}  # type: ignore[attr-defined]
-    assert public == {"/unsubscribe", "/preferences", "/webhooks/sendgrid"}
+    assert public == {"/unsubscribe", "/preferences", "/webhooks/sendgrid", "/r/{token}"}
     preview = {r.path for r in create_app(PreviewState(Path("digest.toml"), None, None), watch=False).routes}
     assert not public & preview
 

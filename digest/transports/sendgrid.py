@@ -85,6 +85,8 @@ class SendGridTransport:
         max_wait: float = 60.0,
         max_batch: int = 1000,
         sandbox: bool = False,
+        open_tracking: bool = False,
+        click_tracking: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -101,6 +103,8 @@ class SendGridTransport:
         self.max_wait = max_wait
         self.max_batch = max_batch
         self.sandbox = sandbox
+        self.open_tracking = open_tracking
+        self.click_tracking = click_tracking
         self._sleep = sleep
         self._now = now
         self._rng = rng or random.Random()
@@ -128,6 +132,8 @@ class SendGridTransport:
             max_wait=sg.max_wait,
             max_batch=sg.max_per_request,
             sandbox=sandbox,
+            open_tracking=sg.open_tracking,
+            click_tracking=sg.click_tracking,
             **kwargs,
         )
 
@@ -148,6 +154,11 @@ class SendGridTransport:
             body["categories"] = list(self.categories)
         if self.asm_group_id:
             body["asm"] = {"group_id": self.asm_group_id}
+        # Always said, on or off: the account's own defaults must not switch tracking on unasked.
+        body["tracking_settings"] = {
+            "open_tracking": {"enable": self.open_tracking},
+            "click_tracking": {"enable": self.click_tracking, "enable_text": self.click_tracking},
+        }
         if self.sandbox:
             body["mail_settings"] = {"sandbox_mode": {"enable": True}}
         if batch.schedule is not None:

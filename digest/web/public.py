@@ -4,7 +4,10 @@
   POST /unsubscribe?token=T        RFC 8058 one-click (and the page's button): no login, no confirmation
   GET  /preferences?token=P        the subscriber's topics and status
   POST /preferences?token=P        save topics, pause, resume or unsubscribe
-  POST /webhooks/sendgrid          SendGrid's Event Webhook, ECDSA-verified
+  POST /webhooks/sendgrid          SendGrid's Event Webhook, ECDSA-verified: opt-outs, and delivery
+                                   and engagement events kept per edition (events.py)
+  GET  /r/<link token>?u=<reader>  a first-party click ([tracking] clicks): counted, then redirected
+                                   to the article's URL as recorded for that edition, nowhere else
 
 Security model: the signed token *is* the capability. It names one subscriber (by an opaque id,
 never the address) and one purpose (an unsubscribe token cannot open the preferences page), so
@@ -12,7 +15,8 @@ forms need no session or CSRF cookie: a forged or tampered token is refused befo
 read or written, and a valid one can only ever act on its own subscriber. Nothing here shows
 another subscriber, the list, or a preview. Every response carries no-store and no-referrer,
 since the URL holds the token; the app answers only its own Host names and never redirects (a
-redirect built from the Host header would carry the token elsewhere). guards.py holds the checks
+redirect built from the Host header would carry the token elsewhere), but for /r/, whose target is
+never read from the request: only the URL recorded for a signed (edition, article) pair. guards.py holds the checks
 that run before any view: headers, hosts, rate limits, body size and nesting.
 """
 
@@ -41,6 +45,7 @@ from starlette.routing import Route
 
 from digest.config import Config
 from digest.errors import ConfigError
+from digest.events import from_sendgrid, open_events
 from digest.links import preferences_base
 from digest.subscribers import split_terms
 from digest.suppressions import Change, Reason, open_state, read_overlay
@@ -57,6 +62,7 @@ from digest.web.guards import (
     trusted_hosts,
 )
 from digest.web.lookup import LinkResolver, SubscriberIndex, current_subscriber
+from digest.web.redirect import ClickRedirect
 
 log = logging.getLogger("digest.public")
 
@@ -207,6 +213,7 @@ class PublicViews:
         self.resolver = LinkResolver(self.config.state.path, serve.legacy_token_days, settings.now)
         self.form_limit = RateLimiter(serve.rate_limit, serve.rate_burst, clock=settings.monotonic)
         self.webhook_limit = RateLimiter(serve.webhook_rate_limit, serve.rate_burst, clock=settings.monotonic)
+        self.clicks = ClickRedirect(settings, self.resolver)
 
     @property
     def newsletter(self) -> str:
@@ -368,14 +375,19 @@ class PublicViews:
         if not isinstance(events, list):
             return JSONResponse({"error": "expected a JSON array of events"}, status_code=400)
         batch = _event_batch(events, self.config.sendgrid.asm_group_id)
+        kept = [e for e in map(from_sendgrid, _usable(events)) if e is not None]
         state_dir = self.config.state.path
 
-        def record() -> int:
+        def record() -> tuple[int, int]:
+            # Two stores, each de-duplicating by event id on its own: a crash between them is
+            # mended by SendGrid's retry, which repeats the batch.
             with open_state(state_dir) as state:
-                return state.apply_events(batch)
+                applied = state.apply_events(batch)
+            with open_events(state_dir) as store:
+                return applied, store.record(kept)
 
-        applied = await run_in_threadpool(record)
-        log.info("webhook: %d event(s), %d new", len(batch), applied)
+        applied, stored = await run_in_threadpool(record)
+        log.info("webhook: %d event(s), %d new, %d kept for reports", len(batch), applied, stored)
         return JSONResponse({"received": len(batch), "new": applied})
 
 
@@ -383,12 +395,17 @@ def _terms(value: str) -> tuple[str, ...]:
     return tuple(t[:100] for t in split_terms(value))[:MAX_TERMS]
 
 
+def _usable(events: Sequence[Any]) -> list[dict[str, Any]]:
+    """Events with an id, in the order they happened."""
+    usable = [e for e in events if isinstance(e, dict) and isinstance(e.get("sg_event_id"), str)]
+    usable.sort(key=lambda e: e["timestamp"] if isinstance(e.get("timestamp"), int) else 0)
+    return usable
+
+
 def _event_batch(events: Sequence[Any], asm_group_id: int) -> list[tuple[str, str, list[Change]]]:
     """(event id, event, changes) in the order they happened, so an unsubscribe followed by a
     resubscribe in one batch ends resubscribed."""
-    usable = [e for e in events if isinstance(e, dict) and isinstance(e.get("sg_event_id"), str)]
-    usable.sort(key=lambda e: e["timestamp"] if isinstance(e.get("timestamp"), int) else 0)
-    return [(e["sg_event_id"], str(e.get("event", "")), changes_for(e, asm_group_id)) for e in usable]
+    return [(e["sg_event_id"], str(e.get("event", "")), changes_for(e, asm_group_id)) for e in _usable(events)]
 
 
 def create_public_app(settings: PublicSettings) -> Starlette:
@@ -434,6 +451,7 @@ def create_public_app(settings: PublicSettings) -> Starlette:
             Route("/preferences", views.preferences_page, methods=["GET"]),
             Route("/preferences", views.preferences, methods=["POST"]),
             Route("/webhooks/sendgrid", views.sendgrid_webhook, methods=["POST"]),
+            Route("/r/{token}", views.clicks.redirect, methods=["GET"]),
         ],
         middleware=[
             Middleware(SecurityHeaders),  # outermost: even the Host check's 400 carries them
