@@ -444,9 +444,11 @@ def send(
 @pass_ctx
 def status(obj: Context, edition_id: str | None) -> None:
     """Show the send ledger: an edition's counts and the last editions."""
+    from digest.report import percent, status_reports, summary_line
     from digest.send import status as ledger_status
 
-    report = ledger_status(obj.config(), edition_id)
+    config = obj.config()
+    report = ledger_status(config, edition_id)
     if report.edition is None:
         click.echo("the ledger is empty: nothing sent yet")
         return
@@ -454,11 +456,59 @@ def status(obj: Context, edition_id: str | None) -> None:
     click.echo(f"edition {report.edition}: {counts}")
     for row in report.rows[:50]:
         click.echo(f"  {row.state:9} {row.email}: {row.error or '(in flight)'}")
+    after = status_reports(config, [report.edition, *(s.edition for s in report.recent)])
+    if report.edition in after:
+        click.echo("  " + summary_line(after[report.edition]))
     if report.recent:
         click.echo("last editions:")
         for summary in report.recent:
             parts = ", ".join(f"{state} {n}" for state, n in sorted(summary.counts.items()))
             click.echo(f"  {summary.edition}: {parts} (last change {summary.last_update:%Y-%m-%d %H:%M} UTC)")
+            found = after.get(summary.edition)
+            if found is not None and found.heard_back:
+                click.echo(f"    delivered {found.delivered}, clicks {found.clickers} ({percent(found.ctr)})")
+
+
+@main.command()
+@click.option("--edition", "edition_id", metavar="ID", help="Only this edition (default: the last ten sent).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option(
+    "--per-subscriber", is_flag=True, help="Also list what each subscriber did (personal data: aggregate otherwise)."
+)
+@pass_ctx
+def report(obj: Context, edition_id: str | None, as_json: bool, per_subscriber: bool) -> None:
+    """What happened after the send: delivered, bounces, opens, clicks, unsubscribes, top articles."""
+    import json
+
+    from digest.report import describe, reports
+
+    found = reports(obj.config(), edition_id, per_subscriber=per_subscriber)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in found], indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("nothing sent yet: no edition to report on")
+        return
+    for i, one in enumerate(found):
+        if i:
+            click.echo("")
+        for line in describe(one):
+            click.echo(line)
+
+
+@main.command()
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), help="Folder to write (default [archive] path)."
+)
+@pass_ctx
+def archive(obj: Context, out: Path | None) -> None:
+    """Write the web archive: a page per edition sent (nobody's copy), an index and an Atom feed."""
+    from digest.archive import write_archive
+
+    written = write_archive(obj.config(), out)
+    for edition, why in written.skipped:
+        click.echo(f"{edition}: no page: {why}", err=True)
+    click.echo(f"archived {len(written.editions)} edition(s) into {written.out} (index.html, feed.xml)")
 
 
 @main.command()
