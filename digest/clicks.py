@@ -19,6 +19,7 @@ from functools import cached_property
 from urllib.parse import urljoin
 
 from digest.config import Config
+from digest.personalize import RecipientView
 from digest.tokens import make_link_token, secret_from_env
 
 
@@ -41,5 +42,10 @@ class ClickLinks:
     def _secret(self) -> bytes:
         return secret_from_env(self.config.sending.secret_env)
 
-    def link(self, edition: str, article: str, reader_token: str) -> str:
-        return f"{click_base(self.config)}{make_link_token(edition, article, self._secret)}?u={reader_token}"
+    def link(self, edition: str, article: str, url: str, recipient: RecipientView | None) -> str:
+        """The article's link as an email carries it: `url` itself, or (tracking clicks, with a
+        recipient to fill in) through /r/ with the reader's token as a per-recipient field."""
+        if recipient is None or not self.enabled:
+            return url
+        token = make_link_token(edition, article, self._secret)
+        return f"{click_base(self.config)}{token}?u={recipient.click_token}"

@@ -161,15 +161,11 @@ class Composer:
         recipient: personalize.RecipientView | None = None,
     ) -> dict[str, Any]:
         local = article.date.astimezone(self.config.tz)
-        link = add_utm(article.url, self.utm(edition))
-        if recipient is not None and self.clicks.enabled:
-            # first-party click tracking: the reader's token is a per-recipient field like any other
-            link = self.clicks.link(edition.id, article.id, recipient.click_token)
         return {
             "id": article.id,
             "number": number,
             "title": article.title,
-            "link": link,
+            "link": self.clicks.link(edition.id, article.id, add_utm(article.url, self.utm(edition)), recipient),
             "url": article.url,
             "excerpt": article.excerpt,
             "author": article.author,

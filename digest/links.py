@@ -40,6 +40,7 @@ class Links:
         self._recipients = recipients
         self._persist = persist
         self._ids: dict[str, str] | None = None
+        self._throwaway: dict[str, str] = {}  #: click ids of a run that writes nothing
         self._lock = threading.Lock()
 
     @cached_property
@@ -64,10 +65,19 @@ class Links:
         return _with_token(base, make_token(self.token_id(subscriber.id), self.secret, "preferences"))
 
     def click_token(self, subscriber: Subscriber) -> str:
-        """The reader's part of a first-party click link (clicks.py), or '' when clicks are not tracked."""
+        """The reader's part of a first-party click link (clicks.py), or '' when clicks are not tracked.
+
+        A run that writes nothing (a preview, a check, a test send) always uses a throwaway id:
+        the link looks as it will be sent, but an editor's or a tester's click counts for nobody.
+        """
         if not (self.config.tracking.clicks and self.config.sending.unsubscribe_url) or self.secret is None:
             return ""
-        return make_token(self.token_id(subscriber.id), self.secret, "click")
+        if self._persist:
+            token_id = self.token_id(subscriber.id)
+        else:
+            with self._lock:
+                token_id = self._throwaway.setdefault(subscriber.id, new_token_id())
+        return make_token(token_id, self.secret, "click")
 
     def token_id(self, subscriber_id: str) -> str:
         with self._lock:

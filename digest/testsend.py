@@ -289,9 +289,14 @@ def send_tests(
 ) -> SendTestReport:
     """`digest test-send`: plan every requested segment first, then send; nothing is sent when
     a named segment cannot be tested. With --all-segments, untestable segments are skipped."""
+    import dataclasses
+
     from digest.pipeline import open_run
     from digest.transports import make_transport
 
+    # Article links go straight to the articles: a tester's click must not count as the member's,
+    # and it must work before the edition is sent (first-party links resolve only after).
+    config = dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, clicks=False))
     run = open_run(config, at, edition_id, persist_links=False)
     histories, earliest = read_history(config, run.edition.id, run.at)
     run = run.reaching_back(earliest)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from engagement_support import newsletter, public_client, send_edition
-from public_support import SECRET, Signer, head_of, raw_request, real_server
+from public_support import SECRET, Signer, head_of, raw_request, real_server, token_id
 from send_support import SAMPLE_RECIPIENTS
 
 from digest.config import Config
@@ -109,16 +109,36 @@ def test_never_an_open_redirect(sent: Config, monkeypatch: pytest.MonkeyPatch) -
     assert answer.status_code == 302 and answer.headers["location"].startswith(ROBOTS_URL)
 
 
-def test_a_bad_or_missing_reader_still_redirects_but_is_nobodys_click(sent: Config) -> None:
+def test_a_bad_or_missing_reader_still_redirects_but_is_not_counted(sent: Config) -> None:
     client = public_client(sent, Signer(), NOW)
     good = make_link_token(EDITION, ROBOTS, SECRET.encode())
     stranger = make_token(new_token_id(), b"not-our-secret-0123456789", "click")
-    unsubscribe = make_token("A" * 22, SECRET.encode(), "unsubscribe")  # right secret, wrong purpose
-    for query in ("", f"?u={stranger}", f"?u={unsubscribe}", "?u=ada@example.com"):
+    unknown = make_token(new_token_id(), SECRET.encode(), "click")  # ours, but names nobody (a preview's)
+    unsubscribe = make_token(token_id(sent, "ada@example.com"), SECRET.encode(), "unsubscribe")  # wrong purpose
+    for query in ("", f"?u={stranger}", f"?u={unknown}", f"?u={unsubscribe}", "?u=ada@example.com"):
         assert client.get(f"/r/{good}{query}").status_code == 302
     with open_events(sent.state.path) as store:
         counts = store.counts(EDITION)
-    assert counts.clicks == 4 and counts.clickers == 0
+    assert counts.clicks == 0 and counts.clickers == 0
+
+
+def test_the_preview_shows_tracked_links_whose_clicks_count_for_nobody(sent: Config) -> None:
+    from digest.web.live import PreviewState
+    from digest.web.preview import get_page
+
+    status, body = get_page(PreviewState(sent.source, "2026-11-30T00:00"), "/subscribers/grace@example.org/email.html")
+    assert status == 200
+    link = LINK.findall(body.decode("utf-8"))[0].replace("&amp;", "&")
+    client = public_client(sent, Signer(), NOW)
+    assert client.get(link.removeprefix("https://news.example.com")).status_code == 302
+    with open_events(sent.state.path) as store:
+        assert store.counts(EDITION).clicks == 0  # the editor's click is not Grace's
+    # the email as sent carries Grace's own token, which does count
+    sent_link = links(sent, "grace@example.org")[0]
+    assert sent_link.split("?")[0] == link.split("?")[0] and sent_link != link  # same article, other reader
+    assert client.get(sent_link.removeprefix("https://news.example.com")).status_code == 302
+    with open_events(sent.state.path) as store:
+        assert store.activity(EDITION)["grace@example.org"].clicks == 1
 
 
 def test_head_requests_and_floods_are_redirected_uncounted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,8 +146,9 @@ def test_head_requests_and_floods_are_redirected_uncounted(tmp_path: Path, monke
     send_edition(config)
     client = public_client(config, Signer(), NOW)
     good = make_link_token(EDITION, ROBOTS, SECRET.encode())
-    assert client.head(f"/r/{good}").status_code == 302
-    answers = [client.get(f"/r/{good}").status_code for _ in range(10)]
+    reader = make_token(token_id(config, "chloe.dubois@example.net"), SECRET.encode(), "click")
+    assert client.head(f"/r/{good}?u={reader}").status_code == 302
+    answers = [client.get(f"/r/{good}?u={reader}").status_code for _ in range(10)]
     assert answers == [302] * 10  # a reader is never refused their article
     with open_events(config.state.path) as store:
         assert store.counts(EDITION).clicks == 3  # the burst; the rest were not written
@@ -154,3 +175,17 @@ def test_the_redirect_over_real_uvicorn_as_raw_bytes(sent: Config) -> None:
     assert status == 302
     assert headers["location"].startswith("https://circuit.example.com/posts/")
     assert b"\r\nlocation: https://circuit.example.com/posts/" in answer.lower()
+
+
+def test_test_sends_link_straight_to_the_articles(sent: Config) -> None:
+    """A tester's click must not count as the member's, and must work before the edition is sent."""
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    args = ["--config", str(sent.source), "test-send", "--segment", "ai-readers", "--to", "me@example.com"]
+    result = CliRunner().invoke(main, [*args, "--at", "2026-11-30T00:00"])
+    assert result.exit_code == 0, result.output
+    (path,) = (sent.output.path / f"{EDITION}.test.ai-readers").glob("*.eml")
+    html = email.message_from_bytes(path.read_bytes(), policy=email.policy.default).get_body(("html",)).get_content()
+    assert "news.example.com/r/" not in html and "https://circuit.example.com/posts/" in html

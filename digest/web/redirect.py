@@ -3,9 +3,10 @@
 Never an open redirect: the target is not in the request. The link token is signed (tokens.py)
 and names an (edition, article) pair; the target is the URL recorded for that pair when the
 edition was sent (events.py). A token that does not verify, or an article the edition did not
-carry, is a 404. The reader's part only attributes the click: a missing, forged or unknown one
-still redirects, uncounted for anyone. A client over the rate limit and a HEAD (link scanners
-prefetch) are redirected without being counted, so a flood fills no table.
+carry, is a 404. The reader's part says whose click it is: a missing, forged or unknown one (a
+link from the preview, whose reader tokens name nobody) still redirects, but is not counted. A
+client over the rate limit and a HEAD (link scanners prefetch) are redirected uncounted too, so a
+flood fills no table.
 
 The answer carries the public app's headers: no-store, and no-referrer, so the article's site
 never sees the tokens in the link.
@@ -49,8 +50,10 @@ class ClickRedirect:
         url = await run_in_threadpool(self._target, edition, article)
         if url is None:
             raise HTTPException(404, "This link is not valid.")
+        subscriber = ""
         if request.method == "GET" and not self.limit.take(client_key(request)):
             subscriber = await self._reader(request.query_params.get("u", ""))
+        if subscriber:
             event = Event(
                 event_id=f"digest:{uuid.uuid4().hex}",
                 source="redirect",
@@ -80,7 +83,7 @@ class ClickRedirect:
                 store.record([event])
 
     async def _reader(self, token: str) -> str:
-        """The subscriber a click token names, or '' (the click still counts, unattributed)."""
+        """The subscriber a click token names, or '' (the click is then not counted)."""
         claim = read_token(token, self.settings.secrets, "click") if token else None
         if claim is None or claim.kind != "id":  # no click token ever carried an address
             return ""
