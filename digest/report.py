@@ -21,7 +21,9 @@ Privacy: a report is aggregate. Who did what is listed only with `per_subscriber
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ from digest.config import Config
 from digest.errors import DigestError
 from digest.events import ArticleClicks, Counts, EditionRecord, EventLog, open_existing_events
 from digest.ledger import LEDGER_NAME, SqliteLedger
+from digest.models import Subscriber
 from digest.suppressions import open_existing_state
 
 #: Opt-out reasons counted as unsubscribes / as complaints.
@@ -253,26 +256,49 @@ class Trend:
     """The last editions, oldest first, for the preview's charts (aggregates only)."""
 
     editions: tuple[EditionReport, ...] = ()
-    new_readers: tuple[int, ...] = ()  #: subscribers each edition reached for the first time
+    #: per edition: signups since the edition before (from the list's subscribed_at), or where the
+    #: list has no such dates, subscribers the edition reached for the first time
+    new_readers: tuple[int, ...] = ()
     tags: tuple[tuple[str, int], ...] = ()  #: top tags by clicks over those editions
+    new_means: str = "signups"  #: "signups" or "first reached": what new_readers counts
 
     @property
     def empty(self) -> bool:
         return not self.editions
 
 
-def trend(config: Config, limit: int = 8, top_tags: int = 6) -> Trend:
+def trend(config: Config, subscribers: Sequence[Subscriber] = (), limit: int = 8, top_tags: int = 6) -> Trend:
+    """The last `limit` editions for the preview's panel. `subscribers`: the list, whose
+    subscribed_at dates (where it has them) count the signups between editions."""
     if not (config.state.path / LEDGER_NAME).is_file():
         return Trend()
     sources = _open(config)
     try:
-        names = list(reversed(sources.editions(limit)))
+        moments = sources.ledger.sent_editions() if sources.ledger else {}
+        names = list(moments)[-limit:]
         editions = tuple(edition_report(sources, e, top=0) for e in names)
-        first = sources.ledger.first_editions() if sources.ledger else Counter()
         tags = sources.events.tag_clicks(names).most_common(top_tags) if sources.events else []
-        return Trend(editions, tuple(first.get(e, 0) for e in names), tuple(tags))
+        joined = [s.subscribed_at for s in subscribers if s.subscribed_at is not None]
+        if joined:
+            new, means = signups(joined, list(moments.values()))[-len(names) :] if names else [], "signups"
+        else:
+            first = sources.ledger.first_editions() if sources.ledger else Counter()
+            new, means = [first.get(e, 0) for e in names], "first reached"
+        return Trend(editions, tuple(new), tuple(tags), means)
     finally:
         sources.close()
+
+
+def signups(joined: Sequence[datetime], moments: Sequence[datetime]) -> list[int]:
+    """Per edition moment (oldest first): how many joined after the one before and by this one
+    (the first edition counts everyone who joined by then)."""
+    ordered = sorted(joined)
+    counts, before = [], 0
+    for moment in moments:
+        upto = bisect.bisect_right(ordered, moment)
+        counts.append(upto - before)
+        before = upto
+    return counts
 
 
 # ---------------------------------------------------------------- text

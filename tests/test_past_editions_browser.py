@@ -58,7 +58,28 @@ def test_the_panel_without_a_browser(history: Config) -> None:
     assert "<script src" not in page and "cdn" not in page.lower()
     assert 'aria-label="Recipients: W49 7, W50 ' in page
     assert 'aria-label="Top tags by clicks: Robotics 3, Ai 3' in page
-    assert 'aria-label="List growth: W49 +7 -1, W50 +0 -0"' in page
+    # the sample list has no subscribed_at: new readers are those an edition reached first
+    assert 'aria-label="List growth (first reached): W49 +7 -1, W50 +0 -0"' in page
+
+
+def test_list_growth_counts_signups_between_editions_when_the_list_dates_them(history: Config) -> None:
+    import csv
+
+    path = history.subscribers.path
+    with path.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    # two joined by the first edition (30 November), three in its week, one after the second
+    dates = ["2025-01-05", "2026-11-29", "2026-12-01", "2026-12-02T10:00:00Z", "2026-12-06", "2026-12-24"]
+    for row, date in zip(rows, dates + [""] * len(rows), strict=False):
+        row["subscribed_at"] = date
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*rows[0]])
+        writer.writeheader()
+        writer.writerows(rows)
+    status, body = get_page(PreviewState(history.source, AT), "/")
+    assert status == 200
+    assert 'aria-label="List growth: W49 +2 -1, W50 +3 -0"' in body.decode("utf-8")
+    assert '<th class="num">Signed up</th>' in body.decode("utf-8")
 
 
 def test_nothing_sent_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

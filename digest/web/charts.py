@@ -135,7 +135,7 @@ def charts(trend: Trend) -> list[Chart]:
         rows("chart-tags", "Top tags by clicks", [t for t, _ in trend.tags], [n for _, n in trend.tags]),
         growth(
             "chart-growth",
-            "List growth",
+            "List growth" if trend.new_means == "signups" else "List growth (first reached)",
             labels,
             list(trend.new_readers),
             [r.unsubscribes + r.complaints for r in reports],

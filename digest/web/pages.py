@@ -74,7 +74,7 @@ def index_context(snap: Snapshot) -> dict[str, object]:
         "problems": sorted(snap.problems, key=lambda p: (p.severity != "error", p.source, p.line or 0)),
         "input_problems": [p for p in snap.problems if p.severity == "error"],
         "segments": segment_rows(snap),
-        **past_editions(config),
+        **past_editions(config, snap),
     }
 
 
@@ -82,7 +82,7 @@ _past_cache: dict[tuple[object, ...], dict[str, object]] = {}
 _past_lock = threading.Lock()
 
 
-def past_editions(config: Config) -> dict[str, object]:
+def past_editions(config: Config, snap: Snapshot) -> dict[str, object]:
     """The "Past editions" panel's data: the last editions' aggregates and their charts.
 
     Read again only when the ledger or the state file (events, opt-outs) changed: at a hundred
@@ -95,12 +95,12 @@ def past_editions(config: Config) -> dict[str, object]:
 
     state = config.state.path
     files = (LEDGER_NAME, f"{LEDGER_NAME}-wal", STATE_NAME, f"{STATE_NAME}-wal")
-    key = (str(state), *(_signature(state / name) for name in files))
+    key = (snap.token, str(state), *(_signature(state / name) for name in files))
     with _past_lock:
         found = _past_cache.get(key)
     if found is None:
         try:
-            past = trend(config)
+            past = trend(config, snap.run.subscribers.subscribers)
         except DigestError as exc:  # an unreadable state must not take the preview's index down
             return {"past": Trend(), "charts": [], "past_error": str(exc)}
         found = {"past": past, "charts": charts(past) if not past.empty else [], "past_error": ""}
