@@ -24,7 +24,7 @@ def newsletter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_url: str = 
     """The sample newsletter with the public endpoint, sending through the fake when given."""
     monkeypatch.setenv("DIGEST_SECRET", SECRET)
     monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
-    toml = sendgrid_toml(fake_url).replace("[sending]\n", ENDPOINT) if fake_url else ENDPOINT
+    toml = sendgrid_toml(fake_url, one_click=False).replace("[sending]\n", ENDPOINT) if fake_url else ENDPOINT
     return load_config(copy_sample(tmp_path, toml + extra))
 
 
