@@ -53,6 +53,7 @@ def check(run: Run) -> list[Problem]:
     problems.extend(check_state_files(config))
     problems.extend(check_templates(run))
     problems.extend(check_segments(run))
+    problems.extend(check_cadences(run))
     return problems
 
 
@@ -65,6 +66,26 @@ def check_state_files(config: Config) -> list[Problem]:
     except StateFilesError as exc:
         return [Problem(str(config.state.path), str(exc))]
     return []
+
+
+def check_cadences(run: Run) -> list[Problem]:
+    """Subscribers whose chosen cadence has no slot: they get the default edition, which is
+    worth knowing (a warning), never a reason to leave them out."""
+    from digest.cadences import Cadences
+
+    cadences = Cadences.of(run.config)
+    if cadences is None:
+        return []
+    where = str(run.config.subscribers.path)
+    return [
+        Problem(
+            where,
+            f"{n} subscriber(s) chose {chosen}, which [schedule] has no slot for: they get the "
+            f"{cadences.default} edition (add schedule.{chosen} to send theirs)",
+            severity="warning",
+        )
+        for chosen, n in sorted(cadences.unserved(run.subscribers.subscribers).items())
+    ]
 
 
 def check_templates(run: Run) -> list[Problem]:

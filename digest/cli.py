@@ -72,6 +72,11 @@ def web_extra(command: str) -> Iterator[None]:
 at_option = click.option(
     "--at", "at", metavar="ISO-DATETIME", help="Act as of this moment (naive times are in the newsletter's zone)."
 )
+cadence_option = click.option(
+    "--cadence",
+    type=click.Choice(["daily", "weekly", "monthly"]),
+    help="That cadence's edition, to the subscribers who get it (see [schedule]); needed when there are several.",
+)
 
 
 @click.group(cls=DigestGroup)
@@ -102,15 +107,27 @@ def echo_problems(problems: Any, *, limit: int | None = None) -> None:
 @click.option("--subscriber", "subscribers", multiple=True, metavar="EMAIL", help="Only this subscriber (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Folder for the .eml files.")
 @click.option("--edition", "edition_id", metavar="ID", help="Edition id (default: the ISO week of --at).")
+@click.option(
+    "--cadence",
+    type=click.Choice(["daily", "weekly", "monthly"]),
+    help="Only that cadence's subscribers, with its edition id (default: everyone).",
+)
 @pass_ctx
-def build(obj: Context, at: str | None, subscribers: tuple[str, ...], out: Path | None, edition_id: str | None) -> None:
+def build(
+    obj: Context,
+    at: str | None,
+    subscribers: tuple[str, ...],
+    out: Path | None,
+    edition_id: str | None,
+    cadence: str | None,
+) -> None:
     """Write each subscriber's digest as an .eml file, exactly as it would be sent."""
     from digest.pipeline import build as build_digests
     from digest.pipeline import open_run
     from digest.schedule import parse_at
 
     config = obj.config()
-    run = open_run(config, parse_at(at, config.tz), edition_id)
+    run = open_run(config, parse_at(at, config.tz), edition_id, cadence=cadence)
     out_dir = out or config.output.path
     report = build_digests(run, out_dir, subscribers)
     echo_problems(report.problems)
@@ -293,7 +310,8 @@ class _SendProgress:
         self.bar: Any = None
 
     def start(self, total: int) -> None:
-        self.total = total
+        self.finish()  # a scheduled run sends one edition per cadence: one bar each
+        self.total, self.done, self.logged, self.bar = total, 0, 0, None
         if sys.stderr.isatty():
             self.bar = click.progressbar(length=total, label="sending", file=sys.stderr)
             self.bar.__enter__()
@@ -310,6 +328,7 @@ class _SendProgress:
     def finish(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 @main.command()
@@ -346,6 +365,7 @@ class _SendProgress:
     is_flag=True,
     help="Send although the ledger or the subscriber state is missing, empty or replaced (a deliberate fresh start).",
 )
+@cadence_option
 @pass_ctx
 def send(
     obj: Context,
@@ -363,6 +383,7 @@ def send(
     on_schedule: bool,
     force: bool,
     fresh_state: bool,
+    cadence: str | None,
 ) -> None:
     """Send each eligible subscriber this edition's digest, exactly once."""
     from digest.schedule import UsageError, parse_at
@@ -401,26 +422,12 @@ def send(
     if on_schedule:
         if edition_id or sandbox:
             raise UsageError("--scheduled names the edition from the slot: no --edition or --sandbox with it")
-        from digest.scheduler import send_scheduled
-
-        try:
-            result = send_scheduled(
-                config,
-                parse_at(at, config.tz),
-                options,
-                force=force,
-                transport_name=transport,
-                confirm=confirm,
-                progress=progress,
-            )
-        finally:
-            progress.finish()
-        if result.report is not None and result.outcome != "nothing":
-            _echo_send_report(result.report)
-        click.echo(result.message)
-        if result.report is not None and result.report.exit_code:
-            sys.exit(result.report.exit_code)
+        _send_scheduled(
+            config, at, options, cadence, force=force, transport=transport, confirm=confirm, progress=progress
+        )
         return
+    from digest.cadences import cadence_for_send
+
     try:
         report = send_edition(
             config,
@@ -431,6 +438,7 @@ def send(
             sandbox=sandbox,
             confirm=confirm,
             progress=progress,
+            cadence=cadence_for_send(config, cadence),
         )
     finally:
         progress.finish()
@@ -439,16 +447,88 @@ def send(
         sys.exit(report.exit_code)
 
 
+def _send_scheduled(
+    config: Any,
+    at: str | None,
+    options: Any,
+    cadence: str | None,
+    *,
+    force: bool,
+    transport: str | None,
+    confirm: Any,
+    progress: _SendProgress,
+) -> None:
+    """`send --scheduled`: each cadence's due edition (or the named cadence's). One cadence's
+    trouble (late, failed) is one line and sets the exit code; the others still go out."""
+    from digest.schedule import parse_at
+    from digest.scheduler import send_due
+
+    try:
+        results = send_due(
+            config,
+            parse_at(at, config.tz),
+            options,
+            cadences=(cadence,) if cadence else (),
+            force=force,
+            transport_name=transport,
+            confirm=confirm,
+            progress=progress,
+        )
+    finally:
+        progress.finish()
+    if len(results) == 1 and isinstance(results[0], DigestError):
+        raise results[0]  # one edition (a single cron, or --cadence): its error is the command's
+    codes = []
+    for result in results:
+        if isinstance(result, DigestError):
+            click.echo(f"error: {result}", err=True)
+            codes.append(result.exit_code)
+            continue
+        if result.report is not None and result.outcome != "nothing":
+            _echo_send_report(result.report)
+        click.echo(result.message)
+        if result.report is not None:
+            codes.append(result.report.exit_code)
+    # 1 (failed or late) before 2 (usage) before 3 (only ambiguous rows left)
+    code = min((c for c in codes if c), default=0)
+    if code:
+        sys.exit(code)
+
+
 @main.command()
 @click.option("--edition", "edition_id", metavar="ID", help="Edition id (default: the latest in the ledger).")
+@at_option
 @pass_ctx
-def status(obj: Context, edition_id: str | None) -> None:
-    """Show the send ledger: an edition's counts and the last editions."""
-    from digest.report import percent, status_reports, summary_line
+def status(obj: Context, edition_id: str | None, at: str | None) -> None:
+    """Show the send ledger (an edition's counts, the last editions) and each cadence's slot."""
+    from digest.schedule import describe, hours, parse_at
+    from digest.scheduler import cadence_status
     from digest.send import status as ledger_status
 
     config = obj.config()
-    report = ledger_status(config, edition_id)
+    _echo_ledger_status(config, ledger_status(config, edition_id))
+    cadences = cadence_status(config, parse_at(at, config.tz))
+    if cadences is None:
+        return
+    schedule = cadences.cadences
+    what = "one slot for everyone" if schedule.legacy else f"default {schedule.default}"
+    click.echo(f"cadences ({schedule.tz.key}, grace {hours(schedule.grace)}, {what}):")
+    for state in cadences.states:
+        table = state.table
+        last = "nothing sent yet"
+        if state.last is not None:
+            counts = ", ".join(f"{name} {n}" for name, n in sorted(state.last.counts.items()))
+            last = f"{state.last.edition}: {counts}"
+        click.echo(
+            f"  {table.cadence:8} {table.cron.expr:16} {state.subscribers} subscriber(s); "
+            f"next {state.next.edition_id} {describe(state.next.at)}; last {last}"
+        )
+    _echo_unserved(cadences.unserved, schedule.default)
+
+
+def _echo_ledger_status(config: Any, report: Any) -> None:
+    from digest.report import percent, status_reports, summary_line
+
     if report.edition is None:
         click.echo("the ledger is empty: nothing sent yet")
         return
@@ -636,21 +716,42 @@ def schedule(obj: Context, at: str | None, count: int) -> None:
 
     config = obj.config()
     info = upcoming(config, parse_at(at, config.tz), count)
-    table = info.table
-    click.echo(f"schedule: {table.cron.expr} ({table.tz.key}), grace {hours(table.grace)}")
+    cadences = info.cadences
+    legacy = cadences.legacy
+    if legacy:
+        click.echo(f"schedule: {cadences.describe()} ({cadences.tz.key}), grace {hours(cadences.grace)}")
+    else:
+        click.echo(
+            f"schedule ({cadences.tz.key}), grace {hours(cadences.grace)}; "
+            f"subscribers without a cadence of their own get {cadences.default}"
+        )
+        for outlook in info.outlooks:
+            table = outlook.table
+            click.echo(f"  {table.cadence:8} {table.cron.expr:16} {outlook.subscribers} subscriber(s)")
     click.echo("next slots:")
     for slot in info.slots:
-        click.echo(f"  {slot.edition_id:16} {describe(slot.at)}  = {slot.utc:%Y-%m-%d %H:%M} UTC")
-    state = ", ".join(f"{state} {n}" for state, n in sorted(info.last_counts.items())) or "nothing sent"
-    click.echo(f"last slot: {info.last.edition_id} {describe(info.last.at)}: {state}")
-    click.echo(
-        f"next edition {info.slots[0].edition_id} with today's content: {len(info.recipients)} recipient(s), "
-        f"{len(info.articles)} article(s), no email for {info.no_email}"
-    )
-    if info.recipients:
-        click.echo("  recipients: " + ", ".join(info.recipients[:10]) + (" ..." if len(info.recipients) > 10 else ""))
-    for date, title in info.articles[:20]:
-        click.echo(f"  {date.astimezone(table.tz):%Y-%m-%d}  {title}")
+        name = "" if legacy else f"{slot.cadence:8} "
+        click.echo(f"  {name}{slot.edition_id:16} {describe(slot.at)}  = {slot.utc:%Y-%m-%d %H:%M} UTC")
+    for outlook in info.outlooks:
+        name = "" if legacy else f"{outlook.table.cadence} "
+        last = outlook.last
+        state = ", ".join(f"{state} {n}" for state, n in sorted(outlook.last_counts.items())) or "nothing sent"
+        click.echo(f"{name or ''}last slot: {last.edition_id} {describe(last.at)}: {state}")
+        click.echo(
+            f"{name}next edition {outlook.next.edition_id} with today's content: {len(outlook.recipients)} "
+            f"recipient(s), {len(outlook.articles)} article(s), no email for {outlook.no_email}"
+        )
+        if outlook.recipients:
+            shown = ", ".join(outlook.recipients[:10]) + (" ..." if len(outlook.recipients) > 10 else "")
+            click.echo(f"  recipients: {shown}")
+        for date, title in outlook.articles[:20]:
+            click.echo(f"  {date.astimezone(cadences.tz):%Y-%m-%d}  {title}")
+    _echo_unserved(info.unserved, cadences.default)
+
+
+def _echo_unserved(unserved: Any, default: str) -> None:
+    for chosen, n in sorted(unserved.items()):
+        click.echo(f"note: {n} subscriber(s) chose {chosen}, which has no slot: they get the {default} edition")
 
 
 @main.command()

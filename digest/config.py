@@ -316,8 +316,28 @@ class SmtpConfig:
 class ScheduleConfig:
     cron: str = opt(
         "",
-        "When editions go out: 5-field cron (minute hour day-of-month month day-of-week), e.g. `0 9 * * MON`.",
+        "One slot for everyone (the form before cadences): 5-field cron (minute hour day-of-month month "
+        "day-of-week), e.g. `0 9 * * MON`. It is the weekly slot; beside `daily` or `monthly` it is `weekly`'s older name.",
         max_len=200,
+    )
+    daily: str = opt(
+        "",
+        "Slot of the daily edition (ids like 2026-11-30) for readers who chose daily, e.g. `0 7 * * *`: one time of day.",
+        max_len=200,
+    )
+    weekly: str = opt(
+        "", "Slot of the weekly edition (ids like 2026-W49), e.g. `0 9 * * MON`: one weekday at one time.", max_len=200
+    )
+    monthly: str = opt(
+        "",
+        "Slot of the monthly edition (ids like 2026-11), e.g. `0 9 1 * *`: one day of the month at one time.",
+        max_len=200,
+    )
+    default: str = opt(
+        "",
+        "Edition of subscribers who chose no cadence, or one without a slot: daily, weekly or monthly. "
+        "Empty: weekly, or the only cadence with a slot.",
+        max_len=20,
     )
     timezone: str = opt("", "IANA zone the cron runs in; empty: newsletter.timezone.")
     grace_hours: float = opt(
@@ -547,6 +567,7 @@ def _validate_serve(config: Config, source: str) -> None:
 
 
 def _validate_schedule(config: Config, source: str) -> None:
+    from digest.cadences import Cadences
     from digest.schedule import validate_schedule
 
     s = config.schedule
@@ -554,11 +575,12 @@ def _validate_schedule(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: schedule.grace_hours must be more than 0")
     if s.local_time and config.sending.transport != "sendgrid":
         raise ConfigError(f'{source}: schedule.local_time needs sending.transport = "sendgrid" (it uses send_at)')
-    if s.cron or s.timezone:
-        try:
-            validate_schedule(s.cron or "@weekly", s.timezone or config.newsletter.timezone)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: schedule: {exc}") from None
+    try:
+        if s.timezone:
+            validate_schedule("@weekly", s.timezone)
+        Cadences.of(config)  # every slot parses, fits its cadence and fires; the default has a slot
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: schedule: {exc}") from None
 
 
 def load_config(path: Path | str | None = None) -> Config:

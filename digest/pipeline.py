@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from digest import personalize
+from digest.cadences import Cadences
 from digest.compose import Composer, Content, PreparedEdition
 from digest.config import Config
 from digest.content import ContentIndex, load_articles
@@ -42,6 +43,9 @@ class Run:
     #: False for runs that must write nothing (preview, check, test-send): links then use the
     #: opaque ids that exist and a throwaway id for anyone who has none yet (links.py).
     persist_links: bool = True
+    #: The edition of one cadence: only its subscribers are in it (cadences.py). None: everyone.
+    cadence: str | None = None
+    cadences: Cadences | None = None
 
     @property
     def at(self) -> datetime:
@@ -117,12 +121,22 @@ class Run:
         wanted = {e.casefold() for e in only}
         everyone = self.subscribers.subscribers
         listed = self.segments.members(segment, everyone) if segment else everyone
+        if self.cadence is not None and self.cadences is not None:
+            others = listed
+            listed = self.cadences.audience(listed, self.cadence)
         if not wanted:
             return listed
         found = tuple(s for s in listed if s.id in wanted)
         missing = wanted - {s.id for s in found}
         if missing:
             where = f"segment {segment!r}" if segment else str(self.config.subscribers.path)
+            if self.cadence is not None and self.cadences is not None:
+                elsewhere = {s.id: self.cadences.cadence_of(s) for s in others if s.id in missing}
+                if elsewhere:
+                    raise SubscriberError(
+                        f"not in the {self.cadence} edition: "
+                        + ", ".join(f"{a} (gets {c})" for a, c in sorted(elsewhere.items()))
+                    )
             raise SubscriberError(f"not in {where}: {', '.join(sorted(missing))}")
         return found
 
@@ -181,23 +195,35 @@ def open_run(
     earliest: datetime | None = None,
     *,
     persist_links: bool = True,
+    cadence: str | None = None,
 ) -> Run:
     """Load everything for the edition at `at`.
 
     `earliest`: the oldest last delivery among the subscribers (from the ledger), so the candidate
     pool covers every subscriber's catch-up window; None means the default window.
     `persist_links=False`: a run that writes nothing (see `Run.persist_links`).
+    `cadence`: the edition of that cadence (daily, weekly, monthly): its subscribers only, its
+    edition id for `at` unless `edition_id` names one, and a catch-up reach its gaps need.
     """
     content = content if content is not None else load_articles(config, cache_dir=config.state.path / "cache")
+    cadences = None
+    edition = edition_for(at, config.tz, edition_id)
+    if cadence is not None:
+        cadences = Cadences.from_config(config)
+        table = cadences.table(cadence)
+        edition = edition_for(at, config.tz, edition_id or table.slot(at).edition_id)
+        config = cadences.selection_for(config, cadence, at)
     return Run(
         config=config,
-        edition=edition_for(at, config.tz, edition_id),
+        edition=edition,
         content=content,
         # Opt-outs, pauses and topic changes from the state folder override the list (never rewritten).
         subscribers=load_effective(config.subscribers.path, config.state.path),
         pool=candidate_pool(content.articles, at, config.selection, earliest),
         composer=Composer(config),
         persist_links=persist_links,
+        cadence=cadence,
+        cadences=cadences,
     )
 
 

@@ -11,9 +11,12 @@ clock change makes odd (one test each):
 - a local time that happens twice (fall back; 01:30 on the last Sunday of October) fires once, at
   its first occurrence (01:30 BST, fold=0).
 
-Edition ids derive from the slot's local time (see `Cron.cadence`): the ISO week (`2026-W48`)
-when the schedule fires on one weekday at one time; the local date (`2026-11-30`) when it fires at
-most once a day; the local date and time (`2026-11-30T0900`) when it fires more often.
+Edition ids derive from the slot's local time. A cadence's slot (`[schedule] daily`, `weekly`,
+`monthly`; see cadences.py) names its editions by its period: the local date (`2026-11-30`), the
+ISO week (`2026-W49`), the month (`2026-11`). The single `cron` of a config without cadences names
+them by its shape (see `Cron.cadence`): the ISO week when it fires on one weekday at one time; the
+local date when it fires at most once a day; the local date and time (`2026-11-30T0900`) when it
+fires more often.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("day of week", 0, 7, WEEKDAYS),
 )
 Cadence = Literal["weekly", "daily", "intraday"]
+#: How a timetable names its editions: by local date, ISO week, month, or date and time.
+IdScheme = Literal["date", "week", "month", "datetime"]
+_SCHEME_OF_SHAPE: dict[Cadence, IdScheme] = {"weekly": "week", "daily": "date", "intraday": "datetime"}
 
 
 class CronError(ConfigError):
@@ -205,6 +211,7 @@ class Slot:
 
     at: datetime  #: aware, in the schedule's zone
     edition_id: str
+    cadence: str = "weekly"  #: whose edition it is: daily, weekly or monthly
 
     @property
     def utc(self) -> datetime:
@@ -219,15 +226,22 @@ class Timetable:
     cron: Cron
     tz: ZoneInfo
     grace: timedelta = timedelta(hours=24)
+    #: The subscribers' cadence this timetable sends (daily, weekly or monthly).
+    cadence: str = "weekly"
+    #: How edition ids are formed; None: from the cron's shape (a config's single `cron`).
+    ids: IdScheme | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Timetable:
-        s = config.schedule
-        if not s.cron:
-            raise ConfigError(
-                f'{config.source or "config"}: no schedule: add [schedule] cron = "0 9 * * MON" (and a timezone)'
-            )
-        return cls(parse_cron(s.cron), zone(s.timezone or config.newsletter.timezone), timedelta(hours=s.grace_hours))
+        """The timetable of the default cadence (the only one of a config with a single `cron`)."""
+        from digest.cadences import Cadences
+
+        cadences = Cadences.from_config(config)
+        return cadences.table(cadences.default)
+
+    @property
+    def scheme(self) -> IdScheme:
+        return self.ids or _SCHEME_OF_SHAPE[self.cron.cadence]
 
     def slots_on(self, day: date) -> list[datetime]:
         """The day's slots (local wall-clock date in the schedule's zone), in order, deduplicated."""
@@ -236,17 +250,31 @@ class Timetable:
         return sorted({resolve_local(datetime.combine(day, t), self.tz) for t in self.cron.times()})
 
     def slot(self, at: datetime) -> Slot:
-        """`at` (a slot moment) with its edition id."""
+        """`at` (a slot moment, or any moment: a manual send names its edition so) with its edition id."""
         local = at.astimezone(self.tz)
-        cadence = self.cron.cadence
-        if cadence == "weekly":
+        scheme = self.scheme
+        if scheme == "week":
             year, week, _ = local.isocalendar()
             edition_id = f"{year}-W{week:02d}"
-        elif cadence == "daily":
+        elif scheme == "date":
             edition_id = f"{local:%Y-%m-%d}"
+        elif scheme == "month":
+            edition_id = f"{local:%Y-%m}"
         else:
             edition_id = f"{local:%Y-%m-%dT%H%M}"
-        return Slot(local, edition_id)
+        return Slot(local, edition_id, self.cadence)
+
+    def slots_between(self, start: datetime, end: datetime) -> list[Slot]:
+        """Every slot in [start, end], in order."""
+        found: list[Slot] = []
+        day = start.astimezone(self.tz).date() - timedelta(days=1)
+        last = end.astimezone(self.tz).date() + timedelta(days=1)
+        while day <= last:
+            for at in self.slots_on(day):
+                if start <= at <= end and (not found or at > found[-1].at):
+                    found.append(self.slot(at))
+            day += timedelta(days=1)
+        return found
 
     def next_slots(self, after: datetime, count: int = 1) -> list[Slot]:
         """The first `count` slots strictly after `after`."""

@@ -1,29 +1,35 @@
 """Scheduled sends: `digest send --scheduled` (for cron, systemd timers, CI), `digest schedule`
 (what is coming) and `digest scheduler` (a foreground loop for hosts without cron).
 
-All three share one decision, `send_scheduled`: the edition of the most recent slot goes out
-through the normal send path, whose ledger claims make it exactly once per subscriber however
-many runs (or machines sharing the ledger) race for it. Lateness is measured from the slot: within
+All three share one decision, `send_scheduled`: for each cadence (daily, weekly, monthly; see
+cadences.py), the edition of its most recent slot goes out to that cadence's subscribers through
+the normal send path, whose ledger claims make it exactly once per subscriber however many runs (or
+machines sharing the ledger) race for it. Lateness is measured from the slot: within
 `schedule.grace_hours` the edition is sent, later it is refused unless forced, so a "weekly" never
 goes out days late by accident. The edition's moment is the slot, not the run, so a late or
-repeated run selects the same articles as a punctual one.
+repeated run selects the same articles as a punctual one. Only the most recent slot of a cadence is
+ever sent: a daily slot missed for two days sends one edition, whose windows reach back to each
+reader's last delivery, not three.
 
-The scheduler keeps no state of its own: on start it runs once (a slot missed while it was down
-goes out if still within grace), then sleeps until each slot. Its clock and sleep are injectable.
+The scheduler keeps no state of its own: on start it runs once for every cadence (a slot missed
+while it was down goes out if still within grace), then sleeps until each slot and runs the
+cadences whose slot came. Its clock and sleep are injectable.
 """
 
 from __future__ import annotations
 
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from digest.cadences import Cadences
 from digest.config import Config
 from digest.errors import DigestError
-from digest.ledger import LEDGER_NAME, SqliteLedger
+from digest.ledger import LEDGER_NAME, EditionSummary, SqliteLedger
 from digest.models import Subscriber
 from digest.schedule import Slot, Timetable, describe, hours, resolve_local, zone
 from digest.send import SendOptions, SendReport
@@ -75,19 +81,22 @@ def send_scheduled(
     confirm: Callable[[SendReport], bool] | None = None,
     progress: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.time,
+    cadence: str | None = None,
 ) -> ScheduledResult:
-    """Send the edition of the most recent slot at or before `now`, if it is still due.
+    """Send `cadence`'s edition (default: the default cadence's) of its most recent slot at or
+    before `now` to that cadence's subscribers, if it is still due; LateError if it is not.
 
     `now` picks the slot and the lateness (and local-time send_at); `clock` is the live clock the
     send reads for every send_at and cancel decision. A moment frozen at the start would drift
     from the truth as the run goes on, and a cancel judged "in time" on it may come too late."""
     from digest.send import send
 
-    table = Timetable.from_config(config)
+    cadences = Cadences.from_config(config)
+    table = cadences.table(cadence or cadences.default)
     options = options or send_options(config)
     slot = table.last_slot(now)
     late = now - slot.at
-    where = f"edition {slot.edition_id} (slot {describe(slot.at)})"
+    where = f"{_label(cadences, slot, 'edition ')}{slot.edition_id} (slot {describe(slot.at)})"
     if late > table.grace and not force:
         counts = _ledger_counts(config, slot.edition_id)
         if counts.get("accepted"):
@@ -118,8 +127,40 @@ def send_scheduled(
         confirm=confirm,
         progress=progress,
         now=clock,
+        cadence=table.cadence,
     )
     return ScheduledResult(slot, late, *_outcome(report, where, late), report=report)
+
+
+def send_due(
+    config: Config,
+    now: datetime,
+    options: SendOptions | None = None,
+    *,
+    cadences: tuple[str, ...] = (),
+    since: datetime | None = None,
+    **kwargs: Any,
+) -> list[ScheduledResult | DigestError]:
+    """`send_scheduled` for each cadence (or those named), one after the other, so each run reads
+    what the one before it recorded. `since`: only cadences with a slot from then to `now` (the
+    scheduler, woken by a slot). A cadence that is late, or whose run fails, is reported in the
+    list, not raised: the others still go out. kwargs: those of `send_scheduled`."""
+    schedule = Cadences.from_config(config)
+    results: list[ScheduledResult | DigestError] = []
+    for name in cadences or schedule.names:
+        if since is not None and schedule.table(name).last_slot(now).at < since:
+            continue
+        try:
+            results.append(send_scheduled(config, now, options, cadence=name, **kwargs))
+        except DigestError as exc:
+            results.append(exc)
+    return results
+
+
+def _label(cadences: Cadences, slot: Slot, noun: str = "") -> str:
+    """How a slot's edition is named in messages: `weekly edition `, or only `edition ` when a
+    single cron sends one edition to everyone (as before cadences)."""
+    return noun if cadences.legacy else f"{slot.cadence} {noun}"
 
 
 def _outcome(report: SendReport, where: str, late: timedelta) -> tuple[Outcome, str]:
@@ -170,48 +211,129 @@ def local_send_times(subscribers: tuple[Subscriber, ...], slot: Slot, now: datet
 
 
 @dataclass(frozen=True)
-class Upcoming:
-    """What `digest schedule` shows."""
+class Outlook:
+    """One cadence in `digest schedule`."""
 
     table: Timetable
-    slots: tuple[Slot, ...]
+    subscribers: int  #: active subscribers who get this cadence's edition
+    next: Slot
     last: Slot
     last_counts: dict[str, int]
     recipients: tuple[str, ...]  #: who the next edition would go to, with today's content
     articles: tuple[tuple[datetime, str], ...]  #: (date, title) of every article in it
-    no_email: int
+    no_email: int  #: of this cadence's subscribers
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """What `digest schedule` shows."""
+
+    cadences: Cadences
+    slots: tuple[Slot, ...]  #: the next slots of every cadence, in time order
+    outlooks: tuple[Outlook, ...]  #: one per cadence, in CADENCES order
+    unserved: Counter[str]  #: chosen cadences without a slot -> subscribers (who get the default)
 
 
 def upcoming(config: Config, now: datetime, count: int = 5) -> Upcoming:
-    """The next `count` slots, the last slot's state, and what the next edition would hold if it
-    were selected now (the pipeline's run and selection; nothing is sent or written)."""
+    """The next `count` slots of every cadence, and per cadence: its subscribers, its last slot's
+    state, and what its next edition would hold if it were selected now (the pipeline's run and
+    selection; nothing is sent or written)."""
+    from digest.content import load_articles
+
+    cadences = Cadences.from_config(config)
+    content = load_articles(config, cache_dir=config.state.path / "cache", save=False)
+    outlooks = []
+    unserved: Counter[str] = Counter()
+    for name in cadences.names:
+        outlook, subscribers = _outlook(config, cadences, name, now, content)
+        outlooks.append(outlook)
+        unserved = cadences.unserved(subscribers)
+    return Upcoming(cadences, tuple(cadences.next_slots(now, count)), tuple(outlooks), unserved)
+
+
+def _outlook(
+    config: Config, cadences: Cadences, cadence: str, now: datetime, content: Any
+) -> tuple[Outlook, tuple[Subscriber, ...]]:
     from digest.pipeline import open_run
     from digest.selection import NO_HISTORY, history_horizon
 
-    table = Timetable.from_config(config)
-    slots = tuple(table.next_slots(now, count))
+    table = cadences.table(cadence)
+    nxt = table.next_slots(now)[0]
     last = table.last_slot(now)
-    nxt = slots[0]
-    run = open_run(config, nxt.at, nxt.edition_id)
+    run = open_run(config, nxt.at, nxt.edition_id, content=content, cadence=cadence, persist_links=False)
     histories: dict[str, Any] = {}
     path = config.state.path / LEDGER_NAME
     if path.exists():
         with SqliteLedger(path) as ledger:
-            since = history_horizon(nxt.at, config.selection)
+            since = history_horizon(nxt.at, run.config.selection)
             histories = dict(ledger.histories(nxt.edition_id, since=since))
             run = run.reaching_back(ledger.oldest_last_delivery(nxt.edition_id, since=since))
     selections = list(run.selections(history=lambda s: histories.get(s.id, NO_HISTORY)))
     chosen = [s for s in selections if s.gets_email]
     articles = {a.id: a for s in chosen for a in s.articles}
-    return Upcoming(
+    everyone = run.subscribers.subscribers
+    outlook = Outlook(
         table=table,
-        slots=slots,
+        subscribers=cadences.counts(everyone)[cadence],
+        next=nxt,
         last=last,
         last_counts=_ledger_counts(config, last.edition_id),
         recipients=tuple(s.subscriber.email for s in chosen),
         articles=tuple(sorted(((a.date, a.title) for a in articles.values()), reverse=True)),
         no_email=len(selections) - len(chosen),
     )
+    return outlook, everyone
+
+
+# ---------------------------------------------------------------- digest status
+
+
+@dataclass(frozen=True)
+class CadenceState:
+    """One cadence in `digest status`."""
+
+    table: Timetable
+    subscribers: int  #: active subscribers who get its edition
+    next: Slot
+    last: EditionSummary | None  #: its most recent edition in the ledger
+
+
+@dataclass(frozen=True)
+class CadenceStatus:
+    cadences: Cadences
+    states: tuple[CadenceState, ...]
+    unserved: Counter[str]  #: chosen cadences without a slot -> subscribers (who get the default)
+
+
+#: Editions `digest status` looks through for each cadence's last one: a month of dailies and more.
+_RECENT_EDITIONS = 60
+
+
+def cadence_status(config: Config, now: datetime) -> CadenceStatus | None:
+    """Each cadence's slot, subscribers, next slot and last edition; None without a schedule.
+    Reads the list (as the next send will see it) and, if there is one, the ledger."""
+    from digest.suppressions import load_effective
+
+    cadences = Cadences.of(config)
+    if cadences is None:
+        return None
+    subscribers = load_effective(config.subscribers.path, config.state.path).subscribers
+    counts = cadences.counts(subscribers)
+    recent = []
+    path = config.state.path / LEDGER_NAME
+    if path.exists():
+        with SqliteLedger(path) as ledger:
+            recent = ledger.editions(_RECENT_EDITIONS)
+    states = tuple(
+        CadenceState(
+            table,
+            counts[table.cadence],
+            table.next_slots(now)[0],
+            next((e for e in recent if cadences.cadence_of_edition(e.edition) == table.cadence), None),
+        )
+        for table in cadences.tables
+    )
+    return CadenceStatus(cadences, states, cadences.unserved(subscribers))
 
 
 # ---------------------------------------------------------------- digest scheduler
@@ -253,35 +375,45 @@ class Scheduler:
 
     def run(self, until: datetime | None = None) -> None:
         """Loop until stopped (or, for tests and one-off catch-ups, until the next slot is after `until`)."""
-        table = Timetable.from_config(self.config)
+        cadences = Cadences.from_config(self.config)
         sleep = self.sleep or self._nap
-        self._log(f"scheduler started: {table.cron.expr} ({table.tz.key}), grace {hours(table.grace)}")
+        self._log(f"scheduler started: {cadences.describe()} ({cadences.tz.key}), grace {hours(cadences.grace)}")
+        # Slots are looked for after the moment the last run began, not after it ended: a slot that
+        # comes while a long send of another cadence runs is sent next, not skipped.
+        checked = self.clock()
         self.fire()
         while not self.stopping:
-            nxt = table.next_slots(self.clock())[0]
-            if until is not None and nxt.at > until:
+            upcoming = cadences.next_slots(checked, len(cadences.tables))
+            at = upcoming[0].at
+            if until is not None and at > until:
                 break
-            self._log(f"next slot {describe(nxt.at)} = {nxt.utc:%Y-%m-%d %H:%M} UTC ({nxt.edition_id})")
-            while not self.stopping and (left := (nxt.at - self.clock()).total_seconds()) > 0:
+            names = ", ".join(_label(cadences, s) + s.edition_id for s in upcoming if s.at == at)
+            self._log(f"next slot {describe(at)} = {upcoming[0].utc:%Y-%m-%d %H:%M} UTC ({names})")
+            while not self.stopping and (left := (at - self.clock()).total_seconds()) > 0:
                 sleep(min(left, self.max_nap))
             if not self.stopping:
-                self.fire()
+                checked = self.clock()
+                self.fire(since=at)
         self._log("scheduler stopped")
 
-    def fire(self) -> ScheduledResult | DigestError:
-        """One run, as `send --scheduled --yes` would do it now; every outcome is logged."""
-        result: ScheduledResult | DigestError
+    def fire(self, since: datetime | None = None) -> list[ScheduledResult | DigestError]:
+        """One run, as `send --scheduled --yes` would do it now (`since`: only the cadences with a
+        slot since then); every outcome is logged and kept in `runs`."""
+        results: list[ScheduledResult | DigestError]
         try:
-            result = send_scheduled(self.config, self.clock(), clock=lambda: self.clock().timestamp())
+            results = list(send_due(self.config, self.clock(), since=since, clock=lambda: self.clock().timestamp()))
+        except DigestError as exc:  # one bad run (a locked ledger, a broken list ...) must not end the loop
+            results = [exc]
+        for result in results:
+            if isinstance(result, DigestError):
+                self._log(f"error: {result}")
+                continue
             self._log(result.message)
             report = result.report
             if report is not None and (report.failed or report.ambiguous):
                 self._log(f"  failed: {len(report.failed)}, ambiguous: {len(report.ambiguous)} (see `digest status`)")
-        except DigestError as exc:  # one bad run (a late slot, a locked ledger ...) must not end the loop
-            result = exc
-            self._log(f"error: {exc}")
-        self.runs.append(result)
-        return result
+        self.runs.extend(results)
+        return results
 
     def _log(self, message: str) -> None:
         self.log(f"{self.clock().astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} {message}")

@@ -446,11 +446,13 @@ def send(
     confirm: Callable[[SendReport], bool] | None = None,
     progress: Callable[[int], None] | None = None,
     now: Callable[[], float] = time.time,
+    cadence: str | None = None,
 ) -> SendReport:
     """`digest send`: open the run, the ledger and the transport, and send the edition.
 
     `now`: the real clock for send_at and cancel decisions (injectable for tests); `at` is the
-    edition's moment, for selection only."""
+    edition's moment, for selection only. `cadence`: that cadence's edition, to its subscribers
+    (None: everyone, as a newsletter without cadences does)."""
     from digest.check import one_click_problem
     from digest.content import load_articles
     from digest.pipeline import open_run
@@ -467,7 +469,7 @@ def send(
     sync_before_send(config, transport_name, dry_run=options.dry_run, sandbox=sandbox)
     # A dry run writes nothing: it reads the content cache but does not save it.
     content = load_articles(config, cache_dir=config.state.path / "cache", save=False) if options.dry_run else None
-    run = open_run(config, at, edition_id, content=content)
+    run = open_run(config, at, edition_id, content=content, cadence=cadence)
     transport = make_transport(config, at=at, name=transport_name, sandbox=sandbox, dry_run=options.dry_run)
     try:
         # A sandbox send validates the requests a real send would make (so it reads the real
@@ -479,7 +481,7 @@ def send(
         else:
             ledger = SqliteLedger(ledger_path)
         with ledger:
-            horizon = history_horizon(run.at, config.selection)
+            horizon = history_horizon(run.at, run.config.selection)  # the run's: a cadence may reach further
             run = run.reaching_back(ledger.oldest_last_delivery(run.edition.id, since=horizon))
             if not (sandbox or options.dry_run):
                 _record_edition(run)

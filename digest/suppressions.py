@@ -8,6 +8,10 @@ The state lives in its own SQLite file, `state/subscribers.sqlite3`, not in the 
 - The server can be given write access to this file only (least privilege), and the file can be
   backed up or inspected on its own: it is the record of consent withdrawals.
 
+The cadence a subscriber picks on the preferences page (daily, weekly, monthly) has a table of its
+own, `frequencies`, rather than a column of `preferences`: a state file from before cadences gains
+the table when it is next opened, with no migration of rows that exist.
+
 subscribers.csv is never rewritten. `effective_subscribers` lays this state over the list when a
 run loads it (build, check, preview and send all call it through `open_run`), and
 `digest subscribers export` writes the merged list for whoever wants it back in their CSV.
@@ -23,7 +27,7 @@ import io
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -65,6 +69,13 @@ CREATE TABLE IF NOT EXISTS preferences (
     tags       TEXT,
     categories TEXT,
     paused     INTEGER NOT NULL DEFAULT 0,
+    source     TEXT NOT NULL,
+    at         TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS frequencies (
+    subscriber TEXT PRIMARY KEY,
+    email      TEXT NOT NULL,
+    frequency  TEXT NOT NULL,
     source     TEXT NOT NULL,
     at         TEXT NOT NULL
 );
@@ -169,6 +180,19 @@ class SubscriberState:
             for sub, email, tags, cats, paused, source, at in cur
         }
 
+    def frequencies(self, subscriber: str | None = None) -> dict[str, str]:
+        """Subscriber -> the cadence they chose on the preferences page (all, or one's)."""
+        sql = "SELECT subscriber, frequency FROM frequencies"
+        args: tuple[str, ...] = ()
+        if subscriber is not None:
+            sql, args = sql + " WHERE subscriber = ?", (subscriber,)
+        try:
+            return dict(self._db.execute(sql, args).fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # a state file from before cadences, opened read-only
+                return {}
+            raise
+
     def overlay_for(self, subscriber: str) -> Overlay:
         """One subscriber's rows only (primary-key lookups): what the public app reads per request."""
         optouts = tuple(
@@ -188,7 +212,7 @@ class SubscriberState:
             preferences[sub] = Preference(
                 sub, email, _terms(tags), _terms(cats), bool(paused), source, datetime.fromisoformat(at)
             )
-        return Overlay({subscriber: optouts} if optouts else {}, preferences)
+        return Overlay({subscriber: optouts} if optouts else {}, preferences, self.frequencies(subscriber))
 
     # ---- opaque link ids (see tokens.py)
 
@@ -288,6 +312,16 @@ class SubscriberState:
         """Replace the subscriber's topics (the list's are no longer used for them)."""
         self._upsert_preference(email, source, tags=json.dumps(list(tags)), categories=json.dumps(list(categories)))
 
+    def set_frequency(self, email: str, frequency: str, *, source: str) -> None:
+        """Record the cadence a subscriber chose (overrides the list's `frequency`)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO frequencies (subscriber, email, frequency, source, at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (subscriber) DO UPDATE SET email = excluded.email, frequency = excluded.frequency,"
+                " source = excluded.source, at = excluded.at",
+                (email.casefold(), email, frequency, source, now_stamp("seconds")),
+            )
+
     def set_paused(self, email: str, paused: bool, *, source: str) -> None:
         self._upsert_preference(email, source, paused=int(paused))
 
@@ -367,6 +401,7 @@ class Overlay:
 
     optouts: Mapping[str, tuple[OptOut, ...]]
     preferences: Mapping[str, Preference]
+    frequencies: Mapping[str, str] = field(default_factory=dict)  #: cadences chosen on the preferences page
 
 
 EMPTY = Overlay({}, {})
@@ -381,7 +416,7 @@ def read_overlay(state_dir: Path) -> Overlay:
     if not path.is_file() or path.stat().st_size == 0:
         return EMPTY
     with open_state(state_dir) as state:
-        return Overlay(state.optouts(), state.preferences())
+        return Overlay(state.optouts(), state.preferences(), state.frequencies())
 
 
 def optout_status(optouts: Sequence[OptOut]) -> str:
@@ -398,6 +433,9 @@ def apply_overlay(subscriber: Subscriber, overlay: Overlay) -> Subscriber:
             subscriber = replace(subscriber, tags=pref.tags, categories=pref.categories)
         if pref.paused and subscriber.active:
             subscriber = replace(subscriber, status="paused")
+    chosen = overlay.frequencies.get(subscriber.id)
+    if chosen is not None and chosen != subscriber.frequency:
+        subscriber = replace(subscriber, frequency=chosen)
     optouts = overlay.optouts.get(subscriber.id)
     # An opt-out always wins over the list: a CSV re-exported from elsewhere that still says
     # "active" must not undo an unsubscribe (that is how others re-mail people who left).
@@ -407,8 +445,8 @@ def apply_overlay(subscriber: Subscriber, overlay: Overlay) -> Subscriber:
 
 
 def effective_subscribers(subscribers: SubscriberList, overlay: Overlay) -> SubscriberList:
-    """The list with the state laid over it: opt-outs, pauses and topic changes."""
-    if not overlay.optouts and not overlay.preferences:
+    """The list with the state laid over it: opt-outs, pauses, topic and cadence changes."""
+    if not overlay.optouts and not overlay.preferences and not overlay.frequencies:
         return subscribers
     return replace(subscribers, subscribers=tuple(apply_overlay(s, overlay) for s in subscribers.subscribers))
 

@@ -208,5 +208,5 @@ def test_bad_schedule_config_is_refused_at_load(tmp_path: Path, schedule: dict, 
 
 
 def test_no_cron_means_no_schedule(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"add \[schedule\] cron"):
+    with pytest.raises(ConfigError, match=r"add \[schedule\] weekly = .*a single cron = .* still works"):
         Timetable.from_config(make_config(tmp_path))

@@ -130,7 +130,7 @@ def test_flag_misuse_is_a_usage_error(tmp_path: Path, args: list[str], message: 
 def test_without_a_schedule_it_says_how_to_add_one(tmp_path: Path) -> None:
     config = scheduled_sample(tmp_path, "")
     code, out = digest(config, "send", "--scheduled", "--yes")
-    assert code == 1 and 'add [schedule] cron = "0 9 * * MON"' in out
+    assert code == 1 and 'add [schedule] weekly = "0 9 * * MON"' in out
 
 
 # ---------------------------------------------------------------- two at once

@@ -13,14 +13,18 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import watchfiles
 
+from digest.cadences import Cadences
+from digest.config import Config
 from digest.errors import DigestError
 from digest.models import Email, Problem, Selection
 from digest.pipeline import Run
+from digest.schedule import Slot
 
 log = logging.getLogger("digest.web")
 
@@ -36,6 +40,9 @@ class Snapshot:
     problems: tuple[Problem, ...]
     selections: dict[str, Selection]  #: by subscriber id, in list order
     token: str  #: the version this was built at; a page holding another token is stale
+    cadences: Cadences | None = None  #: the config's cadences; None without a schedule
+    #: Each cadence's next slot at or after the preview's moment: the edition its readers get next.
+    next_editions: dict[str, Slot] = field(default_factory=dict)
     _emails: dict[str, Email] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -154,7 +161,7 @@ class PreviewState:
             if not isinstance(exc, DigestError):
                 log.exception("preview build failed")
             return BuildFailure(exc, token)
-        return Snapshot(run, problems, selections, token)
+        return Snapshot(run, problems, selections, token, *_next_editions(config, run.at))
 
     def watch_targets(self) -> WatchTargets:
         """The config file, and from the config: content, templates, subscribers, segments and the
@@ -177,6 +184,14 @@ class PreviewState:
             folders += [config.content.path, config.templates.path]
             files += [config.subscribers.path, config.subscribers.segments, config.state.path / STATE_NAME]
         return WatchTargets(tuple(folders), tuple(files))
+
+
+def _next_editions(config: Config, at: datetime) -> tuple[Cadences | None, dict[str, Slot]]:
+    cadences = Cadences.of(config)
+    if cadences is None:
+        return None, {}
+    # at or after: a preview at a slot's very moment shows that slot's edition as the next one
+    return cadences, {t.cadence: t.next_slots(at - timedelta(microseconds=1))[0] for t in cadences.tables}
 
 
 class Watcher:

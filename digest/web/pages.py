@@ -16,6 +16,7 @@ from digest.config import Config
 from digest.errors import DigestError
 from digest.models import Article, Email, Selection, Subscriber
 from digest.personalize import escape_text
+from digest.schedule import Slot
 from digest.segments import Segment
 from digest.web.live import Snapshot, _signature
 
@@ -45,12 +46,23 @@ class SubscriberRow:
     selection: Selection
     url: str
     preferences: str
+    cadence: str = ""  #: the edition they get (daily, weekly, monthly); "" without a schedule
+    next_edition: Slot | None = None  #: that cadence's next slot
 
     @property
     def search_text(self) -> str:
         s = self.subscriber
         # lower(), not casefold(): the page filters with JavaScript's toLowerCase
-        return " ".join([s.email, s.name, s.status, self.preferences, self.selection.skipped or ""]).lower()
+        parts = [s.email, s.name, s.status, self.preferences, self.cadence, self.selection.skipped or ""]
+        return " ".join(parts).lower()
+
+
+def cadence_of(snap: Snapshot, subscriber: Subscriber) -> tuple[str, Slot | None]:
+    """The subscriber's cadence and the next edition it brings them, as of the preview's moment."""
+    if snap.cadences is None:
+        return "", None
+    cadence = snap.cadences.cadence_of(subscriber)
+    return cadence, snap.next_editions.get(cadence)
 
 
 def index_context(snap: Snapshot) -> dict[str, object]:
@@ -60,10 +72,19 @@ def index_context(snap: Snapshot) -> dict[str, object]:
     counts = snap.article_counts
     articles = [ArticleRow(a, a.date.astimezone(tz), counts[a.id], a.date >= run.window_start) for a in run.pool]
     rows = [
-        SubscriberRow(s.subscriber, s, subscriber_url(s.subscriber), preferences(s.subscriber))
+        SubscriberRow(
+            s.subscriber, s, subscriber_url(s.subscriber), preferences(s.subscriber), *cadence_of(snap, s.subscriber)
+        )
         for s in snap.selections.values()
     ]
+    cadence_rows = []
+    if snap.cadences is not None:
+        tally = snap.cadences.counts(r.subscriber for r in rows)
+        cadence_rows = [
+            (t.cadence, t.cron.expr, tally[t.cadence], snap.next_editions[t.cadence]) for t in snap.cadences.tables
+        ]
     return {
+        "cadences": cadence_rows,
         "config": config,
         "edition": run.edition,
         "window_start": run.window_start.astimezone(tz),
@@ -243,6 +264,7 @@ def subscriber_context(snap: Snapshot, subscriber: Subscriber) -> dict[str, obje
         "next": (next_sub, subscriber_url(next_sub)) if next_sub else None,
         "window_start": selection.window_start.astimezone(config.tz),
         "at": run.at.astimezone(config.tz),
+        "cadence": cadence_of(snap, subscriber),
         "email": None,
         "input_problems": [p for p in snap.problems if p.severity == "error"],
     }

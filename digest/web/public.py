@@ -2,8 +2,9 @@
 
   GET  /unsubscribe?token=T        a page with one confirm button (a GET never unsubscribes)
   POST /unsubscribe?token=T        RFC 8058 one-click (and the page's button): no login, no confirmation
-  GET  /preferences?token=P        the subscriber's topics and status
-  POST /preferences?token=P        save topics, pause, resume or unsubscribe
+  GET  /preferences?token=P        the subscriber's topics, cadence and status
+  POST /preferences?token=P        save topics (and the cadence, among those [schedule] has slots
+                                   for), pause, resume or unsubscribe
   POST /webhooks/sendgrid          SendGrid's Event Webhook, ECDSA-verified: opt-outs, and delivery
                                    and engagement events kept per edition (events.py)
   GET  /r/<link token>?u=<reader>  a first-party click ([tracking] clicks): counted, then redirected
@@ -43,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from digest.cadences import Cadences, when
 from digest.config import Config
 from digest.errors import ConfigError
 from digest.events import from_sendgrid, open_events
@@ -212,6 +214,8 @@ class PublicViews:
         self.index = SubscriberIndex(self.config.subscribers.path)
         self.resolver = LinkResolver(self.config.state.path, serve.legacy_token_days, settings.now)
         self.form_limit = RateLimiter(serve.rate_limit, serve.rate_burst, clock=settings.monotonic)
+        #: The cadences a subscriber may choose: those with a slot; none with a single `cron`.
+        self.cadences = Cadences.of(self.config)
         self.webhook_limit = RateLimiter(serve.webhook_rate_limit, serve.rate_burst, clock=settings.monotonic)
         self.clicks = ClickRedirect(settings, self.resolver)
 
@@ -281,10 +285,13 @@ class PublicViews:
         current = await run_in_threadpool(self._current, subscriber_id)
         if current is None:
             raise HTTPException(404, "This address is not on the list any more.")
+        cadences = self.cadences
         return _page(
             "public_preferences.html",
             newsletter=self.newsletter,
             email=current.email,
+            cadence=cadences.cadence_of(current) if cadences else "",
+            cadences=self.cadence_choices(),
             subscriber_status=current.status,
             paused=current.status == "paused",
             opted_out=current.status not in ("active", "paused"),
@@ -295,6 +302,13 @@ class PublicViews:
             saved=saved,
         )
 
+    def cadence_choices(self) -> list[dict[str, str]]:
+        """The cadences offered on the page: one per slot, when there is more than one to pick."""
+        cadences = self.cadences
+        if cadences is None or cadences.legacy or len(cadences.tables) < 2:
+            return []
+        return [{"name": t.cadence, "label": t.cadence.capitalize(), "when": when(t)} for t in cadences.tables]
+
     async def preferences(self, request: Request) -> Response:
         self.limit_form(request)
         subscriber_id = await self.subscriber_id(request, "preferences")
@@ -302,17 +316,25 @@ class PublicViews:
         action = form.get("action", "save")
         if action not in ("save", "pause", "resume", "unsubscribe"):
             raise HTTPException(400, "Unknown action.")
+        frequency = form.get("frequency") if action == "save" else None
+        if frequency is not None and frequency not in {c["name"] for c in self.cadence_choices()}:
+            raise HTTPException(400, "Unknown cadence.")  # only those [schedule] has a slot for
         current = await run_in_threadpool(self._current, subscriber_id)
         if current is None:
             raise HTTPException(404, "This address is not on the list any more.")
         tags = _terms(form.get("tags", ""))
         categories = _terms(form.get("categories", ""))
         state_dir = self.config.state.path
+        # Recorded only when it changes what they get: a Save of topics must not pin the default
+        # cadence on someone whose own choice has no slot yet.
+        switch = frequency if frequency and self.cadences and frequency != self.cadences.cadence_of(current) else None
 
         def record() -> None:
             with open_state(state_dir) as state:
                 if action == "save":
                     state.set_topics(current.email, tags=tags, categories=categories, source="preferences page")
+                    if switch:
+                        state.set_frequency(current.email, switch, source="preferences page")
                 elif action in ("pause", "resume"):
                     state.set_paused(current.email, action == "pause", source="preferences page")
                 else:
@@ -321,7 +343,7 @@ class PublicViews:
         await run_in_threadpool(record)
         log.info("preferences: %s recorded", action)
         done = {
-            "save": "Your topics are saved.",
+            "save": f"Your topics are saved; digests now come {switch}." if switch else "Your topics are saved.",
             "pause": "Digests are paused until you resume them.",
             "resume": "Digests are on again.",
             "unsubscribe": "You are unsubscribed.",
