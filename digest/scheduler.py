@@ -108,10 +108,14 @@ def send_scheduled(
                 "so nothing more is sent (--force to send the rest)"
             )
             return ScheduledResult(slot, late, "already", message)
+        if not cadences.legacy and not _has_audience(config, cadences, table.cadence):
+            # nobody chose this cadence: a slot that passed unsent lost no one anything
+            return ScheduledResult(slot, late, "nothing", f"{where}: no subscriber gets the {table.cadence} edition")
         upcoming = table.next_slots(now)[0]
+        force_it = "--force" if cadences.legacy else f"--cadence {table.cadence} --force"
         raise LateError(
             f"{where} is {hours(late)} late, over the grace period of {hours(table.grace)}: not sent. "
-            f"Pass --force to send it anyway; the next slot is {describe(upcoming.at)} ({upcoming.edition_id})"
+            f"Pass {force_it} to send it anyway; the next slot is {describe(upcoming.at)} ({upcoming.edition_id})"
         )
     if config.schedule.local_time:
         from digest.subscribers import load_subscribers
@@ -130,6 +134,13 @@ def send_scheduled(
         cadence=table.cadence,
     )
     return ScheduledResult(slot, late, *_outcome(report, where, late), report=report)
+
+
+def _has_audience(config: Config, cadences: Cadences, cadence: str) -> bool:
+    from digest.suppressions import load_effective
+
+    subscribers = load_effective(config.subscribers.path, config.state.path).subscribers
+    return cadences.counts(subscribers)[cadence] > 0
 
 
 def send_due(
