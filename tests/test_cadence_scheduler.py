@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -49,10 +49,12 @@ def test_daily_weekly_and_monthly_slots_over_six_weeks_with_a_clock_change_and_a
         monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
         # a month of four categories is over a hundred articles: room for all of them
         config_path = seed_newsletter(tmp_path, CADENCES + sendgrid_toml(fake.url), items, max_articles=200)
-        published: dict[str, tuple[object, str]] = {}  # article id -> (moment, category)
+        published: dict[str, tuple[datetime, str]] = {}  # article id -> (moment, category)
         for day in range(52):  # every category, every day at 12:00 UTC, 22 February to 14 April
             moment = utc(2026, 2, 22, 12) + timedelta(days=day)
-            published.update((i, (moment, c)) for i, c in zip(write_news(config_path, moment), seed_categories()))
+            published.update(
+                (i, (moment, c)) for i, c in zip(write_news(config_path, moment), seed_categories(), strict=True)
+            )
         config = load(config_path)
         logs: list[str] = []
         # The host sleeps from 6 April 05:00 UTC for 50 hours: the dailies of 6 and 7 April and the
@@ -103,7 +105,7 @@ def test_daily_weekly_and_monthly_slots_over_six_weeks_with_a_clock_change_and_a
     # the catch-up edition of 8 April holds what 6 and 7 April would have: everything since the 5th's
     reader = sorted(groups["daily"])[0]
     catch_up = next(r for r in rows if r.edition == "2026-04-08" and r.email == reader)
-    days = {published[i][0].date().isoformat() for i in catch_up.article_ids}  # type: ignore[attr-defined]
+    days = {published[i][0].date().isoformat() for i in catch_up.article_ids}
     assert days == {"2026-04-05", "2026-04-06", "2026-04-07"}
     # and every article a reader follows, published before their last edition, reached them once
     categories = {i["email"]: set(i["preferences"]["categories"]) for i in items}
@@ -114,6 +116,6 @@ def test_daily_weekly_and_monthly_slots_over_six_weeks_with_a_clock_change_and_a
             wanted = {
                 i
                 for i, (moment, category) in published.items()
-                if category in categories[address] and first_window[cadence] <= moment <= last_edition[cadence]  # type: ignore[operator]
+                if category in categories[address] and first_window[cadence] <= moment <= last_edition[cadence]
             }
             assert set(per_reader[address]) == wanted, (cadence, address)
