@@ -52,7 +52,7 @@ def newsletter(folder: Path, readers: list[tuple[str | None, list]], catch_up_da
         "newsletter": {"timezone": "Europe/London"},
         "subscribers": {"path": "subscribers.csv", "segments": "none.toml"},
         "templates": {"path": str(ROOT / "templates")},
-        "selection": {"window_days": 7, "max_articles": 1000, "catch_up_days": catch_up_days},
+        "selection": {"window_days": 7, "max_articles": 200, "catch_up_days": catch_up_days},
         "schedule": {"daily": "0 9 * * *", "weekly": "0 9 * * MON", "monthly": "0 9 1 * *"},
         "state": {"path": "state"},
     }
