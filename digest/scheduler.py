@@ -254,12 +254,11 @@ def upcoming(config: Config, now: datetime, count: int = 5) -> Upcoming:
     cadences = Cadences.from_config(config)
     content = load_articles(config, cache_dir=config.state.path / "cache", save=False)
     outlooks = []
-    unserved: Counter[str] = Counter()
+    everyone: tuple[Subscriber, ...] = ()
     for name in cadences.names:
-        outlook, subscribers = _outlook(config, cadences, name, now, content)
+        outlook, everyone = _outlook(config, cadences, name, now, content)
         outlooks.append(outlook)
-        unserved = cadences.unserved(subscribers)
-    return Upcoming(cadences, tuple(cadences.next_slots(now, count)), tuple(outlooks), unserved)
+    return Upcoming(cadences, tuple(cadences.next_slots(now, count)), tuple(outlooks), cadences.unserved(everyone))
 
 
 def _outlook(
@@ -394,12 +393,12 @@ class Scheduler:
         checked = self.clock()
         self.fire()
         while not self.stopping:
-            upcoming = cadences.next_slots(checked, len(cadences.tables))
-            at = upcoming[0].at
+            coming = cadences.next_slots(checked, len(cadences.tables))
+            at = coming[0].at
             if until is not None and at > until:
                 break
-            names = ", ".join(_label(cadences, s) + s.edition_id for s in upcoming if s.at == at)
-            self._log(f"next slot {describe(at)} = {upcoming[0].utc:%Y-%m-%d %H:%M} UTC ({names})")
+            names = ", ".join(_label(cadences, s) + s.edition_id for s in coming if s.at == at)
+            self._log(f"next slot {describe(at)} = {coming[0].utc:%Y-%m-%d %H:%M} UTC ({names})")
             while not self.stopping and (left := (at - self.clock()).total_seconds()) > 0:
                 sleep(min(left, self.max_nap))
             if not self.stopping:

@@ -119,3 +119,29 @@ def test_daily_weekly_and_monthly_slots_over_six_weeks_with_a_clock_change_and_a
                 if category in categories[address] and first_window[cadence] <= moment <= last_edition[cadence]
             }
             assert set(per_reader[address]) == wanted, (cadence, address)
+
+
+def test_a_slot_that_passes_during_another_cadences_send_is_sent_next(tmp_path: Path) -> None:
+    """Daily at 09:00, weekly at 09:05: a daily send that takes ten minutes must not make the loop
+    look for slots after it ended, past the weekly's."""
+    items = seed_items()[:12]
+    path = seed_newsletter(tmp_path, '[schedule]\ndaily = "0 9 * * *"\nweekly = "5 9 * * MON"\n', items)
+    write_news(path, utc(2026, 5, 31, 12))
+    config = load(path)
+    clock = FakeClock(utc(2026, 6, 1, 7, 30))  # Monday 08:30 BST
+    logs: list[str] = []
+
+    def log(line: str) -> None:
+        logs.append(line)
+        if "daily edition 2026-06-01" in line and "sent to" in line:
+            clock.now += timedelta(minutes=10)  # the daily send took ten minutes
+
+    Scheduler(config, clock=clock, sleep=clock.sleep, log=log).run(until=utc(2026, 6, 1, 9))
+    weekly = by_cadence(items)["weekly"]
+    assert any(
+        f"weekly edition 2026-W23 (slot Mon 2026-06-01 09:05 BST): sent to {len(weekly)} subscriber(s), 5 min after"
+        in line
+        for line in logs
+    ), logs
+    sent = {p.name.removesuffix(".eml") for p in (config.output.path / "2026-W23").glob("*.eml")}
+    assert sent == {a.casefold() for a in weekly}
