@@ -73,6 +73,9 @@ def test_the_page_offers_the_cadences_with_slots_and_a_choice_reaches_the_next_s
     assert CHLOE not in outbox(config, "2026-W49") and len(outbox(config, "2026-W49")) == 6
     assert "daily edition 2026-11-30 (slot Mon 2026-11-30 07:00 GMT): sent to 1 subscriber(s)" in out
 
+    # the merged list says so, for whoever folds the state back into their own list
+    exported = CliRunner().invoke(main, ["--config", str(config.source), "subscribers", "export"])
+    assert f"{CHLOE},Chloé Dubois,ai;climate;robotics,,active,daily," in exported.stdout
     # and back: the next week's weekly is hers again, and no daily is
     client.post(url, data={"action": "save", "tags": "ai; climate; robotics", "frequency": "weekly"})
     assert read_overlay(config.state.path).frequencies == {CHLOE: "weekly"}
