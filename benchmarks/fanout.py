@@ -52,6 +52,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {KEY}":
             return self._answer(401, b'{"errors":[{"message":"bad key"}]}')
         body = json.loads(raw)
+        latency = float(os.environ.get("BENCH_LATENCY", "0"))  # benchmarks/postgres.py --latency
+        if latency:
+            time.sleep(latency)
         personalizations = body.get("personalizations", [])
         types = [c["type"] for c in body.get("content", [])]
         if not 1 <= len(personalizations) <= 1000 or types[:1] != ["text/plain"]:

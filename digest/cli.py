@@ -366,6 +366,13 @@ class _SendProgress:
     help="Send although the ledger or the subscriber state is missing, empty or replaced (a deliberate fresh start).",
 )
 @cadence_option
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Senders forked after planning, sharing the edition through the ledger's queue (POSIX).",
+)
 @pass_ctx
 def send(
     obj: Context,
@@ -384,6 +391,7 @@ def send(
     force: bool,
     fresh_state: bool,
     cadence: str | None,
+    workers: int,
 ) -> None:
     """Send each eligible subscriber this edition's digest, exactly once."""
     from digest.schedule import UsageError, parse_at
@@ -406,6 +414,7 @@ def send(
         send_at_delay=config.sendgrid.send_at_delay_minutes * 60,
         concurrency=config.sending.concurrency,
         fresh_state=fresh_state,
+        workers=workers,
     )
     progress = _SendProgress()
 
@@ -628,7 +637,7 @@ def subscribers_export(obj: Context, out: Path | None) -> None:
     from digest.suppressions import export_subscribers
 
     config = obj.config()
-    report, text = export_subscribers(config.subscribers.path, config.state.path, out)
+    report, text = export_subscribers(config, out)
     if out is None:
         click.echo(text, nl=False)
     summary = f"exported {report.written} subscriber(s), {report.changed} changed by the state"
@@ -641,68 +650,41 @@ def subscribers_export(obj: Context, out: Path | None) -> None:
 @click.option(
     "--from",
     "source",
-    required=True,
     type=click.Choice(["mailchimp", "substack", "buttondown", "listmonk", "ghost"]),
-    help="The tool the export comes from.",
+    help="The tool the export comes from (default: a list in digest's own CSV/JSON format).",
 )
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--into",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="The CSV list to merge into (default: subscribers.path).",
+    help='The CSV list to merge into (default: subscribers.path, or the subscribers table with source = "database").',
 )
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
 @pass_ctx
-def subscribers_import(obj: Context, source: str, files: tuple[Path, ...], into: Path | None, dry_run: bool) -> None:
-    """Merge another tool's export into the list; opt-outs are kept, never lifted."""
+def subscribers_import(
+    obj: Context, source: str | None, files: tuple[Path, ...], into: Path | None, dry_run: bool
+) -> None:
+    """Merge another tool's export into the list, or upsert a list in our own format into the
+    subscribers table; opt-outs are kept, never lifted."""
     from digest.imports import CsvListStore, import_subscribers
     from digest.suppressions import read_overlay
 
     config = obj.config()
-    store = CsvListStore(into or config.subscribers.path)
-    report = import_subscribers(source, files, store, read_overlay(config.state.path), dry_run=dry_run)
+    if source is None:
+        from digest.cli_state import import_own_format
+
+        import_own_format(config, files, into=into, dry_run=dry_run)
+        return
+    if into is None and config.subscribers.source == "database":
+        from digest.store.importing import TableListStore
+
+        store: Any = TableListStore(config)
+    else:
+        store = CsvListStore(into or config.subscribers.path)
+    report = import_subscribers(source, files, store, read_overlay(config), dry_run=dry_run)
     for result in report.results:
         click.echo(str(result))
     click.echo(report.summary, err=True)
-
-
-@main.group()
-def state() -> None:
-    """The state folder's send ledger and subscriber state: back them up, restore them."""
-
-
-@state.command("backup")
-@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
-@pass_ctx
-def state_backup(obj: Context, path: Path) -> None:
-    """Copy the ledger and the subscriber state into the new folder PATH (SQLite's online backup)."""
-    from digest.statefiles import backup
-
-    report = backup(obj.config().state.path, path)
-    click.echo(
-        f"backed up the send ledger ({report.deliveries} delivery row(s)) and the subscriber state "
-        f"({report.optouts} opted-out address(es)) into {report.path}"
-    )
-
-
-@state.command("restore")
-@click.argument("path", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@pass_ctx
-def state_restore(obj: Context, path: Path) -> None:
-    """Put a backup made by `digest state backup` back; the files it replaces are kept aside."""
-    from digest.statefiles import restore
-
-    report = restore(obj.config().state.path, path)
-    click.echo(
-        f"restored the send ledger ({report.deliveries} delivery row(s)) and the subscriber state "
-        f"({report.optouts} opted-out address(es)) from {report.path}, taken {report.created_at}"
-    )
-    if report.kept_optouts or report.kept_link_ids:
-        click.echo(
-            f"kept {report.kept_optouts} opt-out(s) and {report.kept_link_ids} link id(s) recorded after the "
-            "backup was taken"
-        )
-    click.echo(f"the files it replaced are in {report.aside}")
 
 
 @main.command()
@@ -834,3 +816,7 @@ def test_send(
         click.echo(f"{name}: skipped: {why}")
     if report.exit_code:
         sys.exit(report.exit_code)
+
+
+# `digest state ...` and `digest subscribers import` live in their own module; importing it adds them.
+from digest import cli_state  # noqa: E402, F401

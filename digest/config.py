@@ -126,6 +126,12 @@ class ContentConfig:
 @dataclass(frozen=True)
 class SubscribersConfig:
     path: Path = opt(Path("subscribers/subscribers.csv"), "CSV or JSON subscriber list.", kind="path")
+    source: str = opt(
+        "file",
+        '"file": the list is `path`. "database": the subscribers table of the state (filled by '
+        "`digest subscribers import FILE`), read with a server-side cursor.",
+        choices=("file", "database"),
+    )
     segments: Path = opt(
         Path("subscribers/segments.toml"),
         "Segments file: named rules over subscriber fields, per-segment overrides and test recipients; "
@@ -200,6 +206,12 @@ class TrackingConfig:
 class StateConfig:
     path: Path = opt(
         Path("state"), "Folder for the send ledger, the subscriber state and caches; keep it private.", kind="path"
+    )
+    url: str = opt(
+        "",
+        "PostgreSQL instead of the SQLite files, e.g. postgresql://digest@db.example.com/newsletter (no password "
+        "here: PGPASSWORD or ~/.pgpass); the environment variable DIGEST_DATABASE_URL, if set, wins. "
+        "See docs/postgresql.md.",
     )
 
 
@@ -538,6 +550,7 @@ def _validate(config: Config, source: str) -> None:
             raise ConfigError(f"{source}: content.feeds: {url!r} is not an http(s) URL")
     if c.feed_timeout <= 0:
         raise ConfigError(f"{source}: content needs feed_timeout > 0")
+    _validate_state_url(config.state.url, f"{source}: state.url")
     _validate_schedule(config, source)
     _validate_serve(config, source)
     _validate_engagement(config, source)
@@ -548,6 +561,26 @@ def _validate_engagement(config: Config, source: str) -> None:
     if config.tracking.clicks and not config.sending.unsubscribe_url:
         raise ConfigError(
             f"{source}: tracking.clicks needs sending.unsubscribe_url: clicks go through `digest serve` next to it"
+        )
+
+
+def _validate_state_url(url: str, where: str) -> None:
+    """A PostgreSQL URL without a password: the config file is no place for one."""
+    if not url:
+        return
+    from urllib.parse import urlsplit
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{where} must be a postgresql:// URL (leave it empty for the SQLite files in state.path)")
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not a valid URL: {exc}") from None
+    if password is not None or "password=" in parts.query.lower():
+        raise ConfigError(
+            f"{where} holds a password: never put it in the config file; use PGPASSWORD, ~/.pgpass or the whole URL "
+            "in DIGEST_DATABASE_URL"
         )
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 
 from digest.config import Config
 from digest.models import Subscriber
-from digest.suppressions import open_existing_state, open_state
+from digest.store import open_existing_state, open_state
 from digest.tokens import make_token, new_token_id, secret_from_env
 
 
@@ -89,11 +89,10 @@ class Links:
             return found
 
     def _fetch(self, subscriber_ids: list[str]) -> dict[str, str]:
-        state_dir = self.config.state.path
         if self._persist:
-            with open_state(state_dir) as state:
+            with open_state(self.config) as state:
                 return state.token_ids(subscriber_ids)
-        existing = open_existing_state(state_dir)
+        existing = open_existing_state(self.config)
         found: dict[str, str] = {}
         if existing is not None:
             with existing:

@@ -218,7 +218,7 @@ def open_run(
         edition=edition,
         content=content,
         # Opt-outs, pauses and topic changes from the state folder override the list (never rewritten).
-        subscribers=load_effective(config.subscribers.path, config.state.path),
+        subscribers=load_effective(config),
         pool=candidate_pool(content.articles, at, config.selection, earliest),
         composer=Composer(config),
         persist_links=persist_links,

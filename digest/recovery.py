@@ -1,9 +1,11 @@
 """Recovery after a crash: which runs are alive, and what to do with the claims of those that are not.
 
-Every run holds a lock file (flock) for as long as its process lives; the kernel drops it on
-kill -9. A later run that finds rows `claimed` by a run whose lock is free knows that run is gone:
-its requests may or may not have left, so the rows become ambiguous, unless their scheduled batch
-can still be cancelled in time.
+Every run holds a run lock for as long as its process lives (`Ledger.run_lock`): on SQLite a lock
+file (flock, `RunLock` here), on PostgreSQL a session-level advisory lock; the kernel, or the
+server when the session ends, drops it on kill -9. A later run that finds rows `claimed` by a run
+whose lock is free knows that run is gone: its requests may or may not have left, so the rows
+become ambiguous, unless their scheduled batch can still be cancelled in time. Rows it had only
+*leased* (queued, taken but not claimed) had nothing sent: they go back to the queue.
 """
 
 from __future__ import annotations
@@ -68,13 +70,21 @@ def run_alive(state_dir: Path, run_id: str) -> bool:
     return False
 
 
-def settle_dead_claims(
-    ledger: Ledger, transport: Transport, edition: str, state_dir: Path, now: Callable[[], float]
-) -> None:
-    """Settle claims left by runs that are gone: cancel them when still possible, else ambiguous."""
+def free_dead_leases(ledger: Ledger, edition: str) -> int:
+    """Queued rows leased by runs that are gone go back to the queue (nothing was sent for them)."""
+    return sum(ledger.release(edition, run) for run in ledger.leased_runs(edition) if not ledger.run_alive(run))
+
+
+def settle_dead_claims(ledger: Ledger, transport: Transport, edition: str, now: Callable[[], float]) -> None:
+    """Settle claims left by runs that are gone: cancel them when still possible, else ambiguous;
+    free their leases."""
+    free_dead_leases(ledger, edition)
     by_run: dict[tuple[str, str, int | None], list[Delivery]] = {}
+    alive: dict[str, bool] = {}
     for row in ledger.rows(edition, states=("claimed", "ambiguous")).values():
-        stale = row.state == "claimed" and not run_alive(state_dir, row.run_id)
+        if row.state == "claimed" and row.run_id not in alive:
+            alive[row.run_id] = ledger.run_alive(row.run_id)
+        stale = row.state == "claimed" and not alive[row.run_id]
         retry_cancel = row.state == "ambiguous" and bool(row.batch_id)
         if stale or retry_cancel:
             by_run.setdefault((row.run_id, row.batch_id, row.send_at), []).append(row)

@@ -29,10 +29,11 @@ from typing import Any, Literal
 from digest.cadences import Cadences
 from digest.config import Config
 from digest.errors import DigestError
-from digest.ledger import LEDGER_NAME, EditionSummary, SqliteLedger
+from digest.ledger import EditionSummary
 from digest.models import Subscriber
 from digest.schedule import Slot, Timetable, describe, hours, resolve_local, zone
 from digest.send import SendOptions, SendReport
+from digest.store import ledger_exists, open_ledger
 
 #: SendGrid holds a mail at most 72 hours ahead.
 MAX_SEND_AT_AHEAD = timedelta(hours=72)
@@ -118,9 +119,9 @@ def send_scheduled(
             f"Pass {force_it} to send it anyway; the next slot is {describe(upcoming.at)} ({upcoming.edition_id})"
         )
     if config.schedule.local_time:
-        from digest.subscribers import load_subscribers
+        from digest.store import load_list
 
-        subscribers = load_subscribers(config.subscribers.path).subscribers
+        subscribers = load_list(config).subscribers
         options = replace(options, send_at=local_send_times(subscribers, slot, now))
     report = send(
         config,
@@ -139,7 +140,7 @@ def send_scheduled(
 def _has_audience(config: Config, cadences: Cadences, cadence: str) -> bool:
     from digest.suppressions import load_effective
 
-    subscribers = load_effective(config.subscribers.path, config.state.path).subscribers
+    subscribers = load_effective(config).subscribers
     return cadences.counts(subscribers)[cadence] > 0
 
 
@@ -189,10 +190,9 @@ def _outcome(report: SendReport, where: str, late: timedelta) -> tuple[Outcome, 
 
 def _ledger_counts(config: Config, edition_id: str) -> dict[str, int]:
     """The edition's rows by state; no ledger yet means nothing sent (and none is created)."""
-    path = config.state.path / LEDGER_NAME
-    if not path.exists():
+    if not ledger_exists(config):
         return {}
-    with SqliteLedger(path) as ledger:
+    with open_ledger(config) as ledger:  # type: ignore[attr-defined]
         return dict(ledger.summary(edition_id))
 
 
@@ -272,9 +272,8 @@ def _outlook(
     last = table.last_slot(now)
     run = open_run(config, nxt.at, nxt.edition_id, content=content, cadence=cadence, persist_links=False)
     histories: dict[str, Any] = {}
-    path = config.state.path / LEDGER_NAME
-    if path.exists():
-        with SqliteLedger(path) as ledger:
+    if ledger_exists(config):
+        with open_ledger(config) as ledger:  # type: ignore[attr-defined]
             since = history_horizon(nxt.at, run.config.selection)
             histories = dict(ledger.histories(nxt.edition_id, since=since))
             run = run.reaching_back(ledger.oldest_last_delivery(nxt.edition_id, since=since))
@@ -327,12 +326,11 @@ def cadence_status(config: Config, now: datetime) -> CadenceStatus | None:
     cadences = Cadences.of(config)
     if cadences is None:
         return None
-    subscribers = load_effective(config.subscribers.path, config.state.path).subscribers
+    subscribers = load_effective(config).subscribers
     counts = cadences.counts(subscribers)
     recent = []
-    path = config.state.path / LEDGER_NAME
-    if path.exists():
-        with SqliteLedger(path) as ledger:
+    if ledger_exists(config):
+        with open_ledger(config) as ledger:  # type: ignore[attr-defined]
             recent = ledger.editions(_RECENT_EDITIONS)
     states = tuple(
         CadenceState(

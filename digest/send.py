@@ -8,19 +8,25 @@ SQLite transaction) *before* its request leaves, and settled after the answer. S
   been delivered: it becomes *ambiguous* and is skipped unless `--on-ambiguous=resend`;
 - in scheduled mode the provider holds each request until `send_at`, so an ambiguous request is
   cancelled through its batch id and re-issued: exactly once even across a crash;
-- two runs at once cannot both claim a row (BEGIN IMMEDIATE); each holds a lock file while it
-  lives, which is how a later run tells a crashed run's claims from a live one's.
+- two runs at once cannot both claim a row (BEGIN IMMEDIATE on SQLite, row locks on PostgreSQL);
+  each holds a run lock while it lives, which is how a later run tells a crashed run's claims
+  from a live one's.
+
+Several senders share an edition through the ledger's queue (see ledger.py): each one plans,
+enqueues what it may send, then takes windows of queued rows (an exclusive lease), composes them,
+claims them and sends them. A lease is not a claim: nothing has left for a leased row, so a sender
+that dies while composing leaves nothing ambiguous. `--workers N` forks N such senders after one
+plan (POSIX), each with its own connection, run id and run lock.
 """
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from digest.compose import list_headers
@@ -28,18 +34,15 @@ from digest.config import Config
 from digest.db import explain
 from digest.errors import NotSentError, SendError
 from digest.ledger import (
-    LEDGER_NAME,
     ClaimItem,
     Delivery,
     EditionSummary,
     Ledger,
-    SqliteLedger,
     State,
-    open_ledger,
 )
 from digest.models import Edition, Selection
 from digest.pipeline import Run
-from digest.recovery import CANCEL_CUTOFF_SECONDS, RunLock, settle_dead_claims
+from digest.recovery import CANCEL_CUTOFF_SECONDS, free_dead_leases, settle_dead_claims
 from digest.selection import NO_HISTORY, history_horizon
 from digest.transports import Batch, Outcome, Recipient, Schedule, Transport, make_transport
 
@@ -61,6 +64,8 @@ class SendOptions:
     send_at: Mapping[str, int] = field(default_factory=dict)
     #: --i-know-state-is-new: pair the ledger and the subscriber state as they are (statefiles.py)
     fresh_state: bool = False
+    #: --workers: senders forked after planning, sharing the queue (1: this process alone)
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -248,38 +253,97 @@ def _record(
     _tally_outcome(tally, emails, outcome)
 
 
-def _send_windows(
+def queue_key(group: tuple[tuple[str, ...], int | None]) -> str:
+    """The queue order of a request group: the same in every sender for the same group."""
+    return hashlib.sha1(repr(group).encode("utf-8")).hexdigest()[:16]
+
+
+def _queue_items(run: Run, plan: _Plan) -> tuple[list[ClaimItem], dict[str, tuple[str, Selection]]]:
+    items: list[ClaimItem] = []
+    by_id: dict[str, tuple[str, Selection]] = {}
+    for group, selections in plan.groups.items():
+        key = queue_key(group)
+        for s in selections:
+            items.append(ClaimItem(s.subscriber.id, s.subscriber.email, s.content_key, run.at, key))
+            by_id[s.subscriber.id] = (key, s)
+    return items, by_id
+
+
+def _drain(
     run: Run,
     ledger: Ledger,
     transport: Transport,
     run_id: str,
-    plan: _Plan,
+    by_id: Mapping[str, tuple[str, Selection]],
     options: SendOptions,
+    now: Callable[[], float],
     tally: _Tally,
     progress: Callable[[int], None] | None,
-) -> None:
-    """Requests in windows: claim a window's rows in one transaction, send its requests
-    concurrently, settle them in one transaction.
+    pool: ThreadPoolExecutor,
+) -> set[str]:
+    """Take windows of the queue until it is empty; returns the subscribers this run took.
 
-    Claims still precede sends, so exactly-once holds; a crash leaves at most one window's rows
-    claimed (ambiguous), which is what is in flight at once anyway. One commit per window instead of
-    two per request matters: with FULL sync each commit is an fsync.
+    A window's rows are leased (`take`), composed, claimed and sent; whatever fails before the
+    claim gives its leases back. At the end of the queue, leases of senders that are gone are
+    freed and the queue is walked once more from the top for them.
     """
+    edition = run.edition.id
+    scheduled = bool(options.scheduled or options.send_at)
     workers = max(1, options.concurrency) if getattr(transport, "concurrent", False) else 1
-    # transports that send one recipient per request (outbox, SMTP) still claim in bulk
     # two requests per worker: the pool stays busy while the main thread prepares, and the
-    # window's claim and settle commits are shared by more requests
+    # window's claim and settle commits are shared by more requests; transports that send one
+    # recipient per request (outbox, SMTP) still claim in bulk
     window = max(2 * workers, 50 // max(1, transport.max_batch))
-    chunks = plan.chunks(transport.max_batch)
     # The first window is one request: a refused key or a broken config stops the run after one
-    # request, not after a window of them.
-    size = 1
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send") as pool:
-        while batch_chunks := list(itertools.islice(chunks, size)):
-            size = window
-            _send_window(run, ledger, transport, run_id, batch_chunks, options, tally, pool)
-            if progress is not None:
-                progress(sum(len(c) for c in batch_chunks))
+    # request, not after a window of them. Scheduled mode sends one request at a time (each may
+    # be cancelled and re-issued before the next).
+    size = transport.max_batch
+    after, swept, first = ("", ""), False, True
+    taken_by_me: set[str] = set()
+    while True:
+        taken = ledger.take(edition, run_id, size, after)
+        if not taken:
+            if swept:
+                return taken_by_me
+            free_dead_leases(ledger, edition)
+            after, swept = ("", ""), True
+            continue
+        chunks = _chunks([by_id[sub] for _, sub in taken], transport.max_batch)
+        if first and not scheduled and len(chunks) > 1:
+            # one request first (see above): the rest of the window goes back to the queue
+            keep = {s.subscriber.id for s in chunks[0]}
+            ledger.release(edition, run_id, [sub for _, sub in taken if sub not in keep])
+            taken, chunks = [t for t in taken if t[1] in keep], chunks[:1]
+        first = False
+        after = taken[-1]
+        size = transport.max_batch if scheduled else window * transport.max_batch
+        ids = [sub for _, sub in taken]
+        taken_by_me.update(ids)
+        try:
+            if scheduled:
+                for chunk in chunks:
+                    _send_chunk(run, ledger, transport, run_id, chunk, options, now, tally)
+                    if progress is not None:
+                        progress(len(chunk))
+            else:
+                _send_window(run, ledger, transport, run_id, chunks, options, tally, pool)
+                if progress is not None:
+                    progress(len(ids))
+        except BaseException:
+            ledger.release(edition, run_id, ids)  # what was not claimed yet had nothing sent
+            raise
+
+
+def _chunks(taken: list[tuple[str, Selection]], size: int) -> list[list[Selection]]:
+    """Taken rows in queue order -> requests: one group (content, send_at) each, at most `size`."""
+    out: list[list[Selection]] = []
+    current = ""
+    for key, selection in taken:
+        if not out or key != current or len(out[-1]) >= size:
+            out.append([])
+            current = key
+        out[-1].append(selection)
+    return out
 
 
 def _send_window(
@@ -361,30 +425,31 @@ def send_edition(
     transport: Transport,
     options: SendOptions,
     *,
-    state_dir: Path,
     now: Callable[[], float] = time.time,
     confirm: Callable[[SendReport], bool] | None = None,
     progress: Callable[[int], None] | None = None,
     run_id: str | None = None,
     recover: bool = True,
+    reopen: Callable[[], tuple[Ledger, Transport]] | None = None,
 ) -> SendReport:
     """Send the edition to every eligible subscriber not yet sent it. See the module docstring.
 
     `now`: the real clock (send_at and cancel decisions), never the edition's moment.
     `recover=False` (a sandbox send): leave other runs' claims alone; recovery cancels real
     scheduled batches through the real API, which a run that records nothing must never do.
+    `reopen`: a fresh ledger and transport, for each of `options.workers` forked senders.
     """
     run_id = run_id or uuid.uuid4().hex[:12]
     edition = run.edition.id
     if (options.scheduled or options.send_at) and not transport.can_schedule:
         raise SendError(f"scheduled mode needs the sendgrid transport, not {transport.name}")
     try:
-        lock = None if options.dry_run else RunLock(state_dir, run_id)
+        lock = None if options.dry_run else ledger.run_lock(run_id)
     except OSError as exc:
-        raise SendError(f"{state_dir}: cannot create this run's lock file: {explain(exc)} (nothing was sent)") from None
+        raise SendError(f"{ledger}: cannot create this run's lock file: {explain(exc)} (nothing was sent)") from None
     try:
         if recover and not options.dry_run:
-            settle_dead_claims(ledger, transport, edition, state_dir, now)
+            settle_dead_claims(ledger, transport, edition, now)
         plan = _plan(run, ledger, options)
         selections = plan.selections
         planned = SendReport(
@@ -403,27 +468,58 @@ def send_edition(
             return _replace(planned, dry_run=options.dry_run)
         if confirm is not None and not confirm(planned):
             raise SendError("send cancelled: nothing was sent")
+        # What fails on our side for every email (a template, a missing DIGEST_SECRET) fails
+        # here, before the ledger holds anything of this run.
+        run.content_for(selections[0])
+        _recipient(run, selections[0])
+        also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
+        items, by_id = _queue_items(run, plan)
+        ledger.enqueue(edition, items, also_from=also_from)
         tally = _Tally()
-        if options.scheduled or options.send_at:
-            # one request at a time: each may be cancelled and re-issued before the next
-            for chunk in plan.chunks(transport.max_batch):
-                _send_chunk(run, ledger, transport, run_id, chunk, options, now, tally)
-                if progress is not None:
-                    progress(len(chunk))
+        if options.workers > 1:
+            from digest.workers import send_in_workers
+
+            mine = send_in_workers(run, ledger, transport, run_id, items, by_id, options, now, tally, progress, reopen)
         else:
-            _send_windows(run, ledger, transport, run_id, plan, options, tally, progress)
+            try:
+                threads = max(1, options.concurrency) if getattr(transport, "concurrent", False) else 1
+                with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
+                    mine = _drain(run, ledger, transport, run_id, by_id, options, now, tally, progress, pool)
+            finally:
+                ledger.release(edition, run_id)
+        others = _by_others(ledger, edition, [i for i in items if i.subscriber not in mine])
         return _replace(
             planned,
             dry_run=False,
             requests=tally.requests,
             accepted=tuple(tally.accepted),
-            skipped=tuple(plan.skipped + tally.skipped),
+            skipped=tuple(plan.skipped + tally.skipped + others),
             failed=tuple(tally.failed),
             ambiguous=tuple(plan.ambiguous + tally.ambiguous),
         )
     finally:
         if lock is not None:
             lock.release()
+
+
+def _by_others(ledger: Ledger, edition: str, items: list[ClaimItem]) -> list[tuple[str, str]]:
+    """Why planned rows this run never took were not its to send: another sender had them."""
+    if not items:
+        return []
+    states = ledger.row_states(edition)
+    why = {
+        "accepted": "sent by another run",
+        "claimed": "being sent by another run",
+        "queued": "taken by another run that is still sending",
+        "ambiguous": "may have been sent by another run (ambiguous)",
+        "failed": "failed in another run",
+        "cancelled": "cancelled in another run",
+    }
+    found = {i.subscriber: states.get(i.subscriber) for i in items}
+    return [
+        (i.email, why.get(row.state if row else "", "no longer in the ledger"))
+        for i, row in zip(items, found.values(), strict=True)
+    ]
 
 
 def _replace(report: SendReport, **changes: Any) -> SendReport:
@@ -457,6 +553,7 @@ def send(
     from digest.content import load_articles
     from digest.pipeline import open_run
     from digest.statefiles import guard_send, note_sent
+    from digest.store import ledger_exists, locate, open_ledger, scratch_ledger
     from digest.sync import sync_before_send
 
     problem = one_click_problem(config, transport_name)
@@ -464,7 +561,11 @@ def send(
         raise SendError(problem)
     # A missing, emptied, replaced or stale ledger or state must stop the send, not read as
     # "nobody opted out" or "nobody was sent anything".
-    guard_send(config.state.path, fresh=options.fresh_state, records=not (options.dry_run or sandbox))
+    # On PostgreSQL both stores are one database: neither can be lost, emptied or replaced alone,
+    # and an empty (unmigrated) database is refused when the ledger opens.
+    on_postgresql = bool(locate(config).url)
+    if not on_postgresql:
+        guard_send(config.state.path, fresh=options.fresh_state, records=not (options.dry_run or sandbox))
     # Before the run loads the list: SendGrid's suppressions must be in the state it reads.
     sync_before_send(config, transport_name, dry_run=options.dry_run, sandbox=sandbox)
     # A dry run writes nothing: it reads the content cache but does not save it.
@@ -475,12 +576,15 @@ def send(
         # A sandbox send validates the requests a real send would make (so it reads the real
         # history) but must not mark anyone as sent: it records into a scratch copy. A dry run
         # before the first send must not create the state folder either.
-        ledger_path = config.state.path / LEDGER_NAME
-        if sandbox or (options.dry_run and not ledger_path.exists()):
-            ledger = SqliteLedger.scratch_copy(ledger_path)
+        if sandbox or (options.dry_run and not ledger_exists(config)):
+            ledger = scratch_ledger(config)
         else:
-            ledger = SqliteLedger(ledger_path)
-        with ledger:
+            ledger = open_ledger(config)
+
+        def reopen() -> tuple[Ledger, Transport]:
+            return open_ledger(config), make_transport(config, at=at, name=transport_name, sandbox=sandbox)
+
+        with ledger:  # type: ignore[attr-defined]
             horizon = history_horizon(run.at, run.config.selection)  # the run's: a cadence may reach further
             run = run.reaching_back(ledger.oldest_last_delivery(run.edition.id, since=horizon))
             if not (sandbox or options.dry_run):
@@ -491,15 +595,15 @@ def send(
                     ledger,
                     transport,
                     options,
-                    state_dir=config.state.path,
                     confirm=confirm,
                     progress=progress,
                     now=now,
                     recover=not sandbox,
+                    reopen=None if sandbox else reopen,
                 )
             finally:
-                if not (sandbox or options.dry_run):
-                    note_sent(config.state.path, ledger)
+                if not (sandbox or options.dry_run or on_postgresql):
+                    note_sent(config.state.path, ledger)  # type: ignore[arg-type]
     finally:
         transport.close()
 
@@ -524,12 +628,14 @@ class StatusReport:
 def status(config: Config, edition_id: str | None = None) -> StatusReport:
     """`digest status`: an edition's counts (default: the latest) and the last editions. With no
     ledger yet, nothing was sent: say so without creating the state folder or an empty ledger."""
-    if not (config.state.path / LEDGER_NAME).is_file():
+    from digest.store import ledger_exists, open_ledger
+
+    if not ledger_exists(config):
         return StatusReport(edition_id, {}, (), ())
-    with open_ledger(config.state.path) as ledger:
+    with open_ledger(config) as ledger:  # type: ignore[attr-defined]
         recent = tuple(ledger.editions(5))
         edition = edition_id or (recent[0].edition if recent else None)
         if edition is None:
             return StatusReport(None, {}, (), recent)
-        attention = tuple(ledger.rows(edition, states=("failed", "ambiguous", "claimed")).values())
+        attention = tuple(ledger.rows(edition, states=("failed", "ambiguous", "claimed", "queued")).values())
         return StatusReport(edition, dict(ledger.summary(edition)), attention, recent)

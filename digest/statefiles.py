@@ -41,8 +41,10 @@ from pathlib import Path
 
 from digest.db import explain, now_stamp, read_pairing
 from digest.errors import DigestError, SendError
-from digest.ledger import LEDGER_NAME, SqliteLedger
-from digest.suppressions import STATE_NAME, SubscriberState
+from digest.ledger import LEDGER_NAME
+from digest.store.sqlite_ledger import SqliteLedger
+from digest.store.sqlite_state import SqliteSubscriberState as SubscriberState
+from digest.suppressions import STATE_NAME
 
 try:  # POSIX; elsewhere sends are not serialised against each other while sealing
     import fcntl

@@ -23,7 +23,8 @@ from sendgrid import SendGridAPIClient
 
 from digest.config import Config
 from digest.errors import AuthError, SendError
-from digest.suppressions import Reason, open_state
+from digest.store import open_state
+from digest.suppressions import Reason
 from digest.transports.sendgrid import api_key, make_client
 
 #: SendGrid list name -> why an address on it must not be sent to.
@@ -110,7 +111,7 @@ def sync(config: Config, *, client: SendGridAPIClient | None = None) -> SyncRepo
     group = config.sendgrid.asm_group_id
     if group:
         lists[f"asm_group_{group}"] = [(e, "group_unsubscribed", d) for e, d in _group_entries(client, group)]
-    with open_state(config.state.path) as state:
+    with open_state(config) as state:
         state.replace_synced(lists)
     return SyncReport({name: len(entries) for name, entries in lists.items()})
 

@@ -24,11 +24,13 @@ from digest import personalize
 from digest.compose import Content, list_headers
 from digest.config import Config
 from digest.errors import DigestError, LedgerError, SubscriberError
-from digest.ledger import LEDGER_NAME, SqliteLedger
+from digest.ledger import LEDGER_NAME
 from digest.models import Edition, Email, Selection, Subscriber
 from digest.pipeline import Run
 from digest.segments import Segment
 from digest.selection import NO_HISTORY, History, history_horizon
+from digest.store import locate
+from digest.store.sqlite_ledger import SqliteLedger
 from digest.subscribers import is_valid_email
 from digest.text import one_line
 from digest.transports import Batch, Recipient, Transport
@@ -101,6 +103,7 @@ class _ReadOnlyLedger(SqliteLedger):
 
     def __init__(self, path: Path):  # no mkdir, no schema, no pragma: nothing written
         self.path = path
+        self.state_dir = path.parent
         try:
             self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
         except sqlite3.Error as exc:
@@ -110,6 +113,14 @@ class _ReadOnlyLedger(SqliteLedger):
 def read_history(config: Config, edition_id: str, at: datetime) -> tuple[Mapping[str, History], datetime | None]:
     """What a real send of `edition_id` would know: each subscriber's history and the earliest
     last delivery. No ledger yet: no history (and none is created)."""
+    loc = locate(config)
+    if loc.url:
+        from digest.store.pg_ledger import PgLedger
+
+        with PgLedger(loc.url) as pg_ledger:
+            pg_ledger._q("SET default_transaction_read_only = on")  # a test send writes nothing
+            since = history_horizon(at, config.selection)
+            return pg_ledger.histories(edition_id, since=since), pg_ledger.oldest_last_delivery(edition_id, since=since)
     path = config.state.path / LEDGER_NAME
     if not path.exists():
         return {}, None

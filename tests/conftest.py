@@ -29,11 +29,18 @@ def require(module: str, install: str) -> None:
         pytest.skip(message)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that drives a real browser (any `browser` fixture, wherever it lives) is slow."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that drives a real browser (any `browser` fixture, wherever it lives) is slow. A test
+    about SQLite itself (`sqlite_only`) in a module run on both engines runs on SQLite only."""
+    kept, dropped = [], []
     for item in items:
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+        on_pg = getattr(item, "callspec", None) is not None and item.callspec.params.get("engine") == "postgresql"
+        (dropped if on_pg and item.get_closest_marker("sqlite_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True)
@@ -103,3 +110,72 @@ def pg_url(pg_server, request) -> str:
 
     name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
     return pg_server.create_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, monkeypatch, tmp_path):
+    """Run the test on both engines: the SQLite files (the default), then a fresh PostgreSQL
+    database, migrated, selected through DIGEST_DATABASE_URL (child processes inherit it).
+
+    Tests opt in per module: `pytestmark = pytest.mark.usefixtures("engine")`.
+    """
+    from digest.store import DATABASE_URL_ENV
+
+    if request.param == "sqlite":
+        monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+        yield "sqlite"
+        return
+    from digest.store import pg
+
+    server = request.getfixturevalue("pg_server")
+    import re
+
+    name = "e_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:55]
+    url = server.create_database(name)
+    pg.migrate(url)
+    monkeypatch.setenv(DATABASE_URL_ENV, url)
+    try:
+        yield "postgresql"
+    finally:
+        pg.close_pools()
+
+
+@pytest.fixture
+def new_ledger(engine, tmp_path):
+    """A fresh ledger on the test's engine: `with new_ledger() as ledger`."""
+    from digest.store import Location, locate, open_ledger
+
+    def make(folder: Path | None = None):
+        import os
+
+        from digest.store import DATABASE_URL_ENV
+
+        return open_ledger(Location(folder or tmp_path / "state", os.environ.get(DATABASE_URL_ENV, "")))
+
+    del locate
+    return make
+
+
+@pytest.fixture
+def fresh_database(engine, request, monkeypatch):
+    """`fresh_database()`: on PostgreSQL, a new empty migrated database from now on (the state of
+    a test's next newsletter must not be the last one's); on SQLite nothing (each newsletter's
+    folder is its own state)."""
+    made = 0
+
+    def make() -> None:
+        nonlocal made
+        if engine != "postgresql":
+            return
+        import re
+
+        from digest.store import DATABASE_URL_ENV, pg
+
+        made += 1
+        pg.close_pools()
+        name = f"f{made}_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+        url = request.getfixturevalue("pg_server").create_database(name)
+        pg.migrate(url)
+        monkeypatch.setenv(DATABASE_URL_ENV, url)
+
+    return make

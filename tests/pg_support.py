@@ -82,7 +82,10 @@ def _run_as() -> tuple[Callable[[], None] | None, int, int]:
 class PgServer:
     """`with PgServer() as pg: pg.url` -> a superuser URL on a fresh cluster."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        #: durable: fsync and synchronous commits on, as a production server (benchmarks); tests
+        #: run without them
+        self.durable = durable
         self.bindir = find_bindir()
         self.port = 0
         self.folder: Path | None = None
@@ -121,9 +124,8 @@ class PgServer:
                     "-p", str(self.port),
                     "-k", str(sockets),
                     "-c", "listen_addresses=127.0.0.1",
-                    "-c", "fsync=off",
-                    "-c", "synchronous_commit=off",
-                    "-c", "full_page_writes=off",
+                    *(() if self.durable else ("-c", "fsync=off", "-c", "synchronous_commit=off")),
+                    *(() if self.durable else ("-c", "full_page_writes=off")),
                     "-c", "max_connections=200",
                 ],
                 stdout=out,

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from digest.config import Config, load_config
-from digest.suppressions import open_state
+from digest.store import open_state
 from digest.tokens import make_legacy_token, make_token
 from digest.web.preview import bind
 from digest.web.public import PublicSettings, create_public_app, load_webhook_key, uvicorn_config
@@ -77,7 +77,7 @@ def client_for(config: Config, signer: Signer | None = None, **settings: object)
 
 def token_id(config: Config, email: str) -> str:
     """The subscriber's opaque id, made as a send makes it."""
-    with open_state(config.state.path) as state:
+    with open_state(config) as state:
         return state.token_ids([email.casefold()])[email.casefold()]
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from digest.config import Config, load_config
-from digest.ledger import LEDGER_NAME, SqliteLedger
+from digest.ledger import Ledger
+from digest.store import open_ledger
 
 try:  # pytest puts tests/ on sys.path (rootdir-relative imports, no package)
     from sendgrid_fake import FakeSendGrid
@@ -79,8 +80,9 @@ def sendgrid_toml(url: str, *, one_click: bool = True, **extra: object) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ledger_for(config: Config) -> SqliteLedger:
-    return SqliteLedger(config.state.path / LEDGER_NAME)
+def ledger_for(config: Config) -> Ledger:
+    """The config's ledger, on whichever engine the test runs (see the `engine` fixture)."""
+    return open_ledger(config)
 
 
 def load(config_path: Path) -> Config:
@@ -88,3 +90,20 @@ def load(config_path: Path) -> Config:
 
 
 __all__ = ["FakeSendGrid", "FAKE_SCRIPT"]
+
+
+class HeldRun:
+    """Another run, alive for as long as this object is: its own ledger connection holds its run
+    lock (a lock file on SQLite, an advisory lock on PostgreSQL)."""
+
+    def __init__(self, config: Config, run_id: str):
+        self._ledger = open_ledger(config)
+        self._lock = self._ledger.run_lock(run_id)
+
+    def release(self) -> None:
+        self._lock.release()
+        self._ledger.close()
+
+
+def hold_run(config: Config, run_id: str) -> HeldRun:
+    return HeldRun(config, run_id)

@@ -13,7 +13,9 @@ As its own process (crash tests that kill -9 a client and count deliveries)::
     python tests/sendgrid_fake.py --port 0 --log deliveries.jsonl [--script 429,ok]
 
 prints ``READY http://127.0.0.1:PORT`` once listening, and appends one JSON line per delivered
-recipient to the log (flushed and fsynced before the response is sent), until SIGTERM/SIGINT.
+recipient to the log (flushed and fsynced before the response is sent), and one
+``{"cancelled": address}`` line per recipient of a scheduled send cancelled in time, until
+SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -902,6 +904,14 @@ class FakeSendGrid:
                         continue
                     if status == "cancel":
                         rec.paused.discard(i)
+                        if i not in rec.cancelled and self._log is not None:
+                            # process mode: the log says who will not get this mail after all
+                            for kind in ("to", "cc", "bcc"):
+                                for addr in p.get(kind) or []:
+                                    line = {"cancelled": addr["email"], "message_id": rec.message_id}
+                                    self._log.write(json.dumps(line, ensure_ascii=False) + "\n")
+                            self._log.flush()
+                            os.fsync(self._log.fileno())
                         rec.cancelled.add(i)
                     else:
                         rec.paused.add(i)

@@ -15,8 +15,9 @@ from conftest import DATA
 
 from digest.cli import main
 from digest.imports import CsvListStore, import_subscribers
+from digest.store import open_state
 from digest.subscribers import load_subscribers
-from digest.suppressions import EMPTY, open_state, read_overlay
+from digest.suppressions import EMPTY, read_overlay
 
 IMPORTS = DATA / "imports"
 MAILCHIMP = sorted((IMPORTS / "mailchimp").glob("*.csv"))

@@ -1,12 +1,15 @@
-"""The SQLite send ledger: claims are exclusive, outcomes stick, selection history comes from it."""
+"""The send ledger, on both engines: claims are exclusive, outcomes stick, selection history comes from it."""
 
 from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
 
-from digest.ledger import ClaimItem, SqliteLedger
+import pytest
+
+from digest.ledger import ClaimItem
+
+pytestmark = pytest.mark.usefixtures("engine")
 
 AT = datetime(2026, 11, 30, tzinfo=UTC)
 
@@ -15,15 +18,15 @@ def item(sub: str, articles: tuple[str, ...] = ("a1",), at: datetime = AT) -> Cl
     return ClaimItem(sub, sub, articles, at)
 
 
-def test_a_claimed_row_cannot_be_claimed_again(tmp_path: Path) -> None:
-    with SqliteLedger(tmp_path / "l.db") as ledger:
+def test_a_claimed_row_cannot_be_claimed_again(new_ledger) -> None:
+    with new_ledger() as ledger:
         assert ledger.claim("E1", "run1", [item("a"), item("b")], transport="outbox") == ("a", "b")
         assert ledger.claim("E1", "run2", [item("a"), item("c")], transport="outbox") == ("c",)
         assert ledger.rows("E1")["a"].run_id == "run1"
 
 
-def test_accepted_is_final_failed_and_cancelled_are_retryable(tmp_path: Path) -> None:
-    with SqliteLedger(tmp_path / "l.db") as ledger:
+def test_accepted_is_final_failed_and_cancelled_are_retryable(new_ledger) -> None:
+    with new_ledger() as ledger:
         ledger.claim("E1", "r1", [item("a"), item("b"), item("c")], transport="sendgrid")
         ledger.settle("E1", ["a"], "accepted", run_id="r1", message_id="m-1")
         ledger.settle("E1", ["b"], "failed", run_id="r1", error="HTTP 400: bad")
@@ -34,24 +37,24 @@ def test_accepted_is_final_failed_and_cancelled_are_retryable(tmp_path: Path) ->
         assert rows["b"].attempts == 2 and rows["b"].error == ""
 
 
-def test_ambiguous_is_claimed_only_when_asked(tmp_path: Path) -> None:
-    with SqliteLedger(tmp_path / "l.db") as ledger:
+def test_ambiguous_is_claimed_only_when_asked(new_ledger) -> None:
+    with new_ledger() as ledger:
         ledger.claim("E1", "r1", [item("a")], transport="sendgrid")
         ledger.settle("E1", ["a"], "ambiguous", run_id="r1", error="lost")
         assert ledger.claim("E1", "r2", [item("a")], transport="sendgrid") == ()
         assert ledger.claim("E1", "r2", [item("a")], transport="sendgrid", also_from=("ambiguous",)) == ("a",)
 
 
-def test_settle_with_run_id_only_touches_that_runs_rows(tmp_path: Path) -> None:
-    with SqliteLedger(tmp_path / "l.db") as ledger:
+def test_settle_with_run_id_only_touches_that_runs_rows(new_ledger) -> None:
+    with new_ledger() as ledger:
         ledger.claim("E1", "r1", [item("a")], transport="outbox")
         assert ledger.settle("E1", ["a"], "accepted", run_id="other") == 0
         assert ledger.rows("E1")["a"].state == "claimed"
 
 
-def test_history_window_and_sent_articles(tmp_path: Path) -> None:
+def test_history_window_and_sent_articles(new_ledger) -> None:
     earlier = datetime(2026, 11, 23, tzinfo=UTC)
-    with SqliteLedger(tmp_path / "l.db") as ledger:
+    with new_ledger() as ledger:
         ledger.claim("W47", "r1", [item("a", ("x", "y"), earlier)], transport="outbox")
         ledger.settle("W47", ["a"], "accepted", run_id="r1")
         ledger.claim("W48", "r2", [item("a", ("z",))], transport="outbox")
@@ -67,14 +70,13 @@ def test_history_window_and_sent_articles(tmp_path: Path) -> None:
         assert ledger.histories(exclude_edition="W48")["a"].sent_article_ids == {"x", "y"}
 
 
-def test_two_processes_claim_each_row_once(tmp_path: Path) -> None:
-    path = tmp_path / "l.db"
-    SqliteLedger(path).close()
+def test_two_processes_claim_each_row_once(new_ledger) -> None:
+    new_ledger().close()
     items = [item(f"s{i}") for i in range(200)]
     results: list[tuple[str, ...]] = []
 
     def worker(run: str) -> None:
-        with SqliteLedger(path) as ledger:
+        with new_ledger() as ledger:
             for start in range(0, len(items), 10):
                 results.append(ledger.claim("E1", run, items[start : start + 10], transport="x"))
 
@@ -87,9 +89,10 @@ def test_two_processes_claim_each_row_once(tmp_path: Path) -> None:
     assert sorted(claimed) == sorted(i.subscriber for i in items)  # each exactly once
 
 
-def test_wal_mode_and_status_summaries(tmp_path: Path) -> None:
-    with SqliteLedger(tmp_path / "l.db") as ledger:
-        assert ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_status_summaries(new_ledger, engine) -> None:
+    with new_ledger() as ledger:
+        if engine == "sqlite":
+            assert ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         ledger.claim("W47", "r", [item("a"), item("b")], transport="x")
         ledger.settle("W47", ["a"], "accepted", run_id="r")
         ledger.claim("W48", "r", [item("a")], transport="x")
@@ -97,12 +100,14 @@ def test_wal_mode_and_status_summaries(tmp_path: Path) -> None:
         assert [e.edition for e in ledger.editions()] == ["W48", "W47"]
 
 
+@pytest.mark.sqlite_only  # SQLite's own durability settings
 def test_claims_are_committed_with_full_sync_and_settles_leave_it_on(tmp_path):
     """Claims must reach the disk before a request leaves (FULL); settles may skip the fsync,
     but the connection must be back to FULL for the next claim."""
     from datetime import UTC, datetime
 
-    from digest.ledger import ClaimItem, SqliteLedger
+    from digest.ledger import ClaimItem
+    from digest.store.sqlite_ledger import SqliteLedger
 
     with SqliteLedger(tmp_path / "ledger.sqlite3") as ledger:
         sync = lambda: ledger._db.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731
@@ -113,15 +118,15 @@ def test_claims_are_committed_with_full_sync_and_settles_leave_it_on(tmp_path):
         assert sync() == 2
 
 
-def test_histories_since_a_horizon_and_shared_between_equal_histories(tmp_path):
+def test_histories_since_a_horizon_and_shared_between_equal_histories(new_ledger):
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from digest.ledger import ClaimItem, SqliteLedger
+    from digest.ledger import ClaimItem
 
     week = timedelta(days=7)
     t0 = datetime(2026, 11, 2, 9, tzinfo=ZoneInfo("Europe/London"))
-    with SqliteLedger(tmp_path / "ledger.sqlite3") as ledger:
+    with new_ledger() as ledger:
         for n, edition in enumerate(("w45", "w46", "w47")):
             at = t0 + n * week
             items = [ClaimItem(s, s, (f"{edition}-a",), at) for s in ("a@x.org", "b@x.org")]

@@ -18,7 +18,8 @@ from send_support import AT, SAMPLE_RECIPIENTS, FakeSendGrid, copy_sample, load,
 
 from digest.cli import main
 from digest.config import Config
-from digest.suppressions import STATE_NAME, open_state, read_overlay
+from digest.store import open_state
+from digest.suppressions import STATE_NAME, read_overlay
 
 TOKEN = re.compile(r"token=([^\s<>\"&]+)")
 
@@ -52,9 +53,9 @@ def assert_no_address_in(text: str, address: str) -> None:
 
 
 def ids_in_state(config: Config) -> dict[str, str]:
-    with open_state(config.state.path) as state:
-        rows = state._db.execute("SELECT token_id, subscriber FROM token_ids").fetchall()
-    return dict(rows)
+    with open_state(config) as state:
+        rows = list(state.export_table("token_ids"))  # type: ignore[attr-defined]
+    return {token_id: subscriber for token_id, subscriber, _ in rows}
 
 
 @pytest.fixture
@@ -96,7 +97,14 @@ def test_minting_many_ids_is_one_write_transaction(tmp_path: Path) -> None:
     addresses = [f"reader{i}@example.com" for i in range(5000)]
     with open_state(tmp_path) as state:
         statements: list[str] = []
-        state._db.set_trace_callback(statements.append)
+        # every write of a store is one `_write()` transaction, on either engine
+        real_write = state._write  # type: ignore[attr-defined]
+
+        def counted() -> object:
+            statements.append("BEGIN")
+            return real_write()
+
+        state._write = counted  # type: ignore[attr-defined]
         ids = state.token_ids(addresses)
         assert sum(s.startswith("BEGIN") for s in statements) == 1
         assert len(ids) == 5000 and len(set(ids.values())) == 5000
@@ -174,10 +182,14 @@ def test_the_sendgrid_path_carries_opaque_tokens_that_the_app_resolves(
     # the one-click POST to ada's header URL unsubscribes ada, and only ada
     (url,) = re.findall(r"<(https://[^>]+)>", messages["ada@example.com"].headers["List-Unsubscribe"])
     assert client.post(_path(url), content=b"List-Unsubscribe=One-Click").status_code == 200
-    assert set(read_overlay(config.state.path).optouts) == {"ada@example.com"}
+    assert set(read_overlay(config).optouts) == {"ada@example.com"}
 
 
 def _path(url: str) -> str:
     parts = urlsplit(url.replace("&amp;", "&"))
     assert f"{parts.scheme}://{parts.netloc}" == BASE_URL
     return f"{parts.path}?{parts.query}"
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")

@@ -60,30 +60,41 @@ def distributions(import_name: str) -> set[str]:
 
 
 def test_every_directly_imported_package_is_declared_where_it_is_used():
-    """Core modules may import only core dependencies; digest/web/ may also use the `web` extra."""
+    """Core modules may import only core dependencies; digest/web/ may also use the `web` extra, and
+    the PostgreSQL engine's modules (digest/store/pg*.py) the `postgresql` extra."""
     core = declared(project()["dependencies"])
     web = declared(project()["optional-dependencies"]["web"])
+    postgresql = declared(project()["optional-dependencies"]["postgresql"])
     used: set[str] = set()
     problems = []
     for path in sorted((ROOT / "digest").rglob("*.py")):
         in_web = (ROOT / "digest" / "web") in path.parents
-        allowed = core | web if in_web else core
+        in_pg = path.parent == ROOT / "digest" / "store" and path.name.startswith("pg")
+        allowed = core | (web if in_web else set()) | (postgresql if in_pg else set())
         for name in sorted(third_party_imports(path)):
             dists = distributions(name)
             used |= dists
             if not dists & allowed:
-                where = "dependencies or the web extra" if in_web else "[project] dependencies"
+                where = (
+                    "dependencies or the web extra"
+                    if in_web
+                    else "dependencies or the postgresql extra"
+                    if in_pg
+                    else "[project] dependencies"
+                )
                 problems.append(f"{path.relative_to(ROOT)} imports {name} ({', '.join(sorted(dists))}): not in {where}")
     assert not problems, "\n".join(problems)
     # and nothing is declared that no module imports (a dead dependency costs every install)
-    assert core | web <= used, f"declared but never imported: {sorted((core | web) - used)}"
+    assert core | web | postgresql <= used, f"declared but never imported: {sorted((core | web | postgresql) - used)}"
 
 
 def test_the_extras_split_web_test_docs_and_dev():
     extras = project()["optional-dependencies"]
     assert declared(extras["web"]) == WEB
     assert WEB.isdisjoint(declared(project()["dependencies"]))  # a cron-only install has no web stack
-    assert "newsletter-digest[web]" in extras["test"]  # the suite drives the preview and the public app
+    assert "newsletter-digest[web,postgresql]" in extras["test"]  # the suite drives the web apps and PostgreSQL
+    assert declared(extras["postgresql"]) == {"psycopg", "psycopg-pool"}
+    assert declared(extras["postgresql"]).isdisjoint(declared(project()["dependencies"]))  # SQLite needs none
     assert {"mkdocs", "mkdocs-material"} <= declared(extras["docs"])
     assert "newsletter-digest[test,docs]" in extras["dev"] and {"ruff", "mypy"} <= declared(extras["dev"])
     assert not {"ruff", "mypy"} & declared(extras["test"])  # linters are a contributor's tools, not the tests'

@@ -21,7 +21,8 @@ from digest.cli import main
 from digest.config import load_config
 from digest.message import to_bytes
 from digest.pipeline import build, open_run
-from digest.suppressions import STATE_NAME, open_state
+from digest.store import open_state
+from digest.suppressions import STATE_NAME
 from digest.web.live import PreviewState, Watcher
 from digest.web.preview import create_app, get_page
 

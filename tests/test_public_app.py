@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -41,12 +42,12 @@ def client(config: Config) -> TestClient:
 
 
 def status_of(config: Config, email: str) -> str:
-    subs = load_effective(config.subscribers.path, config.state.path).subscribers
+    subs = load_effective(config).subscribers
     return next(s.status for s in subs if s.email == email)
 
 
 def nothing_written(config: Config) -> bool:
-    overlay = read_overlay(config.state.path)
+    overlay = read_overlay(config)
     return not overlay.optouts and not overlay.preferences
 
 
@@ -59,7 +60,7 @@ def test_one_click_post_unsubscribes_without_confirmation(config: Config, client
     assert response.status_code == 200
     assert status_of(config, "ada@example.com") == "unsubscribed"
     assert status_of(config, "grace@example.org") == "active"
-    (row,) = read_overlay(config.state.path).optouts["ada@example.com"]
+    (row,) = read_overlay(config).optouts["ada@example.com"]
     assert row.source == "one-click"
 
 
@@ -75,7 +76,7 @@ def test_get_shows_one_confirm_button_and_never_unsubscribes(config: Config, cli
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]+)"', page.text))
     assert client.post(f"/unsubscribe{action.group(1)}", data=fields).status_code == 200
     assert status_of(config, "ada@example.com") == "unsubscribed"
-    (row,) = read_overlay(config.state.path).optouts["ada@example.com"]
+    (row,) = read_overlay(config).optouts["ada@example.com"]
     assert row.source == "unsubscribe page"
 
 
@@ -180,7 +181,7 @@ def test_preferences_show_the_current_topics_and_change_only_their_own(config: C
         f"/preferences?token={t}", data={"action": "save", "tags": "space, Python", "email": "ada@example.com"}
     )
     assert saved.status_code == 200 and 'value="space; Python"' in saved.text
-    subs = {s.email: s for s in load_effective(config.subscribers.path, config.state.path).subscribers}
+    subs = {s.email: s for s in load_effective(config).subscribers}
     assert subs["chloe.dubois@example.net"].tags == ("space", "Python")
     assert subs["ada@example.com"].tags == () and subs["ada@example.com"].status == "active"
     # The list itself is never rewritten.
@@ -192,7 +193,7 @@ def test_pause_resume_and_unsubscribe_from_the_preferences_page(config: Config, 
     assert "Resume digests" in client.post(f"/preferences?token={t}", data={"action": "pause"}).text
     assert status_of(config, "grace@example.org") == "paused"
     # Pausing kept the list's topics in force (it must not freeze them).
-    assert read_overlay(config.state.path).preferences["grace@example.org"].tags is None
+    assert read_overlay(config).preferences["grace@example.org"].tags is None
     client.post(f"/preferences?token={t}", data={"action": "resume"})
     assert status_of(config, "grace@example.org") == "active"
     page = client.post(f"/preferences?token={t}", data={"action": "unsubscribe"})
@@ -236,7 +237,7 @@ def test_a_valid_token_for_an_address_not_on_the_list(config: Config, client: Te
     """Removed from the CSV since the email went out: the opt-out still counts if they come back."""
     gone = token(config, "left@example.com")
     assert client.post(f"/unsubscribe?token={gone}", content=b"List-Unsubscribe=One-Click").status_code == 200
-    assert "left@example.com" in read_overlay(config.state.path).optouts
+    assert "left@example.com" in read_overlay(config).optouts
     assert client.get(f"/preferences?token={token(config, 'left@example.com', 'preferences')}").status_code == 404
 
 
@@ -247,6 +248,7 @@ def test_serve_binds_loopback_by_default_and_logs_no_secret_or_token(config: Con
     host = next(p for p in main.commands["serve"].params if p.name == "host")
     assert host.default == "127.0.0.1"
     env = {"DIGEST_SECRET": SECRET, "PATH": "/usr/bin:/bin", "SENDGRID_API_KEY": "SG.do-not-print-me"}
+    env.update((k, v) for k, v in os.environ.items() if k == "DIGEST_DATABASE_URL")  # the engine under test
     proc = subprocess.Popen(
         [sys.executable, "-m", "digest", "--config", str(config.source), "--verbose", "serve", "--port", "0"],
         env=env,
@@ -287,3 +289,7 @@ def test_serve_without_the_secret_is_one_line_naming_the_variable(config: Config
     )
     assert result.returncode == 1 and "DIGEST_SECRET" in result.stderr
     assert "short" not in result.stderr.replace("16 characters", "")
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")

@@ -85,12 +85,12 @@ def test_an_edited_or_replaced_list_is_seen_at_the_next_request(config: Config) 
 
 def test_the_state_is_read_for_the_one_subscriber(config: Config) -> None:
     """A pause recorded by another process (a second server, a CLI) shows at once."""
-    from digest.suppressions import open_state
+    from digest.store import open_state
 
     client = client_for(config)
     t = token(config, "grace@example.org", "preferences")
     assert "Resume digests" not in client.get(f"/preferences?token={t}").text
-    with open_state(config.state.path) as state:
+    with open_state(config) as state:
         state.set_paused("grace@example.org", True, source="another process")
         state.opt_out("ada@example.com", "bounced", "webhook")  # someone else's row: not grace's concern
     page = client.get(f"/preferences?token={t}").text
@@ -101,3 +101,7 @@ def _touch_later(path: Path) -> None:
     """Make sure the edit shows in the file's mtime even on a coarse clock (same size is possible)."""
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, max(st.st_mtime_ns, time.time_ns()) + 1_000_000_000))
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")

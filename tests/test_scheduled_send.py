@@ -215,3 +215,7 @@ def test_a_run_where_everything_fails_says_so_and_exits_1(tmp_path: Path, monkey
         code, out = digest(config, "send", "--scheduled", "--yes", "--at", SLOT)
     assert code == 1
     assert "edition 2026-W49 (slot Mon 2026-11-30 09:00 GMT): nothing accepted: 7 failed, 0 ambiguous" in out
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")

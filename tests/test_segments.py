@@ -231,7 +231,7 @@ def test_same_articles_but_different_overrides_never_share_a_request(tmp_path: P
     assert run.group_key(london) != run.group_key(newyork)  # ... but not the same content
     t = SendGridTransport(fake.api_key, host=fake.url, from_email=cfg.newsletter.from_email, timeout=5.0)
     with ledger_for(cfg) as ledger:
-        report = send_edition(run, ledger, t, SendOptions(), state_dir=cfg.state.path)
+        report = send_edition(run, ledger, t, SendOptions())
     assert report.contents == 2 and report.requests == 2 and len(fake.accepted) == 2
     (to_london,) = fake.messages_for("london@example.com")
     (to_newyork,) = fake.messages_for("newyork@example.com")

@@ -20,7 +20,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from schedule_support import WEEKLY, scheduled_sample, utc
-from send_support import AT, AT_DT, SAMPLE_RECIPIENTS, FakeSendGrid, copy_sample, ledger_for, load, sendgrid_toml
+from send_support import (
+    AT,
+    AT_DT,
+    SAMPLE_RECIPIENTS,
+    FakeSendGrid,
+    copy_sample,
+    hold_run,
+    ledger_for,
+    load,
+    sendgrid_toml,
+)
 from sendgrid import SendGridAPIClient
 from test_send_sendgrid import Sleeps, setup, transport
 from test_transports_smtp import smtp_peer
@@ -29,10 +39,13 @@ from digest.cli import main
 from digest.config import Config
 from digest.content import load_articles
 from digest.errors import ConfigError, LedgerError, TemplateError
-from digest.ledger import ClaimItem, SqliteLedger
+from digest.ledger import ClaimItem, Ledger
 from digest.pipeline import open_run
-from digest.send import RunLock, SendOptions, SendReport, _recipient, send_edition
-from digest.suppressions import StateError, SubscriberState
+from digest.recovery import RunLock
+from digest.send import SendOptions, SendReport, _recipient, send_edition
+from digest.store.sqlite_ledger import SqliteLedger
+from digest.store.sqlite_state import SqliteSubscriberState
+from digest.suppressions import StateError
 from digest.transports import Batch, Recipient, Schedule
 from digest.transports.outbox import OutboxTransport
 from digest.transports.smtp import SmtpTransport
@@ -47,11 +60,11 @@ def fake() -> Iterator[FakeSendGrid]:
         yield server
 
 
-def run_send(cfg: Config, t: object, ledger: SqliteLedger | None = None, **options: object) -> SendReport:
+def run_send(cfg: Config, t: object, ledger: Ledger | None = None, **options: object) -> SendReport:
     own = ledger is None
     ledger = ledger or ledger_for(cfg)
     try:
-        return send_edition(open_run(cfg, AT_DT), ledger, t, SendOptions(**options), state_dir=cfg.state.path)  # type: ignore[arg-type]
+        return send_edition(open_run(cfg, AT_DT), ledger, t, SendOptions(**options))  # type: ignore[arg-type]
     finally:
         if own:
             ledger.close()
@@ -143,27 +156,38 @@ def test_smtp_rendering_error_is_failed_and_nothing_reaches_the_relay(tmp_path: 
 # ---------------------------------------------------------------- 3. planning reads the ledger once
 
 
-class RacingLedger(SqliteLedger):
-    """The real ledger. Right after planning has read the row states, another process (its own
-    connection) settles the row it saw claimed: the moment of the race, without any timing."""
+class RacingLedger:
+    """The real ledger (either engine). Right after planning has read the row states, another
+    process (its own connection) settles the row it saw claimed: the moment of the race, without
+    any timing."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.real = ledger_for(cfg)
         self.raced = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def __enter__(self) -> RacingLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.real.close()
 
     def _other_process_settles(self) -> None:
         if not self.raced:
             self.raced = True
-            with SqliteLedger(self.path) as other:
+            with ledger_for(self.cfg) as other:
                 other.settle(EDITION, ["ada@example.com"], "accepted", run_id="other")
 
     def states(self, edition: str):  # type: ignore[no-untyped-def]
-        out = super().states(edition)
+        out = self.real.states(edition)
         self._other_process_settles()
         return out
 
     def row_states(self, edition: str):  # type: ignore[no-untyped-def]
-        out = super().row_states(edition)
+        out = self.real.row_states(edition)
         self._other_process_settles()
         return out
 
@@ -172,7 +196,7 @@ def test_a_row_settled_by_another_process_while_planning_is_no_internal_error(tm
     cfg = load(copy_sample(tmp_path))
     run = open_run(cfg, AT_DT)
     ada = run.select(run.subscribers_for(["ada@example.com"])[0])
-    other = RunLock(cfg.state.path, "other")  # the other run is alive: its claim is left alone
+    other = hold_run(cfg, "other")  # the other run is alive: its claim is left alone
     try:
         with ledger_for(cfg) as ledger:
             ledger.claim(
@@ -181,8 +205,8 @@ def test_a_row_settled_by_another_process_while_planning_is_no_internal_error(tm
                 [ClaimItem(ada.subscriber.id, ada.subscriber.email, ada.content_key, AT_DT)],
                 transport="outbox",
             )
-        with RacingLedger(cfg.state.path / "ledger.sqlite3") as ledger:
-            report = run_send(cfg, OutboxTransport(cfg.output.path, date=AT_DT), ledger)
+        with RacingLedger(cfg) as ledger:
+            report = run_send(cfg, OutboxTransport(cfg.output.path, date=AT_DT), ledger)  # type: ignore[arg-type]
             assert ledger.raced
     finally:
         other.release()
@@ -220,7 +244,6 @@ def test_a_lost_answer_too_close_to_send_at_is_ambiguous_not_cancelled(
                 ledger,
                 transport(cfg),
                 SendOptions(only=("grace@example.org",), **options),  # type: ignore[arg-type]
-                state_dir=cfg.state.path,
                 now=lambda: now,
             )
 
@@ -324,6 +347,7 @@ def test_a_failed_starttls_or_login_closes_the_new_connection(tmp_path: Path, se
 # ---------------------------------------------------------------- 8. failed writes and commits
 
 
+@pytest.mark.sqlite_only
 def test_a_failed_commit_is_rolled_back_and_wrapped(tmp_path: Path) -> None:
     """A deferred foreign key fails at COMMIT, which leaves SQLite's transaction open."""
     from digest.db import Transaction, connect
@@ -351,6 +375,7 @@ def fill_disk(db: sqlite3.Connection) -> None:
     db.execute(f"PRAGMA max_page_count = {pages}")
 
 
+@pytest.mark.sqlite_only
 def test_a_full_disk_is_a_ledger_error_and_the_ledger_stays_usable(tmp_path: Path) -> None:
     items = [ClaimItem(f"r{i}@example.com", f"r{i}@example.com", ("a" * 40,), AT_DT) for i in range(500)]
     with SqliteLedger(tmp_path / "ledger.sqlite3") as ledger:
@@ -361,8 +386,9 @@ def test_a_full_disk_is_a_ledger_error_and_the_ledger_stays_usable(tmp_path: Pat
         assert len(ledger.claim(EDITION, "run", items, transport="outbox")) == 500
 
 
+@pytest.mark.sqlite_only
 def test_a_full_disk_is_a_state_error(tmp_path: Path) -> None:
-    with SubscriberState(tmp_path / "subscribers.sqlite3") as state:
+    with SqliteSubscriberState(tmp_path / "subscribers.sqlite3") as state:
         fill_disk(state._db)
         with pytest.raises(StateError, match="cannot write the subscriber state"):
             state.replace_synced({"bounces": [(f"b{i}@example.com", "bounced", "x" * 100) for i in range(500)]})
@@ -438,6 +464,7 @@ def open_fds() -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+@pytest.mark.sqlite_only
 def test_a_run_lock_held_by_another_run_leaks_no_descriptor(tmp_path: Path) -> None:
     held = RunLock(tmp_path, "run")
     try:
@@ -462,8 +489,8 @@ def test_the_content_cache_temp_file_is_this_processs_own(tmp_path: Path) -> Non
     assert not any(p.name.endswith(".tmp") and p.is_file() for p in cache_dir.iterdir())
 
 
-def test_row_states_is_one_consistent_read(tmp_path: Path) -> None:
-    with SqliteLedger(tmp_path / "ledger.sqlite3") as ledger:
+def test_row_states_is_one_consistent_read(new_ledger) -> None:
+    with new_ledger() as ledger:
         items = [ClaimItem(e, e, ("a",), datetime(2026, 11, 30, tzinfo=UTC)) for e in ("a@x.io", "b@x.io", "c@x.io")]
         ledger.claim(EDITION, "r1", items, transport="outbox")
         ledger.settle(EDITION, ["a@x.io"], "accepted", run_id="r1")
@@ -472,3 +499,7 @@ def test_row_states_is_one_consistent_read(tmp_path: Path) -> None:
     assert states["a@x.io"] == ("accepted", "", "")
     assert states["b@x.io"] == ("ambiguous", "r1", "lost")
     assert states["c@x.io"] == ("claimed", "r1", "")
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from send_support import AT, AT_DT, SAMPLE_RECIPIENTS, copy_sample, ledger_for, load
 
@@ -94,20 +95,20 @@ def test_a_claim_left_by_a_dead_run_becomes_ambiguous_and_is_skipped(tmp_path: P
         ledger.claim(
             "2026-W49", "deadrun", [ClaimItem("ada@example.com", "ada@example.com", ("x",), AT_DT)], transport="outbox"
         )
-        report = send_edition(run, ledger, transport, SendOptions(), state_dir=cfg.state.path)
+        report = send_edition(run, ledger, transport, SendOptions())
         assert [a for a, _ in report.ambiguous] == ["ada@example.com"]
         assert "ada@example.com" not in report.accepted and len(report.accepted) == 6
         assert report.exit_code == 3
         assert ledger.rows("2026-W49")["ada@example.com"].state == "ambiguous"
-        report = send_edition(run, ledger, transport, SendOptions(on_ambiguous="resend"), state_dir=cfg.state.path)
+        report = send_edition(run, ledger, transport, SendOptions(on_ambiguous="resend"))
         assert report.accepted == ("ada@example.com",) and report.exit_code == 0
 
 
 def test_a_claim_held_by_a_live_run_is_left_alone(tmp_path: Path) -> None:
-    from digest.send import RunLock
+    from send_support import hold_run
 
     cfg = load(copy_sample(tmp_path))
-    lock = RunLock(cfg.state.path, "liverun")
+    lock = hold_run(cfg, "liverun")
     try:
         with ledger_for(cfg) as ledger:
             ledger.claim(
@@ -121,7 +122,6 @@ def test_a_claim_held_by_a_live_run_is_left_alone(tmp_path: Path) -> None:
                 ledger,
                 OutboxTransport(cfg.output.path, date=AT_DT),
                 SendOptions(),
-                state_dir=cfg.state.path,
             )
             assert ("ada@example.com", "being sent by another run (liverun)") in report.skipped
             assert ledger.rows("2026-W49")["ada@example.com"].state == "claimed"
@@ -168,3 +168,7 @@ def test_sandbox_is_refused_where_it_would_really_send(tmp_path: Path) -> None:
     code, out = digest(config, "send", "--sandbox", "--at", AT)
     assert code == 2 and "sendgrid transport" in out
     assert outbox_files(config) == set()
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")

@@ -57,7 +57,7 @@ def transport(cfg: Config, key: str = "SG.test-key", **kwargs: object) -> SendGr
 
 def send(cfg: Config, t: SendGridTransport, **options: object) -> SendReport:
     with ledger_for(cfg) as ledger:
-        return send_edition(open_run(cfg, AT_DT), ledger, t, SendOptions(**options), state_dir=cfg.state.path)  # type: ignore[arg-type]
+        return send_edition(open_run(cfg, AT_DT), ledger, t, SendOptions(**options))  # type: ignore[arg-type]
 
 
 def states(cfg: Config) -> dict[str, str]:
@@ -171,7 +171,12 @@ def test_401_stops_at_once_with_a_clear_message(tmp_path: Path, fake: FakeSendGr
     with pytest.raises(AuthError, match="the API key was refused"):
         send(cfg, transport(cfg, key="SG.wrong"))
     assert len(fake.requests) == 1
-    assert set(states(cfg).values()) == {"failed"}
+    # the one request's rows failed; the rest of the plan stays queued (nothing was sent for it)
+    (request,) = fake.requests
+    tried = {p["to"][0]["email"] for p in request.body["personalizations"]}
+    found = states(cfg)
+    assert {s for s, state in found.items() if state == "failed"} == tried
+    assert set(found.values()) == {"failed", "queued"}
 
 
 def test_cli_401_is_one_line_and_never_shows_the_key(
@@ -312,7 +317,7 @@ def test_requests_go_out_concurrently_and_each_recipient_once(tmp_path: Path, fa
 
 
 def test_sandbox_reads_the_real_history_and_leaves_the_ledger_as_it_was(
-    tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch, engine: str
 ) -> None:
     """After a real send to Ada, a sandbox run of the same edition validates requests for the
     others only (it knows Ada has hers) and the ledger file is unchanged."""
@@ -329,4 +334,8 @@ def test_sandbox_reads_the_real_history_and_leaves_the_ledger_as_it_was(
     assert result.exit_code == 0, result.output
     sandboxed = {p["to"][0]["email"] for r in fake.requests for p in r.body["personalizations"]}
     assert sandboxed == SAMPLE_RECIPIENTS - {"ada@example.com"} and fake.delivered_to() == {}
-    assert states(load(config)) == before and ledger_file.exists()
+    assert states(load(config)) == before and (engine == "postgresql" or ledger_file.exists())
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")

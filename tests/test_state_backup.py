@@ -14,7 +14,8 @@ from send_support import AT, copy_sample
 
 from digest.cli import main
 from digest.ledger import LEDGER_NAME
-from digest.suppressions import STATE_NAME, SubscriberState
+from digest.store.sqlite_state import SqliteSubscriberState as SubscriberState
+from digest.suppressions import STATE_NAME
 
 OPTED_OUT = "ada@example.com"
 

@@ -12,7 +12,8 @@ from send_support import AT, FakeSendGrid, copy_sample, load, sendgrid_toml
 from digest.cli import main
 from digest.config import Config
 from digest.errors import AuthError, SendError
-from digest.suppressions import open_state, read_overlay
+from digest.store import open_state
+from digest.suppressions import read_overlay
 from digest.sync import sync
 
 
@@ -29,7 +30,7 @@ def config(tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) 
 
 
 def reasons(config: Config) -> dict[str, set[str]]:
-    return {sub: {o.reason for o in rows} for sub, rows in read_overlay(config.state.path).optouts.items()}
+    return {sub: {o.reason for o in rows} for sub, rows in read_overlay(config).optouts.items()}
 
 
 def fill(fake: FakeSendGrid) -> None:
@@ -66,7 +67,7 @@ def test_every_list_is_pulled_page_by_page(config: Config, fake: FakeSendGrid) -
 def test_sync_mirrors_sendgrid_and_keeps_what_subscribers_told_us(config: Config, fake: FakeSendGrid) -> None:
     fill(fake)
     sync(config)
-    with open_state(config.state.path) as state:
+    with open_state(config) as state:
         state.opt_out("grace@example.org", "unsubscribed", "one-click")
     fake.suppressions["bounces"] = []  # the sender removed the bounce in SendGrid to try again
     sync(config)
@@ -148,3 +149,7 @@ def test_a_truncated_answer_is_one_clear_error(tmp_path: Path, monkeypatch: pyte
             sync(cfg)
     finally:
         listener.close()
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")

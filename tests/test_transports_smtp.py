@@ -116,7 +116,7 @@ def test_no_server_means_not_sent_and_retryable(tmp_path: Path) -> None:
     waits: list[float] = []
     transport = SmtpTransport("127.0.0.1", cfg.smtp.port, date=AT_DT, security="none", timeout=2, sleep=waits.append)
     with ledger_for(cfg) as ledger:
-        report = send_edition(open_run(cfg, AT_DT), ledger, transport, SendOptions(), state_dir=cfg.state.path)
+        report = send_edition(open_run(cfg, AT_DT), ledger, transport, SendOptions())
         assert report.exit_code == 1 and "not sent after 4 attempts" in report.failed[0][1]
         # the first recipient spends the retries; the relay is then given up on for the run
         assert waits == [2.0, 4.0, 8.0]
@@ -240,6 +240,8 @@ def test_an_untrusted_certificate_is_refused(tmp_path: Path, tls_smtp: tuple[Inb
     assert result.exit_code == 1 and not inbox.messages
     (line,) = result.output.strip().splitlines()
     assert line.startswith("error: SMTP 127.0.0.1: its TLS certificate is not trusted") and "ca_file" in line
-    # stopped at once, after one recipient, recorded as not sent (retryable), never ambiguous
+    # stopped at once, after one recipient, recorded as not sent (retryable), never ambiguous; the
+    # rest of the plan is still queued (nothing was sent for it; the next run plans it again)
     with ledger_for(load(config)) as ledger:
-        assert [r.state for r in ledger.rows("2026-W49").values()] == ["failed"]
+        states = [r.state for r in ledger.rows("2026-W49").values()]
+    assert states.count("failed") == 1 and set(states) == {"failed", "queued"}

@@ -165,3 +165,7 @@ def test_export_writes_the_merged_list_and_never_touches_the_original(config: Co
     # Read back, the export is a list the tool accepts as it is.
     stdout = CliRunner().invoke(main, ["--config", str(config.source), "subscribers", "export"]).stdout
     assert stdout == out.read_text(encoding="utf-8")
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")

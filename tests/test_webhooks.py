@@ -59,7 +59,7 @@ def post(client: TestClient, signer: Signer, events: list[dict[str, Any]], **kw:
 
 
 def reasons(config: Config) -> dict[str, set[str]]:
-    return {sub: {o.reason for o in rows} for sub, rows in read_overlay(config.state.path).optouts.items()}
+    return {sub: {o.reason for o in rows} for sub, rows in read_overlay(config).optouts.items()}
 
 
 def test_each_suppressing_event_is_recorded_and_others_are_not(tmp_path: Path, signer: Signer) -> None:
@@ -213,3 +213,37 @@ def test_real_time_is_the_default_clock(tmp_path: Path, signer: Signer) -> None:
         "received": 1,
         "new": 1,
     }
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")
+
+
+def test_two_replicas_given_the_same_events_at_once_apply_each_once(tmp_path: Path, signer: Signer) -> None:
+    """Two `digest serve` replicas (two apps, two connections or pools) on one state, SendGrid
+    delivering the same batch to both at the same moment: the unique key decides, not a read."""
+    import threading
+
+    config = make_config(tmp_path)
+    events = [event("unsubscribe", f"r{i}@example.com") for i in range(150)]
+    events += [event("group_resubscribe", f"r{i}@example.com", eid=f"lift-{i}") for i in range(0, 150, 3)]
+    replicas = [client_for(config, signer), client_for(config, signer)]
+    barrier = threading.Barrier(2)
+    answers: list[Any] = []
+
+    def deliver(client: TestClient) -> None:
+        barrier.wait()
+        answers.append(post(client, signer, events))
+
+    threads = [threading.Thread(target=deliver, args=(c,)) for c in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert [a.status_code for a in answers] == [200, 200]
+    from digest.store import open_state
+
+    with open_state(config) as state:
+        recorded = list(state.export_table("webhook_events"))  # type: ignore[attr-defined]
+    assert len(recorded) == len(events)  # each event once, whoever won it
+    assert set(reasons(config)) == {f"r{i}@example.com" for i in range(150)}

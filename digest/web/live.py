@@ -172,6 +172,7 @@ class PreviewState:
         builds included) creates and deletes `-wal` and `-shm`, which would rebuild forever.
         """
         from digest.config import load_config
+        from digest.store import locate
         from digest.suppressions import STATE_NAME
 
         files = [self.config_path]
@@ -182,7 +183,9 @@ class PreviewState:
             config = None  # only the config file itself matters until it loads again
         if config is not None:
             folders += [config.content.path, config.templates.path]
-            files += [config.subscribers.path, config.subscribers.segments, config.state.path / STATE_NAME]
+            files += [config.subscribers.path, config.subscribers.segments]
+            if not locate(config).url:  # PostgreSQL has no file to watch: the preview shows it as of its last build
+                files.append(config.state.path / STATE_NAME)
         return WatchTargets(tuple(folders), tuple(files))
 
 

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from digest.config import Config
 from digest.models import Subscriber
+from digest.store import open_existing_state, open_subscriber_table
 from digest.subscribers import SubscriberList, load_subscribers
-from digest.suppressions import apply_overlay, open_existing_state
+from digest.suppressions import apply_overlay
 from digest.tokens import Claim
 
 log = logging.getLogger("digest.public")
@@ -70,12 +72,36 @@ class SubscriberIndex:
             log.info("subscriber list read: %d subscribers", len(by_id))
 
 
-def current_subscriber(index: SubscriberIndex, state_dir: Path, subscriber_id: str) -> Subscriber | None:
+class TableIndex:
+    """The subscribers table (`[subscribers] source = "database"`): one primary-key lookup per
+    request, so an import is seen at once and nothing is held in memory."""
+
+    loads = 0
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def get(self, subscriber_id: str) -> Subscriber | None:
+        with open_subscriber_table(self.config) as table:
+            return table.get(subscriber_id)
+
+    def refresh(self) -> None:
+        with open_subscriber_table(self.config):
+            pass  # an unreachable or unmigrated database fails at start, not on the first click
+
+
+def subscriber_index(config: Config) -> SubscriberIndex | TableIndex:
+    if config.subscribers.source == "database":
+        return TableIndex(config)
+    return SubscriberIndex(config.subscribers.path)
+
+
+def current_subscriber(index: SubscriberIndex | TableIndex, where: Config, subscriber_id: str) -> Subscriber | None:
     """The subscriber as the next run will see them: the list's row with their state laid over."""
     listed = index.get(subscriber_id)
     if listed is None:
         return None
-    state = open_existing_state(state_dir)
+    state = open_existing_state(where)
     if state is None:
         return listed
     with state:
@@ -85,8 +111,8 @@ def current_subscriber(index: SubscriberIndex, state_dir: Path, subscriber_id: s
 class LinkResolver:
     """Which subscriber a verified claim names, or why none: "unknown" or "expired"."""
 
-    def __init__(self, state_dir: Path, legacy_days: int, now: Callable[[], float] = time.time):
-        self.state_dir = state_dir
+    def __init__(self, where: Config, legacy_days: int, now: Callable[[], float] = time.time):
+        self.where = where
         self.legacy_days = legacy_days
         self._now = now
         self._opaque_since: float | None = None  # cached once known: it never changes
@@ -94,7 +120,7 @@ class LinkResolver:
     def resolve(self, claim: Claim) -> tuple[str | None, str]:
         if claim.kind == "address":
             return (claim.value.casefold(), "") if self.legacy_open() else (None, "expired")
-        state = open_existing_state(self.state_dir)
+        state = open_existing_state(self.where)
         if state is None:
             return None, "unknown"
         with state:
@@ -111,7 +137,7 @@ class LinkResolver:
         if self.legacy_days <= 0:
             return False
         if self._opaque_since is None:
-            state = open_existing_state(self.state_dir)
+            state = open_existing_state(self.where)
             if state is None:
                 return True
             with state:

@@ -49,8 +49,9 @@ from digest.config import Config
 from digest.errors import ConfigError
 from digest.events import from_sendgrid, open_events
 from digest.links import preferences_base
+from digest.store import open_state
 from digest.subscribers import split_terms
-from digest.suppressions import Change, Reason, open_state, read_overlay
+from digest.suppressions import Change, Reason, read_overlay
 from digest.tokens import read_token
 from digest.web.guards import (
     SECURITY_HEADERS,
@@ -63,7 +64,7 @@ from digest.web.guards import (
     retry_after,
     trusted_hosts,
 )
-from digest.web.lookup import LinkResolver, SubscriberIndex, current_subscriber
+from digest.web.lookup import LinkResolver, current_subscriber, subscriber_index
 from digest.web.redirect import ClickRedirect
 
 log = logging.getLogger("digest.public")
@@ -211,8 +212,8 @@ class PublicViews:
         self.settings = settings
         self.config = settings.config
         serve = self.config.serve
-        self.index = SubscriberIndex(self.config.subscribers.path)
-        self.resolver = LinkResolver(self.config.state.path, serve.legacy_token_days, settings.now)
+        self.index = subscriber_index(self.config)
+        self.resolver = LinkResolver(self.config, serve.legacy_token_days, settings.now)
         self.form_limit = RateLimiter(serve.rate_limit, serve.rate_burst, clock=settings.monotonic)
         #: The cadences a subscriber may choose: those with a slot; none with a single `cron`.
         self.cadences = Cadences.of(self.config)
@@ -260,10 +261,10 @@ class PublicViews:
         subscriber = await self.subscriber_id(request, "unsubscribe")
         form = _form(await _body(request, MAX_FORM_BYTES))
         source = "unsubscribe page" if form.get("via") == "page" else "one-click"
-        state_dir = self.config.state.path
+        config = self.config
 
         def record() -> None:
-            with open_state(state_dir) as state:
+            with open_state(config) as state:
                 state.opt_out(subscriber, "unsubscribed", source)
 
         await run_in_threadpool(record)
@@ -278,7 +279,7 @@ class PublicViews:
     # ---- preferences
 
     def _current(self, subscriber_id: str) -> Any:
-        return current_subscriber(self.index, self.config.state.path, subscriber_id)
+        return current_subscriber(self.index, self.config, subscriber_id)
 
     async def preferences_page(self, request: Request, saved: str = "") -> Response:
         subscriber_id = await self.subscriber_id(request, "preferences")
@@ -324,13 +325,13 @@ class PublicViews:
             raise HTTPException(404, "This address is not on the list any more.")
         tags = _terms(form.get("tags", ""))
         categories = _terms(form.get("categories", ""))
-        state_dir = self.config.state.path
+        config = self.config
         # Recorded only when it changes what they get: a Save of topics must not pin the default
         # cadence on someone whose own choice has no slot yet.
         switch = frequency if frequency and self.cadences and frequency != self.cadences.cadence_of(current) else None
 
         def record() -> None:
-            with open_state(state_dir) as state:
+            with open_state(config) as state:
                 if action == "save":
                     state.set_topics(current.email, tags=tags, categories=categories, source="preferences page")
                     if switch:
@@ -398,14 +399,14 @@ class PublicViews:
             return JSONResponse({"error": "expected a JSON array of events"}, status_code=400)
         batch = _event_batch(events, self.config.sendgrid.asm_group_id)
         kept = [e for e in map(from_sendgrid, _usable(events)) if e is not None]
-        state_dir = self.config.state.path
+        config = self.config
 
         def record() -> tuple[int, int]:
             # Two stores, each de-duplicating by event id on its own: a crash between them is
             # mended by SendGrid's retry, which repeats the batch.
-            with open_state(state_dir) as state:
+            with open_state(config) as state:
                 applied = state.apply_events(batch)
-            with open_events(state_dir) as store:
+            with open_events(config) as store:
                 return applied, store.record(kept)
 
         applied, stored = await run_in_threadpool(record)
@@ -512,7 +513,7 @@ def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8080) -> None:
         logging.getLogger("digest").addHandler(handler)
         logging.getLogger("digest").setLevel(logging.INFO)
     settings = public_settings(config)
-    read_overlay(config.state.path)  # an unreadable state folder fails now, not on the first unsubscribe
+    read_overlay(config)  # an unreadable (or unmigrated) state fails now, not on the first unsubscribe
     app = create_public_app(settings)
     app.state.views.index.refresh()  # read the list now, not on the first subscriber's click
     sock = bind(host, port)

@@ -37,7 +37,8 @@ from starlette.testclient import TestClient
 from digest.config import Config
 from digest.errors import ConfigError
 from digest.pipeline import open_run
-from digest.suppressions import STATE_NAME, open_state, read_overlay
+from digest.store import open_state
+from digest.suppressions import STATE_NAME, read_overlay
 from digest.tokens import make_token, read_token
 from digest.web.guards import SECURITY_HEADERS, RateLimiter, client_key
 from digest.web.public import create_public_app, public_settings
@@ -65,7 +66,7 @@ def assert_security_headers(headers: object) -> None:
 
 
 def nothing_recorded(config: Config) -> bool:
-    overlay = read_overlay(config.state.path)
+    overlay = read_overlay(config)
     return not overlay.optouts and not overlay.preferences
 
 
@@ -257,7 +258,7 @@ def test_a_rotated_secret_still_verifies_while_it_is_listed_as_previous(
     assert client.get(f"/unsubscribe?token={before}").status_code == 200
     assert client.get(f"/unsubscribe?token={before_legacy}").status_code == 200
     assert client.post(f"/unsubscribe?token={before}", content=b"List-Unsubscribe=One-Click").status_code == 200
-    assert read_overlay(config.state.path).optouts.keys() == {"ada@example.com"}
+    assert read_overlay(config).optouts.keys() == {"ada@example.com"}
     # a forger's secret is not a previous one; and once the old one is dropped, its links stop
     assert client.get(f"/unsubscribe?token={token(config, 'ada@example.com', secret='x' * 24)}").status_code == 403
     monkeypatch.delenv("DIGEST_SECRET_PREVIOUS")
@@ -300,7 +301,7 @@ def test_address_links_work_until_the_transition_ends(tmp_path: Path, monkeypatc
     clock[0] += 400 * 86400
     assert client.get(f"/unsubscribe?token={old}").status_code == 200
     token_id(config, "grace@example.org")  # the first send since the upgrade makes ids: the clock starts
-    with open_state(config.state.path) as state:
+    with open_state(config) as state:
         first = state.first_token_id_at()
     assert first is not None
     clock[0] = first.timestamp() + 29 * 86400
@@ -351,7 +352,7 @@ def test_a_post_flood_from_one_client_gets_429_with_retry_after(
     assert refused.status_code == 429 and refused.headers["retry-after"] == "2"
     assert "Too many requests" in refused.text
     assert_security_headers(refused.headers)
-    assert "ada@example.com" not in read_overlay(config.state.path).optouts  # refused means not recorded
+    assert "ada@example.com" not in read_overlay(config).optouts  # refused means not recorded
     assert client.get(f"/unsubscribe?token={token(config, 'ada@example.com')}").status_code == 200  # GETs not limited
     clock[0] += 2  # 30 a minute: one every 2 seconds
     assert client.post(f"/unsubscribe?token={token(config, 'ada@example.com')}", content=b"x").status_code == 200

@@ -15,8 +15,10 @@ from click.testing import CliRunner
 from send_support import AT, SAMPLE_RECIPIENTS, copy_sample, ledger_for, load
 
 from digest.cli import main
-from digest.ledger import LEDGER_NAME, SqliteLedger
-from digest.suppressions import STATE_NAME, SubscriberState
+from digest.ledger import LEDGER_NAME
+from digest.store.sqlite_ledger import SqliteLedger
+from digest.store.sqlite_state import SqliteSubscriberState as SubscriberState
+from digest.suppressions import STATE_NAME
 
 OPTED_OUT = "ada@example.com"  #: a recipient of the sample who unsubscribed before the first send
 #: A second edition of the same week: everyone not yet sent these articles would get them.

@@ -1,0 +1,147 @@
+"""The PostgreSQL engine against SQLite, and several senders on one database. Prints, asserts nothing.
+
+    .venv/bin/python benchmarks/postgres.py [--subscribers 100000] [--many 300000] [--latency 0]
+
+Generates a content folder and Zipf-distributed subscribers (benchmarks/corpus.py), starts the local
+SendGrid-compatible server of benchmarks/fanout.py and a throwaway PostgreSQL server from Debian's
+binaries (tests/pg_support.py) with production durability (fsync and synchronous commits on, as
+SQLite's FULL sync), then times the real `digest send --yes` (real ledger, real `sendgrid` client):
+
+1. `--subscribers` readers with the state in SQLite, then in PostgreSQL (a fresh database each);
+2. `--many` readers on PostgreSQL: one sender; then three `digest send` processes started together
+   on a fresh database (wall time until the last ends); then one `digest send --workers 3`.
+
+`--latency S` makes the SendGrid stand-in answer each request after S seconds (SendGrid itself
+takes 0.1-0.3 s per request): with 0 the machine's cores are the limit, with a real latency the
+network is. The load average of the machine is printed before and after: on a shared machine the
+figures are only as good as the load they were measured under.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+AT = "2026-11-30T00:00:00+00:00"
+KEY = "SG.benchmark-key"
+
+
+def digest(cfg: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "digest", "--config", str(cfg), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_all(procs: list[subprocess.Popen[str]]) -> list[str]:
+    outs = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"digest exited {proc.returncode}:\n{out[-3000:]}")
+        outs.append(out)
+    return outs
+
+
+def accepted(outs: list[str]) -> int:
+    return sum(int(o.split("accepted:")[1].split()[0]) for o in outs if "accepted:" in o)
+
+
+def timed_send(cfg: Path, env: dict[str, str], senders: int = 1, *extra: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    procs = [digest(cfg, env, "send", "--yes", "--at", AT, *extra) for _ in range(senders)]
+    outs = wait_all(procs)
+    return time.perf_counter() - start, accepted(outs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--many", type=int, default=300_000)
+    parser.add_argument("--articles", type=int, default=2000)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds the stand-in takes per request")
+    parser.add_argument("--skip-compare", action="store_true", help="only the several-senders part")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(ROOT / "tests"))
+    from corpus import generate  # type: ignore[import-not-found]
+    from pg_support import PgServer  # type: ignore[import-not-found]
+
+    from digest.store import pg
+
+    print(f"machine: {os.cpu_count()} cores, load average before: {os.getloadavg()}")
+    work = Path(tempfile.mkdtemp(prefix="digest-pg-bench-"))
+    port_file = work / "port"
+    server_env = {**os.environ, "BENCH_LATENCY": str(args.latency)}
+    server = subprocess.Popen([sys.executable, str(HERE / "fanout.py"), "--serve", str(port_file)], env=server_env)
+    try:
+        while not port_file.exists() or not port_file.read_text():
+            time.sleep(0.05)
+        host = f"http://127.0.0.1:{port_file.read_text()}"
+        with PgServer(durable=True) as pg_server:
+
+            def newsletter(name: str, subscribers: int) -> Path:
+                folder = work / name
+                folder.mkdir()
+                generate(
+                    folder, args.articles, subscribers, bad=0, at=__import__("datetime").datetime.fromisoformat(AT)
+                )
+                (folder / "digest.toml").write_text(
+                    "[newsletter]\nname = 'Bench'\nlogo_url = 'https://img.example.com/logo.png'\n"
+                    f"[templates]\npath = '{ROOT / 'templates'}'\n"
+                    f"[sending]\ntransport = 'sendgrid'\n[sendgrid]\nhost = '{host}'\n"
+                )
+                return folder / "digest.toml"
+
+            def database(name: str) -> dict[str, str]:
+                url = pg_server.create_database(name)
+                pg.migrate(url)
+                return {**os.environ, "SENDGRID_API_KEY": KEY, "DIGEST_DATABASE_URL": url}
+
+            sqlite_env = {k: v for k, v in os.environ.items() if k != "DIGEST_DATABASE_URL"}
+            sqlite_env["SENDGRID_API_KEY"] = KEY
+            if not args.skip_compare:
+                cfg = newsletter("compare", args.subscribers)
+                timed_send(cfg, sqlite_env, 1, "--dry-run")  # warm the content cache for both
+                sqlite_s, sent = timed_send(cfg, sqlite_env)
+                pg_s, pg_sent = timed_send(cfg, database("compare"))
+                print(f"{args.subscribers:,} subscribers, SQLite ledger:     {sqlite_s:6.1f} s ({sent:,} accepted)")
+                print(f"{args.subscribers:,} subscribers, PostgreSQL ledger: {pg_s:6.1f} s ({pg_sent:,} accepted)")
+                print(f"  PostgreSQL / SQLite: {pg_s / sqlite_s:.2f}x")
+
+            cfg = newsletter("many", args.many)
+            timed_send(cfg, sqlite_env, 1, "--dry-run")  # warm the content cache
+            one_s, one = timed_send(cfg, database("one"))
+            three_s, three = timed_send(cfg, database("three"), 3)
+            workers_s, workers = timed_send(cfg, database("workers"), 1, "--workers", "3")
+            print(f"{args.many:,} subscribers on PostgreSQL, latency {args.latency} s/request:")
+            print(f"  one sender:                     {one_s:6.1f} s ({one:,} accepted)")
+            print(
+                f"  three `digest send` at once:    {three_s:6.1f} s ({three:,} accepted) {one_s / three_s:.2f}x faster"
+            )
+            print(
+                f"  one `digest send --workers 3`:  {workers_s:6.1f} s ({workers:,} accepted) {one_s / workers_s:.2f}x faster"
+            )
+            stats = json.loads(urllib.request.urlopen(host + "/stats").read())
+            print(f"stand-in totals: {stats['requests']:,} requests, {stats['personalizations']:,} personalizations")
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""`digest state ...` and the own-format half of `digest subscribers import`: thin wrappers over digest/store/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from digest.cli import Context, main, pass_ctx
+
+
+@main.group()
+def state() -> None:
+    """The state (send ledger, subscriber state, subscribers table): set up, inspect, move, back up."""
+
+
+@state.command("migrate")
+@pass_ctx
+def state_migrate(obj: Context) -> None:
+    """Bring the state's schema to this version (back it up first); other commands only check it."""
+    from digest.store import locate
+    from digest.store.moving import migrate
+
+    report = migrate(locate(obj.config()))
+    for line in report.applied:
+        click.echo(f"applied {line}")
+    click.echo(f"{report.where}: schema up to date" + ("" if report.applied else " (nothing to apply)"))
+
+
+@state.command("info")
+@pass_ctx
+def state_info(obj: Context) -> None:
+    """Where the state is (never showing a password) and its schema versions."""
+    from digest.store import locate
+    from digest.store.moving import info
+    from digest.store.schema import WHAT
+
+    found = info(locate(obj.config()))
+    click.echo(f"engine: {found.engine}")
+    click.echo(f"state: {found.where}")
+    for store, (version, want) in found.versions.items():
+        now = "not created yet" if version is None else f"schema version {version}"
+        note = "" if version in (None, want) else f" (this digest needs {want}: run `digest state migrate`)"
+        click.echo(f"{WHAT[store]}: {now}{note}")  # type: ignore[index]
+
+
+@state.command("copy")
+@click.option("--to", "url", required=True, metavar="URL", help="postgresql://user@host/db (password: PGPASSWORD).")
+@pass_ctx
+def state_copy(obj: Context, url: str) -> None:
+    """Copy the state (ledger, opt-outs, preferences, events, link ids, subscribers table) into the
+    PostgreSQL database at URL, setting its schema up first. Safe to rerun: it converges."""
+    from digest.config import _validate_state_url
+    from digest.store import locate
+    from digest.store.moving import copy_to
+
+    _validate_state_url(url, "--to")
+    report = copy_to(locate(obj.config()), url)
+    for table, n in report.read.items():
+        click.echo(f"{table}: {n} row(s) read, {report.written.get(table, 0)} written")
+    click.echo(f"copied {report.source} into {report.target}")
+    click.echo("next: set [state] url (no password in it) or DIGEST_DATABASE_URL, then `digest state info`")
+
+
+@state.command("backup")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@pass_ctx
+def state_backup(obj: Context, path: Path) -> None:
+    """Copy the ledger and the subscriber state into the new folder PATH (two SQLite files and a
+    manifest; SQLite's online backup, or a copy of the PostgreSQL database's rows)."""
+    from digest.store import locate
+    from digest.store.moving import backup
+
+    report = backup(locate(obj.config()), path)
+    click.echo(
+        f"backed up the send ledger ({report.deliveries} delivery row(s)) and the subscriber state "
+        f"({report.optouts} opted-out address(es)) into {report.path}"
+    )
+
+
+@state.command("restore")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@pass_ctx
+def state_restore(obj: Context, path: Path) -> None:
+    """Put a backup made by `digest state backup` back; what it replaces is kept aside."""
+    from digest.store import locate
+    from digest.store.moving import restore
+
+    report = restore(locate(obj.config()), path)
+    click.echo(
+        f"restored the send ledger ({report.deliveries} delivery row(s)) and the subscriber state "
+        f"({report.optouts} opted-out address(es)) from {report.path}, taken {report.created_at}"
+    )
+    if report.kept_optouts or report.kept_link_ids:
+        click.echo(
+            f"kept {report.kept_optouts} opt-out(s) and {report.kept_link_ids} link id(s) recorded after the "
+            "backup was taken"
+        )
+    click.echo(f"the files it replaced are in {report.aside}")
+
+
+def import_own_format(config: Any, files: tuple[Path, ...], *, into: Path | None, dry_run: bool) -> None:
+    """`digest subscribers import FILE...` without --from: lists in digest's own CSV/JSON format,
+    upserted into the subscribers table (for `[subscribers] source = "database"`)."""
+    from digest.schedule import UsageError
+    from digest.store.importing import import_file
+
+    if into is not None or dry_run:
+        raise UsageError("--into and --dry-run go with --from TOOL; a list in digest's own format goes into the table")
+    for file in files:
+        if not file.is_file():
+            raise UsageError(f"{file}: no such file")
+        report = import_file(config, file)
+        for problem in report.problems[:20]:
+            click.echo(str(problem), err=True)
+        if len(report.problems) > 20:
+            click.echo(f"... and {len(report.problems) - 20} more", err=True)
+        click.echo(
+            f"{file}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+            f"{report.invalid} invalid row(s) skipped; the table holds {report.total}"
+        )

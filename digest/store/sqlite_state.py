@@ -1,0 +1,103 @@
+"""The subscriber state and the subscribers table in `state/subscribers.sqlite3`.
+
+The SQL is state_sql.py's; this module only opens the file (WAL, FULL sync, the schema version
+checked, see sqlite.py) and runs each method's statements on its one connection, writes inside
+BEGIN IMMEDIATE ... COMMIT.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from digest.db import Transaction, read_pairing, write_pairing
+from digest.models import Subscriber
+from digest.store.sqlite import open_store
+from digest.store.state_sql import _SUBSCRIBER_COLUMNS, SqlSubscriberState, SqlSubscriberTable, subscriber_from
+from digest.suppressions import StateError
+
+
+class _SqliteSessions:
+    path: Path
+    _db: sqlite3.Connection
+
+    def _open(self, path: Path, busy_timeout: float) -> None:
+        self.path = path
+        # threads: the public app's worker threads share one connection
+        self._db = open_store(path, "state", busy_timeout=busy_timeout, threads=True, error=StateError)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        yield self._db
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        with Transaction(self._db, self.path, StateError, "the subscriber state"):
+            yield self._db
+
+
+class SqliteSubscriberState(_SqliteSessions, SqlSubscriberState):
+    """The state file. Several processes may use it at once (WAL; writes are short)."""
+
+    engine = "sqlite"
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0):
+        self._open(path, busy_timeout)
+
+    def __repr__(self) -> str:
+        return f"SqliteSubscriberState({str(self.path)!r})"
+
+    def pairing(self) -> dict[str, str]:
+        """The rows by which this state and the send ledger know each other (statefiles.py)."""
+        return read_pairing(self._db)
+
+    def set_pairing(self, values: Mapping[str, object]) -> None:
+        with self._write():
+            write_pairing(self._db, values)
+
+    #: What a restore keeps from the state file it replaces: rows never to be forgotten (an
+    #: opt-out; the opaque id that links already in inboxes name), with their columns.
+    _KEPT_ON_RESTORE = {
+        "optouts": "subscriber, email, reason, source, detail, at",
+        "token_ids": "token_id, subscriber, created_at",
+    }
+
+    def merge_kept_rows_from(self, other: Path) -> dict[str, int]:
+        """Copy in the opt-outs and link ids another state file holds and this one lacks; returns
+        how many of each. (A restore keeps what was recorded after its backup.)"""
+        added: dict[str, int] = {}
+        self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            with self._write():
+                for table, columns in self._KEPT_ON_RESTORE.items():
+                    if not self._db.execute(
+                        "SELECT 1 FROM other.sqlite_master WHERE type = 'table' AND name = ?", (table,)
+                    ).fetchone():
+                        continue
+                    before = self._db.total_changes
+                    # table and column names are ours; OR IGNORE: a row this file already has wins
+                    self._db.execute(f"INSERT OR IGNORE INTO {table} ({columns}) SELECT {columns} FROM other.{table}")
+                    added[table] = self._db.total_changes - before
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        return added
+
+
+class SqliteSubscriberTable(_SqliteSessions, SqlSubscriberTable):
+    """The subscribers table, in the state file."""
+
+    engine = "sqlite"
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0):
+        self._open(path, busy_timeout)
+
+    def stream(self) -> Iterator[Subscriber]:
+        """Every row in list order; SQLite hands rows over as they are stepped, never all at once."""
+        for row in self._db.execute(f"SELECT {_SUBSCRIBER_COLUMNS} FROM subscribers ORDER BY position"):
+            yield subscriber_from(row)

@@ -1,0 +1,182 @@
+"""`digest send --workers N`: N senders forked after one plan, sharing the edition's queue.
+
+Each worker is a sender like any other (another machine would be the same): its own ledger
+connection, its own run id and run lock, leases taken with the ledger's `take` (SKIP LOCKED on
+PostgreSQL, BEGIN IMMEDIATE on SQLite), claims before sends. What they share is only what was ready
+before the fork: the plan, the compiled edition and the minted link ids (copy-on-write), so the
+expensive, single-threaded work of planning and compiling is done once.
+
+A worker killed with -9 is like any crashed sender: its claims become ambiguous, its leases go
+back to the queue. When every worker has ended, the parent settles what dead workers left and
+drains the rest of the queue itself, so the run still finishes the edition.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import selectors
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from digest.errors import SendError
+from digest.ledger import ClaimItem, Ledger
+from digest.models import Selection
+from digest.transports import Transport
+
+if TYPE_CHECKING:
+    from digest.pipeline import Run
+    from digest.send import SendOptions, _Tally
+
+
+def _write(fd: int, message: object) -> None:
+    """One length-prefixed pickle down the pipe to the parent."""
+    data = pickle.dumps(message)
+    view = memoryview(struct.pack(">I", len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def send_in_workers(
+    run: Run,
+    ledger: Ledger,
+    transport: Transport,
+    run_id: str,
+    items: Sequence[ClaimItem],
+    by_id: Mapping[str, tuple[str, Selection]],
+    options: SendOptions,
+    now: Callable[[], float],
+    tally: _Tally,
+    progress: Callable[[int], None] | None,
+    reopen: Callable[[], tuple[Ledger, Transport]] | None,
+) -> set[str]:
+    """Fork `options.workers` senders over the queue `items` (already enqueued); fold their
+    tallies into `tally`; returns the subscribers they (and this process) took."""
+    from digest.recovery import settle_dead_claims
+    from digest.send import _drain, _Tally
+    from digest.store import pg
+
+    if reopen is None:
+        raise SendError("--workers needs the ledger and transport to be opened again in each worker")
+    if not hasattr(os, "fork"):
+        raise SendError("--workers needs fork(), which this platform lacks: run several `digest send` instead")
+    pg.close_pools()  # a child must never touch (or close) the parent's pooled connections
+    edition = run.edition.id
+    subscribers = [i.subscriber for i in items]
+    children: dict[int, int] = {}  # pid -> read end of its pipe
+    for n in range(options.workers):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            os.close(read)
+            code = 0
+            try:
+                worker_ledger, worker_transport = reopen()
+                worker_id = f"{run_id}-w{n + 1}"
+                lock = worker_ledger.run_lock(worker_id)
+                worker_ledger.set_scope(edition, subscribers)
+                mine = _Tally()
+                threads = max(1, options.concurrency) if getattr(worker_transport, "concurrent", False) else 1
+                try:
+                    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
+                        took = _drain(
+                            run,
+                            worker_ledger,
+                            worker_transport,
+                            worker_id,
+                            by_id,
+                            options,
+                            now,
+                            mine,
+                            lambda k, fd=write: _write(fd, ("progress", k)),  # type: ignore[misc]
+                            pool,
+                        )
+                finally:
+                    worker_ledger.release(edition, worker_id)
+                    lock.release()
+                _write(write, ("done", mine, took))
+            except BaseException as exc:  # noqa: BLE001 - told to the parent, which raises it
+                code = 1
+                try:
+                    _write(write, ("error", exc if isinstance(exc, SendError) else SendError(f"worker: {exc}")))
+                except BaseException:  # noqa: BLE001
+                    pass
+            finally:
+                os._exit(code)  # no finalizer of the parent's objects may run here
+        os.close(write)
+        children[pid] = read
+    taken: set[str] = set()
+    errors: list[BaseException] = []
+    _collect(children, tally, taken, errors, progress)
+    died = []
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            died.append(os.WTERMSIG(status))
+    # Workers that died left claims (ambiguous now) and leases (free now): finish the queue here.
+    settle_dead_claims(ledger, transport, edition, now)
+    if errors:
+        raise errors[0]
+    threads = max(1, options.concurrency) if getattr(transport, "concurrent", False) else 1
+    try:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
+            taken |= _drain(run, ledger, transport, run_id, by_id, options, now, tally, progress, pool)
+    finally:
+        ledger.release(edition, run_id)
+    return taken
+
+
+def _collect(
+    children: dict[int, int],
+    tally: _Tally,
+    taken: set[str],
+    errors: list[BaseException],
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Read every worker's messages until each pipe closes."""
+    selector = selectors.DefaultSelector()
+    buffers: dict[int, bytearray] = {}
+    for fd in children.values():
+        selector.register(fd, selectors.EVENT_READ)
+        buffers[fd] = bytearray()
+    open_fds = set(children.values())
+    while open_fds:
+        for key, _ in selector.select():
+            fd = int(key.fd)  # type: ignore[arg-type]
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                selector.unregister(fd)
+                os.close(fd)
+                open_fds.discard(fd)
+                continue
+            buffer = buffers[fd]
+            buffer += chunk
+            while len(buffer) >= 4:
+                (size,) = struct.unpack(">I", buffer[:4])
+                if len(buffer) < 4 + size:
+                    break
+                message: Any = pickle.loads(bytes(buffer[4 : 4 + size]))  # our own children's bytes
+                del buffer[: 4 + size]
+                _apply(message, tally, taken, errors, progress)
+    selector.close()
+
+
+def _apply(
+    message: Any, tally: _Tally, taken: set[str], errors: list[BaseException], progress: Callable[[int], None] | None
+) -> None:
+    kind = message[0]
+    if kind == "progress":
+        if progress is not None:
+            progress(message[1])
+    elif kind == "done":
+        mine, theirs = message[1], message[2]
+        tally.accepted += mine.accepted
+        tally.skipped += mine.skipped
+        tally.failed += mine.failed
+        tally.ambiguous += mine.ambiguous
+        tally.requests += mine.requests
+        taken |= theirs
+    elif kind == "error":
+        errors.append(message[1])

@@ -1,0 +1,162 @@
+"""Several senders on one ledger, on both engines: the queue's leases are exclusive, a dead
+sender's leases go back to the queue (never ambiguous), `--workers N` and concurrent `send`s
+share an edition without overlap."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from send_support import AT_DT, copy_sample, hold_run, ledger_for, load, many_subscribers
+
+from digest.ledger import ClaimItem
+from digest.recovery import free_dead_leases
+from digest.send import SendOptions, send
+from digest.transports.outbox import OutboxTransport
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+EDITION = "2026-W49"
+AT = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+def items(n: int, key: str = "k") -> list[ClaimItem]:
+    return [ClaimItem(f"s{i:04d}@x.org", f"s{i:04d}@x.org", ("a",), AT, f"{key}{i % 7}") for i in range(n)]
+
+
+def test_four_takers_at_once_lease_every_row_exactly_once(new_ledger, engine) -> None:
+    wanted = items(400)
+    with new_ledger() as ledger:
+        assert ledger.enqueue(EDITION, wanted) == 400
+        assert ledger.summary(EDITION) == {"queued": 400}
+    got: list[list[str]] = []
+    barrier = threading.Barrier(4)
+
+    def taker(run: str) -> None:
+        with new_ledger() as ledger:
+            ledger.set_scope(EDITION, [i.subscriber for i in wanted])
+            barrier.wait()
+            mine: list[str] = []
+            after = ("", "")
+            while batch := ledger.take(EDITION, run, 13, after):
+                after = batch[-1]
+                mine += [sub for _, sub in batch]
+            got.append(mine)
+
+    threads = [threading.Thread(target=taker, args=(f"r{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everyone = [sub for mine in got for sub in mine]
+    assert Counter(everyone) == Counter(i.subscriber for i in wanted)  # all of them, nobody twice
+    with new_ledger() as ledger:
+        rows = ledger.rows(EDITION).values()
+        assert {r.state for r in rows} == {"queued"} and all(r.run_id for r in rows)  # leased, none claimed
+        if engine == "postgresql":  # SKIP LOCKED: takers never wait on each other, all four got rows
+            assert {r.run_id for r in rows} == {"r0", "r1", "r2", "r3"}
+
+
+def test_take_follows_the_queue_order_and_the_scope(new_ledger) -> None:
+    with new_ledger() as ledger:
+        ledger.enqueue(EDITION, items(20))
+        ledger.set_scope(EDITION, ["s0003@x.org", "s0010@x.org", "s0017@x.org"])  # all three in group k3
+        taken = ledger.take(EDITION, "r", 10)
+        assert [sub for _, sub in taken] == ["s0003@x.org", "s0010@x.org", "s0017@x.org"]
+        assert ledger.take(EDITION, "r", 10, after=taken[-1]) == []
+
+
+def test_enqueue_requeues_retryable_rows_only(new_ledger) -> None:
+    with new_ledger() as ledger:
+        first = items(4)
+        ledger.claim(EDITION, "old", first, transport="outbox")
+        ledger.settle(EDITION, [first[0].subscriber], "accepted", run_id="old")
+        ledger.settle(EDITION, [first[1].subscriber], "failed", run_id="old")
+        ledger.settle(EDITION, [first[2].subscriber], "ambiguous", run_id="old")
+        # first[3] stays claimed by "old"
+        assert ledger.enqueue(EDITION, first) == 1  # only the failed row
+        states = {s: r.state for s, r in ledger.rows(EDITION).items()}
+        assert list(states.values()) == ["accepted", "queued", "ambiguous", "claimed"]
+        assert ledger.enqueue(EDITION, first, also_from=("ambiguous",)) == 1  # resend: the ambiguous one too
+        assert ledger.rows(EDITION)[first[2].subscriber].state == "queued"
+
+
+def test_a_dead_senders_leases_go_back_to_the_queue_and_a_live_ones_stay(new_ledger, engine, tmp_path) -> None:
+    cfg = load(copy_sample(tmp_path / "n"))
+    with new_ledger(cfg.state.path) as ledger:
+        ledger.enqueue(EDITION, items(10))
+        live = hold_run(cfg, "alive")
+        try:
+            assert len(ledger.take(EDITION, "alive", 4)) == 4
+            ledger.set_scope(EDITION, [i.subscriber for i in items(10)])
+            taken_by_gone = ledger.take(EDITION, "gone", 3)
+            assert len(taken_by_gone) == 3
+            assert ledger.leased_runs(EDITION) == {"alive", "gone"}
+            assert free_dead_leases(ledger, EDITION) == 3  # "gone" holds no run lock
+            assert ledger.leased_runs(EDITION) == {"alive"}
+            rows = ledger.rows(EDITION)
+            assert all(r.state == "queued" for r in rows.values())  # a lease is never ambiguous
+            assert sum(r.run_id == "" for r in rows.values()) == 6
+        finally:
+            live.release()
+
+
+def test_workers_share_the_edition_and_each_reader_gets_one_email(tmp_path: Path) -> None:
+    config = copy_sample(tmp_path)
+    emails = many_subscribers(config, 240)
+    cfg = load(config)
+    report = send(cfg, AT_DT, SendOptions(workers=3))
+    planned = send(cfg, AT_DT, SendOptions(dry_run=True))
+    assert planned.recipients == 0  # nothing left to send
+    files = Counter(p.name for p in cfg.output.path.rglob("*.eml"))
+    assert set(files.values()) == {1}
+    assert len(report.accepted) == len(files) == len(set(report.accepted)) > 150
+    assert set(report.accepted) <= set(emails)
+    with ledger_for(cfg) as ledger:
+        rows = ledger.rows(EDITION)
+    assert Counter(r.state for r in rows.values()) == {"accepted": len(files)}
+    runs = Counter(r.run_id for r in rows.values())
+    assert len(runs) >= 2 and all(run.startswith(report.run_id + "-w") for run in runs)  # shared, by workers
+
+
+class SlowOutbox(OutboxTransport):
+    """The outbox, 10 ms a request: long enough for two senders to overlap."""
+
+    def send(self, batch):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(0.01)
+        return super().send(batch)
+
+
+def test_two_senders_at_once_split_the_edition_without_overlap(tmp_path: Path) -> None:
+    from digest.pipeline import open_run
+    from digest.send import send_edition
+
+    config = copy_sample(tmp_path)
+    many_subscribers(config, 200)
+    cfg = load(config)
+    reports = []
+    barrier = threading.Barrier(2)
+
+    def sender() -> None:
+        run = open_run(cfg, AT_DT)
+        with ledger_for(cfg) as ledger:
+            barrier.wait()
+            reports.append(send_edition(run, ledger, SlowOutbox(cfg.output.path, date=AT_DT), SendOptions()))
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a, b = reports
+    assert a.accepted and b.accepted  # both did part of the work
+    assert not set(a.accepted) & set(b.accepted)
+    files = Counter(p.name for p in cfg.output.path.rglob("*.eml"))
+    assert set(files.values()) == {1} and len(files) == len(a.accepted) + len(b.accepted)
+    # each names the other's share, not as a failure
+    assert {why for _, why in a.skipped + b.skipped} >= {"sent by another run"}
