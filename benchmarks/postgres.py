@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 AT = "2026-11-30T00:00:00+00:00"
 KEY = "SG.benchmark-key"
+SECRET = "benchmark-signing-secret-0123456789"
 
 
 def digest(cfg: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
@@ -102,17 +103,19 @@ def main() -> None:
                 (folder / "digest.toml").write_text(
                     "[newsletter]\nname = 'Bench'\nlogo_url = 'https://img.example.com/logo.png'\n"
                     f"[templates]\npath = '{ROOT / 'templates'}'\n"
-                    f"[sending]\ntransport = 'sendgrid'\n[sendgrid]\nhost = '{host}'\n"
+                    "[sending]\ntransport = 'sendgrid'\nunsubscribe_url = 'https://news.example.com/unsubscribe'\n"
+                    f"[sendgrid]\nhost = '{host}'\n"
                 )
                 return folder / "digest.toml"
 
             def database(name: str) -> dict[str, str]:
                 url = pg_server.create_database(name)
                 pg.migrate(url)
-                return {**os.environ, "SENDGRID_API_KEY": KEY, "DIGEST_DATABASE_URL": url}
+                return {**os.environ, "SENDGRID_API_KEY": KEY, "DIGEST_SECRET": SECRET, "DIGEST_DATABASE_URL": url}
 
             sqlite_env = {k: v for k, v in os.environ.items() if k != "DIGEST_DATABASE_URL"}
             sqlite_env["SENDGRID_API_KEY"] = KEY
+            sqlite_env["DIGEST_SECRET"] = SECRET
             if not args.skip_compare:
                 cfg = newsletter("compare", args.subscribers)
                 timed_send(cfg, sqlite_env, 1, "--dry-run")  # warm the content cache for both
