@@ -30,11 +30,11 @@ from digest.compose import Composer
 from digest.config import Config
 from digest.content import load_articles
 from digest.errors import DigestError
-from digest.ledger import LEDGER_NAME, SqliteLedger
 from digest.links import edition_slug, web_version_url
 from digest.models import Article, Edition, Subscriber
 from digest.schedule import edition_for
 from digest.selection import candidate_pool, select
+from digest.store import ledger_exists, open_ledger
 
 ATOM = "http://www.w3.org/2005/Atom"
 FEED_NAME = "feed.xml"
@@ -76,10 +76,9 @@ def _archive_config(config: Config) -> Config:
 
 def sent_editions(config: Config) -> list[tuple[str, datetime]]:
     """(edition id, moment) of every edition sent, newest first (as many as `[archive] editions`)."""
-    path = config.state.path / LEDGER_NAME
-    if not path.is_file():
+    if not ledger_exists(config):
         return []
-    with SqliteLedger(path) as ledger:
+    with open_ledger(config) as ledger:  # type: ignore[attr-defined]
         found = sorted(ledger.sent_editions().items(), key=lambda item: (item[1], item[0]), reverse=True)
     limit = config.archive.editions
     return found[:limit] if limit else found

@@ -17,8 +17,8 @@ URL is matched to an article by its canonical link (no utm_* parameters, no frag
 first-party redirect only ever sends a reader to a URL recorded for that edition.
 
 The records, the `EventLog` interface and the parsing live here; the SQLite tables and queries in
-events_sqlite.py (in the subscriber state's file). A PostgreSQL engine for the whole state can
-implement `EventLog` with the same few methods.
+store/events_sql.py, the SQL both engines share (with the subscriber state: its SQLite file, or
+the PostgreSQL database).
 """
 
 from __future__ import annotations
@@ -27,17 +27,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest.errors import LedgerError
 from digest.models import Article, Edition
 from digest.ranking import Clicked
 from digest.suppressions import STATE_NAME
-
-if TYPE_CHECKING:
-    from digest.events_sqlite import SqliteEvents
 
 #: Delivery and engagement events kept (the opt-out ones too: reports attribute them to editions).
 KINDS = frozenset(
@@ -170,6 +166,10 @@ class EventLog(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> EventLog: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 # ---------------------------------------------------------------- links
 
@@ -259,24 +259,32 @@ def edition_articles(edition: str, articles: Iterable[Article], link: Callable[[
     ]
 
 
-def record_sent_edition(
-    state_dir: Path, edition: Edition, pool: Sequence[Article], link: Callable[[Article], str]
-) -> None:
+def record_sent_edition(where: Any, edition: Edition, pool: Sequence[Article], link: Callable[[Article], str]) -> None:
     """Before a real send: the edition and every article it may carry, so clicks map back to
     articles and first-party click links resolve (to these URLs and no others)."""
-    with open_events(state_dir) as store:
+    with open_events(where) as store:
         store.record_edition(
             EditionRecord(edition.id, edition.label, edition.at), edition_articles(edition.id, pool, link)
         )
 
 
-def open_events(state_dir: Path) -> SqliteEvents:
-    from digest.events_sqlite import SqliteEvents
+def open_events(where: Any) -> EventLog:
+    """The event store of `where` (a Config, a store Location or a state folder), on its engine."""
+    from digest.store import locate
 
-    return SqliteEvents(state_dir / STATE_NAME)
+    loc = locate(where)
+    if loc.url:
+        from digest.store.pg_state import PgEvents
+
+        return PgEvents(loc.url)  # type: ignore[return-value]
+    from digest.store.sqlite_state import SqliteEvents
+
+    return SqliteEvents(loc.folder / STATE_NAME)  # type: ignore[return-value]
 
 
-def open_existing_events(state_dir: Path) -> SqliteEvents | None:
-    """The store if the state file exists; None before anything was recorded (reading must not
+def open_existing_events(where: Any) -> EventLog | None:
+    """The store if there is a state; None before anything was recorded (reading must not
     create the state folder, or a report or a preview would)."""
-    return open_events(state_dir) if (state_dir / STATE_NAME).is_file() else None
+    from digest.store import state_exists
+
+    return open_events(where) if state_exists(where) else None

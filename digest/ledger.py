@@ -148,6 +148,19 @@ class Ledger(Protocol):
 
     def editions(self, limit: int = 5) -> list[EditionSummary]: ...
 
+    def accepted_for(self, subscribers: Sequence[str]) -> dict[str, list[tuple[str, datetime]]]:
+        """Per subscriber: (edition, when it was settled) of each accepted row, oldest first.
+        What a report attributes an opt-out to: the last edition that reached them before it."""
+        ...
+
+    def sent_editions(self) -> dict[str, datetime]:
+        """Every edition with an accepted row -> its moment (what selection ran for), oldest first."""
+        ...
+
+    def first_editions(self) -> Counter[str]:
+        """How many subscribers each edition reached for the first time (their first accepted row)."""
+        ...
+
     def enqueue(self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = ()) -> int:
         """Queue the items: new rows become queued, rows in a retryable state (or `also_from`) are
         queued again, anything else is left alone. The items are this connection's *scope*: `take`

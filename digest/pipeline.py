@@ -101,7 +101,7 @@ class Run:
         """rank = "engagement": what each subscriber clicked in the last editions (events.py)."""
         from digest.events import click_histories, open_existing_events
 
-        store = open_existing_events(self.config.state.path)
+        store = open_existing_events(self.config)
         if store is None:
             return {}
         with store:

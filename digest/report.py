@@ -26,15 +26,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from digest.config import Config
 from digest.errors import DigestError
 from digest.events import ArticleClicks, Counts, EditionRecord, EventLog, open_existing_events
-from digest.ledger import LEDGER_NAME, SqliteLedger
+from digest.ledger import Ledger
 from digest.models import Subscriber
-from digest.suppressions import open_existing_state
+from digest.store import ledger_exists, open_existing_state, open_ledger
 
 #: Opt-out reasons counted as unsubscribes / as complaints.
 UNSUBSCRIBE_REASONS = frozenset({"unsubscribed", "group_unsubscribed"})
@@ -100,7 +99,7 @@ class EditionReport:
 class _Sources:
     """The three records, opened read-only as far as they exist (a report creates nothing)."""
 
-    ledger: SqliteLedger | None
+    ledger: Ledger | None
     events: EventLog | None
     config: Config
     _left: dict[tuple[str, str], str] | None = field(default=None, repr=False)
@@ -128,7 +127,7 @@ class _Sources:
         if self.events is not None:
             for subscriber, kind, edition, _at in self.events.opt_out_events():
                 attributed.setdefault((subscriber, _EVENT_REASON[kind]), edition)
-        state = open_existing_state(self.config.state.path)
+        state = open_existing_state(self.config)
         optouts = {}
         if state is not None:
             with state:
@@ -166,9 +165,8 @@ class _Sources:
 
 
 def _open(config: Config) -> _Sources:
-    state_dir = config.state.path
-    ledger = SqliteLedger(state_dir / LEDGER_NAME) if (state_dir / LEDGER_NAME).is_file() else None
-    return _Sources(ledger, open_existing_events(state_dir), config)
+    ledger = open_ledger(config) if ledger_exists(config) else None
+    return _Sources(ledger, open_existing_events(config), config)
 
 
 def edition_report(sources: _Sources, edition: str, *, per_subscriber: bool = False, top: int = 5) -> EditionReport:
@@ -270,7 +268,7 @@ class Trend:
 def trend(config: Config, subscribers: Sequence[Subscriber] = (), limit: int = 8, top_tags: int = 6) -> Trend:
     """The last `limit` editions for the preview's panel. `subscribers`: the list, whose
     subscribed_at dates (where it has them) count the signups between editions."""
-    if not (config.state.path / LEDGER_NAME).is_file():
+    if not ledger_exists(config):
         return Trend()
     sources = _open(config)
     try:
@@ -358,7 +356,7 @@ def summary_line(report: EditionReport) -> str:
 
 def status_reports(config: Config, editions: list[str]) -> dict[str, EditionReport]:
     """Reports for `digest status`'s editions; nothing when the state has no events at all."""
-    if not (Path(config.state.path) / LEDGER_NAME).is_file():
+    if not ledger_exists(config):
         return {}
     sources = _open(config)
     try:

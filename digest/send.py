@@ -614,7 +614,7 @@ def _record_edition(run: Run) -> None:
     from digest.events import record_sent_edition
 
     utm = run.composer.utm(run.edition)
-    record_sent_edition(run.config.state.path, run.edition, run.pool, lambda a: add_utm(a.url, utm))
+    record_sent_edition(run.config, run.edition, run.pool, lambda a: add_utm(a.url, utm))
 
 
 @dataclass(frozen=True)

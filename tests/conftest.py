@@ -179,3 +179,28 @@ def fresh_database(engine, request, monkeypatch):
         monkeypatch.setenv(DATABASE_URL_ENV, url)
 
     return make
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_engine(request):
+    """`engine` for a module-scoped fixture (a story told once per module): each engine in turn,
+    selected through DIGEST_DATABASE_URL for the module's tests."""
+    from digest.store import DATABASE_URL_ENV
+
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "sqlite":
+            mp.delenv(DATABASE_URL_ENV, raising=False)
+            yield "sqlite"
+            return
+        import re
+
+        from digest.store import pg
+
+        name = "m_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:55]
+        url = request.getfixturevalue("pg_server").create_database(name)
+        pg.migrate(url)
+        mp.setenv(DATABASE_URL_ENV, url)
+        try:
+            yield "postgresql"
+        finally:
+            pg.close_pools()

@@ -49,3 +49,11 @@ def engagement(delivered: dict[str, Any], kind: str, **extra: Any) -> dict[str, 
     """An open or click SendGrid would post later for the same message (same custom_args)."""
     keep = {k: v for k, v in delivered.items() if k not in ("event", "sg_event_id", "response")}
     return {**keep, "event": kind, "sg_event_id": secrets.token_urlsafe(16), **extra}
+
+
+def state_rows(config: Config, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of a query on the state's tables, on whichever engine the test runs (`?` placeholders)."""
+    from digest.events import open_events
+
+    with open_events(config) as store, store._read() as db:  # type: ignore[attr-defined]
+        return [tuple(r) for r in db.execute(sql, args).fetchall()]

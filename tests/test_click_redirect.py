@@ -189,3 +189,7 @@ def test_test_sends_link_straight_to_the_articles(sent: Config) -> None:
     (path,) = (sent.output.path / f"{EDITION}.test.ai-readers").glob("*.eml")
     html = email.message_from_bytes(path.read_bytes(), policy=email.policy.default).get_body(("html",)).get_content()
     assert "news.example.com/r/" not in html and "https://circuit.example.com/posts/" in html
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engagement_support import engagement, newsletter, post, public_client, send_edition
+from engagement_support import engagement, newsletter, post, public_client, send_edition, state_rows
 from public_support import Signer
 from send_support import SAMPLE_RECIPIENTS, FakeSendGrid, ledger_for
 
@@ -90,10 +90,10 @@ def test_opens_flag_apple_machine_opens_and_clicks_map_to_articles_without_utm(
     assert activity["chloe.dubois@example.net"].articles == (ROBOTS,)
     assert activity["ada@example.com"].machine_open and not activity["ada@example.com"].human_open
     # the token in the unsubscribe link's query never reaches the store
-    raw = (sent.state.path / STATE_NAME).read_bytes()
-    assert b"v2.AAAAAAAAAAAAAAAAAAAAAA" not in raw
-    with sqlite3.connect(sent.state.path / STATE_NAME) as db:
-        links = {row[0] for row in db.execute("SELECT link FROM engagement_events WHERE kind = 'click'")}
+    if (sent.state.path / STATE_NAME).exists():
+        assert b"v2.AAAAAAAAAAAAAAAAAAAAAA" not in (sent.state.path / STATE_NAME).read_bytes()
+    assert "v2.AAAAAAAAAAAAAAAAAAAAAA" not in repr(state_rows(sent, "SELECT * FROM engagement_events"))
+    links = {row[0] for row in state_rows(sent, "SELECT link FROM engagement_events WHERE kind = 'click'")}
     assert links == {"https://news.example.com/unsubscribe", canonical_link(ROBOTS_URL)}
 
 
@@ -112,14 +112,16 @@ def test_a_repeated_batch_is_kept_once(sent: Config, fake: FakeSendGrid) -> None
 
 def test_the_event_id_is_a_unique_key_in_the_schema(sent: Config) -> None:
     """Dedup is the database's: a second row with the same sg_event_id cannot exist at all."""
-    with open_events(sent.state.path):
-        pass
-    with sqlite3.connect(sent.state.path / STATE_NAME) as db:
-        row = ("e1", "sendgrid", "open", EDITION, "a@example.com", "", 1, 0, "", "", "")
-        insert = "INSERT INTO engagement_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        db.execute(insert, row)
-        with pytest.raises(sqlite3.IntegrityError):
-            db.execute(insert, row)
+    from digest.events import EventsError
+
+    row = ("e1", "sendgrid", "open", EDITION, "a@example.com", "", 1, 0, "", "", "")
+    insert = (
+        "INSERT INTO engagement_events (event_id, source, kind, edition, subscriber, message_id, at, machine,"
+        " article, link, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    state_rows(sent, insert + " RETURNING event_id", row)
+    with pytest.raises((sqlite3.IntegrityError, EventsError), match="(?i)unique|duplicate"):
+        state_rows(sent, insert + " RETURNING event_id", row)
 
 
 def test_bounces_deferrals_and_drops_count_and_opt_outs_still_apply(sent: Config, fake: FakeSendGrid) -> None:
@@ -142,8 +144,7 @@ def test_bounces_deferrals_and_drops_count_and_opt_outs_still_apply(sent: Config
     optouts = {s: {o.reason for o in rows} for s, rows in read_overlay(sent.state.path).optouts.items()}
     assert optouts == {"li.lei@example.com": {"bounced"}, "jo.mueller@example.com": {"bounced", "complained"}}
     # the event keeps the bounce's type and status, not its text (which often holds the address)
-    with sqlite3.connect(sent.state.path / STATE_NAME) as db:
-        details = dict(db.execute("SELECT subscriber, detail FROM engagement_events WHERE kind = 'bounce'"))
+    details = dict(state_rows(sent, "SELECT subscriber, detail FROM engagement_events WHERE kind = 'bounce'"))
     assert details == {"li.lei@example.com": "bounce 5.1.1", "sam.rivera@example.net": "blocked 4.7.1"}
 
 
@@ -178,7 +179,7 @@ def test_hostile_field_values_are_capped_and_typed() -> None:
 
 
 def test_sendgrid_tracking_is_off_unless_asked_and_said_in_every_request(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeSendGrid
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeSendGrid, fresh_database
 ) -> None:
     send_edition(newsletter(tmp_path / "off", monkeypatch, fake.url))
     off = fake.accepted
@@ -188,6 +189,7 @@ def test_sendgrid_tracking_is_off_unless_asked_and_said_in_every_request(
         for b in off
     )
     fake.reset()
+    fresh_database()  # the second newsletter's state is its own, on PostgreSQL too
     on = newsletter(tmp_path / "on", monkeypatch, fake.url, "open_tracking = true\nclick_tracking = true\n")
     assert on.sendgrid.open_tracking and on.sendgrid.click_tracking
     send_edition(on)
@@ -196,3 +198,7 @@ def test_sendgrid_tracking_is_off_unless_asked_and_said_in_every_request(
         == {"open_tracking": {"enable": True}, "click_tracking": {"enable": True, "enable_text": True}}
         for b in fake.accepted
     )
+
+
+#: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
+pytestmark = pytest.mark.usefixtures("engine")

@@ -20,7 +20,7 @@ from send_support import SAMPLE_RECIPIENTS, FakeSendGrid
 from digest.cli import main
 from digest.config import Config
 from digest.report import reports
-from digest.suppressions import open_state
+from digest.store import open_state
 
 NOW = 1_790_000_000
 EDITION = "2026-W49"
@@ -60,7 +60,8 @@ FIXTURE = {
 
 
 @pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+def story(tmp_path_factory: pytest.TempPathFactory, module_engine: str) -> Iterator[Config]:
+    """Told once per engine (module_engine): the state the reports read is SQLite's, then PostgreSQL's."""
     tmp = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as mp, FakeSendGrid() as fake:
         config = newsletter(tmp, mp, fake.url, "asm_group_id = 7\n")
@@ -151,6 +152,7 @@ def test_status_shows_what_happened_after_the_send(story: Config) -> None:
 
 
 def test_nothing_sent_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIGEST_DATABASE_URL", raising=False)  # SQLite here; the story runs on both engines
     config = newsletter(tmp_path, monkeypatch)
     assert reports(config) == []
     output = CliRunner().invoke(main, ["--config", str(config.source), "report"]).output
@@ -159,6 +161,7 @@ def test_nothing_sent_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_status_without_events_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIGEST_DATABASE_URL", raising=False)  # SQLite here; the story runs on both engines
     config = newsletter(tmp_path, monkeypatch)  # the outbox: nothing comes back by itself
     assert len(send_edition(config).accepted) == 7
     output = CliRunner().invoke(main, ["--config", str(config.source), "status"]).output
@@ -169,6 +172,7 @@ def test_status_without_events_says_so(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_an_unknown_edition_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIGEST_DATABASE_URL", raising=False)  # SQLite here; the story runs on both engines
     config = newsletter(tmp_path, monkeypatch)
     send_edition(config)
     result = CliRunner().invoke(main, ["--config", str(config.source), "report", "--edition", "2026-W01"])

@@ -182,6 +182,31 @@ class PgLedger:
             for edition, last in cur.fetchall()
         ]
 
+    def accepted_for(self, subscribers: Sequence[str]) -> dict[str, list[tuple[str, datetime]]]:
+        out: dict[str, list[tuple[str, datetime]]] = {}
+        cur = self._q(
+            "SELECT subscriber, edition, updated_at FROM deliveries WHERE state = 'accepted'"
+            " AND subscriber = ANY(%s) ORDER BY updated_at",
+            (list(dict.fromkeys(subscribers)),),
+        )
+        for subscriber, edition, at in cur:
+            out.setdefault(subscriber, []).append((edition, datetime.fromisoformat(at)))
+        return out
+
+    def sent_editions(self) -> dict[str, datetime]:
+        cur = self._q(
+            "SELECT edition, MIN(selected_at) AS at FROM deliveries WHERE state = 'accepted'"
+            " GROUP BY edition ORDER BY at, edition"
+        )
+        return {edition: datetime.fromisoformat(at) for edition, at in cur}
+
+    def first_editions(self) -> Counter[str]:
+        cur = self._q(
+            "SELECT edition, COUNT(*) FROM (SELECT DISTINCT ON (subscriber) subscriber, edition FROM deliveries"
+            " WHERE state = 'accepted' ORDER BY subscriber, selected_at) AS firsts GROUP BY edition"
+        )
+        return Counter({edition: int(n) for edition, n in cur})
+
     def count(self) -> int:
         return int(self._q("SELECT COUNT(*) FROM deliveries").fetchone()[0])
 

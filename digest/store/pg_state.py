@@ -12,8 +12,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from digest.errors import LedgerError
+from digest.events import EventsError
 from digest.models import Subscriber
 from digest.store import pg
+from digest.store.events_sql import SqlEvents
 from digest.store.state_sql import _SUBSCRIBER_COLUMNS, SqlSubscriberState, SqlSubscriberTable, subscriber_from
 from digest.suppressions import StateError
 
@@ -36,10 +39,11 @@ class _Session:
 class _PgSessions:
     url: str
     what = "the subscriber state"
+    error: type[LedgerError] = StateError
 
     def _open(self, url: str) -> None:
         self.url = url
-        self._pool = pg.pool(url, StateError)
+        self._pool = pg.pool(url, self.error)
 
     def close(self) -> None:
         pass  # the pool is the process's (pg.close_pools)
@@ -51,7 +55,7 @@ class _PgSessions:
             with self._pool.connection() as conn:
                 yield _Session(conn)
         except psycopg.Error as exc:
-            raise StateError(f"{pg.masked(self.url)}: cannot read {self.what}: {pg.one_line(exc)}") from None
+            raise self.error(f"{pg.masked(self.url)}: cannot read {self.what}: {pg.one_line(exc)}") from None
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
@@ -60,7 +64,7 @@ class _PgSessions:
             with self._pool.connection() as conn, conn.transaction():
                 yield _Session(conn)
         except psycopg.Error as exc:
-            raise StateError(f"{pg.masked(self.url)}: cannot write {self.what}: {pg.one_line(exc)}") from None
+            raise self.error(f"{pg.masked(self.url)}: cannot write {self.what}: {pg.one_line(exc)}") from None
 
 
 class PgSubscriberState(_PgSessions, SqlSubscriberState):
@@ -92,4 +96,19 @@ class PgSubscriberTable(_PgSessions, SqlSubscriberTable):
                     for row in cur:
                         yield subscriber_from(row)
         except psycopg.Error as exc:
-            raise StateError(f"{pg.masked(self.url)}: cannot read {self.what}: {pg.one_line(exc)}") from None
+            raise self.error(f"{pg.masked(self.url)}: cannot read {self.what}: {pg.one_line(exc)}") from None
+
+
+class PgEvents(_PgSessions, SqlEvents):
+    """The event store in PostgreSQL (an identity column orders events of one second by arrival)."""
+
+    engine = "postgresql"
+    error = EventsError
+    what = "the event store"
+    arrival = "seq"
+
+    def __init__(self, url: str):
+        self._open(url)
+
+    def __repr__(self) -> str:
+        return f"PgEvents({pg.masked(self.url)!r})"

@@ -185,6 +185,83 @@ CREATE TABLE IF NOT EXISTS frequencies (
     + _PAIRING
 )
 
+#: The event store (events.py): files from the release before migrations may hold it already.
+_EVENTS_V3 = """
+CREATE TABLE IF NOT EXISTS engagement_events (
+    event_id    TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    edition     TEXT NOT NULL,
+    subscriber  TEXT NOT NULL,
+    message_id  TEXT NOT NULL DEFAULT '',
+    at          INTEGER NOT NULL,
+    machine     INTEGER NOT NULL DEFAULT 0,
+    article     TEXT NOT NULL DEFAULT '',
+    link        TEXT NOT NULL DEFAULT '',
+    detail      TEXT NOT NULL DEFAULT ''
+);
+-- covers every per-edition count, the human/machine split and clicks per article
+CREATE INDEX IF NOT EXISTS engagement_by_edition ON engagement_events (edition, kind, subscriber, machine, article);
+-- opt-out events are few: reports read them all, without scanning the rest
+CREATE INDEX IF NOT EXISTS engagement_opt_outs ON engagement_events (at)
+    WHERE kind IN ('spamreport', 'unsubscribe', 'group_unsubscribe');
+CREATE TABLE IF NOT EXISTS editions (
+    edition     TEXT PRIMARY KEY,
+    label       TEXT NOT NULL,
+    at          TEXT NOT NULL,  -- UTC, so text order is time order
+    recorded_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS edition_articles (
+    edition    TEXT NOT NULL,
+    article    TEXT NOT NULL,
+    url        TEXT NOT NULL,
+    link       TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    tags       TEXT NOT NULL,
+    categories TEXT NOT NULL,
+    PRIMARY KEY (edition, article)
+);
+CREATE INDEX IF NOT EXISTS edition_articles_by_link ON edition_articles (edition, link);
+"""
+_EVENTS_V3_POSTGRESQL = """
+CREATE TABLE IF NOT EXISTS engagement_events (
+    event_id    TEXT PRIMARY KEY,
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY,  -- arrival order (SQLite: rowid)
+    source      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    edition     TEXT NOT NULL,
+    subscriber  TEXT NOT NULL,
+    message_id  TEXT NOT NULL DEFAULT '',
+    at          INTEGER NOT NULL,
+    machine     INTEGER NOT NULL DEFAULT 0,
+    article     TEXT NOT NULL DEFAULT '',
+    link        TEXT NOT NULL DEFAULT '',
+    detail      TEXT NOT NULL DEFAULT ''
+);
+-- covers every per-edition count, the human/machine split and clicks per article
+CREATE INDEX IF NOT EXISTS engagement_by_edition ON engagement_events (edition, kind, subscriber, machine, article);
+-- opt-out events are few: reports read them all, without scanning the rest
+CREATE INDEX IF NOT EXISTS engagement_opt_outs ON engagement_events (at)
+    WHERE kind IN ('spamreport', 'unsubscribe', 'group_unsubscribe');
+CREATE TABLE IF NOT EXISTS editions (
+    edition     TEXT PRIMARY KEY,
+    label       TEXT NOT NULL,
+    at          TEXT NOT NULL,  -- UTC, so text order is time order
+    recorded_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS edition_articles (
+    edition    TEXT NOT NULL,
+    article    TEXT NOT NULL,
+    url        TEXT NOT NULL,
+    link       TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    tags       TEXT NOT NULL,
+    categories TEXT NOT NULL,
+    PRIMARY KEY (edition, article)
+);
+CREATE INDEX IF NOT EXISTS edition_articles_by_link ON edition_articles (edition, link);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("ledger", 1, "deliveries", _DELIVERIES_V1),
     Migration(
@@ -197,6 +274,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration("state", 1, "opt-outs, preferences, webhook events, opaque link ids", _STATE_V1),
     Migration("state", 2, "the subscribers table; chosen cadences; the pairing table", _SUBSCRIBERS_V2),
+    Migration(
+        "state",
+        3,
+        "delivery and engagement events, editions and their articles",
+        _EVENTS_V3,
+        postgresql=_EVENTS_V3_POSTGRESQL,
+    ),
 )
 
 

@@ -174,6 +174,36 @@ class SqliteLedger:
             for edition, last in cur.fetchall()
         ]
 
+    def accepted_for(self, subscribers: Sequence[str]) -> dict[str, list[tuple[str, datetime]]]:
+        out: dict[str, list[tuple[str, datetime]]] = {}
+        wanted = list(dict.fromkeys(subscribers))
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i : i + _CHUNK]
+            cur = self._db.execute(
+                "SELECT subscriber, edition, updated_at FROM deliveries WHERE state = 'accepted'"
+                f" AND subscriber IN ({','.join('?' * len(chunk))}) ORDER BY updated_at",
+                chunk,
+            )
+            for subscriber, edition, at in cur:
+                out.setdefault(subscriber, []).append((edition, datetime.fromisoformat(at)))
+        return out
+
+    def sent_editions(self) -> dict[str, datetime]:
+        cur = self._db.execute(
+            "SELECT edition, MIN(selected_at) AS at FROM deliveries WHERE state = 'accepted'"
+            " GROUP BY edition ORDER BY at, edition"
+        )
+        return {edition: datetime.fromisoformat(at) for edition, at in cur}
+
+    def first_editions(self) -> Counter[str]:
+        # SQLite gives a bare column of a MIN() aggregate from the row holding the minimum:
+        # `edition` is that of each subscriber's earliest accepted row (PostgreSQL: DISTINCT ON).
+        cur = self._db.execute(
+            "SELECT edition, COUNT(*) FROM (SELECT subscriber, MIN(selected_at), edition FROM deliveries"
+            " WHERE state = 'accepted' GROUP BY subscriber) GROUP BY edition"
+        )
+        return Counter(dict(cur.fetchall()))
+
     def count(self) -> int:
         """Rows in the ledger: every (edition, subscriber) ever claimed or queued."""
         return int(self._db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from digest.db import Transaction, read_pairing, write_pairing
+from digest.errors import LedgerError
+from digest.events import EventsError
 from digest.models import Subscriber
+from digest.store.events_sql import SqlEvents
 from digest.store.sqlite import open_store
 from digest.store.state_sql import _SUBSCRIBER_COLUMNS, SqlSubscriberState, SqlSubscriberTable, subscriber_from
 from digest.suppressions import StateError
@@ -23,11 +26,13 @@ from digest.suppressions import StateError
 class _SqliteSessions:
     path: Path
     _db: sqlite3.Connection
+    error: type[LedgerError] = StateError
+    what = "the subscriber state"
 
     def _open(self, path: Path, busy_timeout: float) -> None:
         self.path = path
         # threads: the public app's worker threads share one connection
-        self._db = open_store(path, "state", busy_timeout=busy_timeout, threads=True, error=StateError)
+        self._db = open_store(path, "state", busy_timeout=busy_timeout, threads=True, error=self.error)
 
     def close(self) -> None:
         self._db.close()
@@ -38,7 +43,7 @@ class _SqliteSessions:
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
-        with Transaction(self._db, self.path, StateError, "the subscriber state"):
+        with Transaction(self._db, self.path, self.error, self.what):
             yield self._db
 
 
@@ -101,3 +106,18 @@ class SqliteSubscriberTable(_SqliteSessions, SqlSubscriberTable):
         """Every row in list order; SQLite hands rows over as they are stepped, never all at once."""
         for row in self._db.execute(f"SELECT {_SUBSCRIBER_COLUMNS} FROM subscribers ORDER BY position"):
             yield subscriber_from(row)
+
+
+class SqliteEvents(_SqliteSessions, SqlEvents):
+    """The event store, in the state file (rowid orders events of one second by arrival)."""
+
+    engine = "sqlite"
+    error = EventsError
+    what = "the event store"
+    arrival = "rowid"
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0):
+        self._open(path, busy_timeout)
+
+    def __repr__(self) -> str:
+        return f"SqliteEvents({str(self.path)!r})"

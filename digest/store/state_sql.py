@@ -266,7 +266,15 @@ class SqlSubscriberState:
     def clear_for_restore(self) -> None:
         """Everything a restore replaces: all but the opt-outs and link ids (never forgotten)."""
         with self._write() as db:
-            for table in ("preferences", "frequencies", "webhook_events", "subscribers"):
+            for table in (
+                "preferences",
+                "frequencies",
+                "webhook_events",
+                "subscribers",
+                "engagement_events",
+                "edition_articles",
+                "editions",
+            ):
                 db.execute(f"DELETE FROM {table}")  # names are ours
 
 
@@ -290,6 +298,10 @@ _ON_CONFLICT: dict[str, str] = {
     "frequencies": "ON CONFLICT (subscriber) DO UPDATE SET email = excluded.email, frequency = excluded.frequency,"
     " source = excluded.source, at = excluded.at WHERE excluded.at > frequencies.at",
     "token_ids": "ON CONFLICT DO NOTHING",
+    "engagement_events": "ON CONFLICT DO NOTHING",
+    "editions": "ON CONFLICT (edition) DO UPDATE SET label = excluded.label",
+    "edition_articles": "ON CONFLICT (edition, article) DO UPDATE SET url = excluded.url, link = excluded.link,"
+    " title = excluded.title, tags = excluded.tags, categories = excluded.categories",
     "subscribers": "ON CONFLICT (subscriber) DO UPDATE SET email = excluded.email, name = excluded.name,"
     " tags = excluded.tags, categories = excluded.categories, status = excluded.status,"
     " attributes = excluded.attributes, extra = excluded.extra, position = excluded.position,"
@@ -303,6 +315,10 @@ STATE_TABLES: dict[str, str] = {
     "token_ids": "token_id, subscriber, created_at",
     "frequencies": "subscriber, email, frequency, source, at",
     "subscribers": f"{_SUBSCRIBER_COLUMNS}, created_at, updated_at",
+    # the event store (events.py): events in arrival order, so a copy keeps that order
+    "engagement_events": "event_id, source, kind, edition, subscriber, message_id, at, machine, article, link, detail",
+    "editions": "edition, label, at, recorded_at",
+    "edition_articles": "edition, article, url, link, title, tags, categories",
 }
 
 

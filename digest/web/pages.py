@@ -116,7 +116,13 @@ def past_editions(config: Config, snap: Snapshot) -> dict[str, object]:
 
     state = config.state.path
     files = (LEDGER_NAME, f"{LEDGER_NAME}-wal", STATE_NAME, f"{STATE_NAME}-wal")
-    key = (snap.token, str(state), *(_signature(state / name) for name in files))
+    key: tuple[object, ...] = (snap.token, str(state), *(_signature(state / name) for name in files))
+    from digest.store import locate
+
+    if locate(config).url:  # no file tells a change in PostgreSQL: read again at most every 30 s
+        import time
+
+        key = (*key, int(time.monotonic() // 30))
     with _past_lock:
         found = _past_cache.get(key)
     if found is None:

@@ -37,7 +37,7 @@ log = logging.getLogger("digest.public")
 class ClickRedirect:
     def __init__(self, settings: PublicSettings, resolver: LinkResolver):
         self.settings = settings
-        self.state_dir = settings.config.state.path
+        self.state_dir = settings.config  # the state, on whichever engine the config names
         self.resolver = resolver
         serve = settings.config.serve
         self.limit = RateLimiter(serve.rate_limit, serve.rate_burst, clock=settings.monotonic)

@@ -1,21 +1,22 @@
-"""The event store (events.py) in SQLite: the tables and every query, behind `EventLog`.
+"""The event store (events.py) in the SQL both engines share: every query, behind `EventLog`.
 
-The tables live in the subscriber state's file (`state/subscribers.sqlite3`), next to the consent
-record they share a process with (`digest serve`); a PostgreSQL engine for the whole state can
-implement `EventLog` the same way.
+The tables (state migration 3, schema.py) sit with the subscriber state: on SQLite in its file
+(`state/subscribers.sqlite3`), next to the consent record they share a process with (`digest
+serve`); on PostgreSQL in the same database. The engines supply the sessions (sqlite_state.py,
+pg_state.py) and `arrival`, the column that orders events received in the same second (SQLite's
+rowid, PostgreSQL's identity column `seq`).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from digest.db import Transaction, connect, now_stamp
+from digest.db import now_stamp
 from digest.events import (
     ArticleClicks,
     Click,
@@ -23,91 +24,57 @@ from digest.events import (
     EditionArticle,
     EditionRecord,
     Event,
-    EventsError,
     SubscriberActivity,
     bare_link,
     canonical_link,
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS engagement_events (
-    event_id    TEXT PRIMARY KEY,
-    source      TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    edition     TEXT NOT NULL,
-    subscriber  TEXT NOT NULL,
-    message_id  TEXT NOT NULL DEFAULT '',
-    at          INTEGER NOT NULL,
-    machine     INTEGER NOT NULL DEFAULT 0,
-    article     TEXT NOT NULL DEFAULT '',
-    link        TEXT NOT NULL DEFAULT '',
-    detail      TEXT NOT NULL DEFAULT ''
-);
--- covers every per-edition count, the human/machine split and clicks per article
-CREATE INDEX IF NOT EXISTS engagement_by_edition ON engagement_events (edition, kind, subscriber, machine, article);
--- opt-out events are few: reports read them all, without scanning the rest
-CREATE INDEX IF NOT EXISTS engagement_opt_outs ON engagement_events (at)
-    WHERE kind IN ('spamreport', 'unsubscribe', 'group_unsubscribe');
-CREATE TABLE IF NOT EXISTS editions (
-    edition     TEXT PRIMARY KEY,
-    label       TEXT NOT NULL,
-    at          TEXT NOT NULL,  -- UTC, so text order is time order
-    recorded_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS edition_articles (
-    edition    TEXT NOT NULL,
-    article    TEXT NOT NULL,
-    url        TEXT NOT NULL,
-    link       TEXT NOT NULL,
-    title      TEXT NOT NULL,
-    tags       TEXT NOT NULL,
-    categories TEXT NOT NULL,
-    PRIMARY KEY (edition, article)
-);
-CREATE INDEX IF NOT EXISTS edition_articles_by_link ON edition_articles (edition, link);
-"""
+from digest.store.state_sql import Session
 
 
-class SqliteEvents:
-    """The event store in the subscriber state's SQLite file. Safe for the public app's threads."""
+def _article_at(db: Session, edition: str, link: str) -> str:
+    row = db.execute(
+        "SELECT article FROM edition_articles WHERE edition = ? AND link = ? ORDER BY article LIMIT 1",
+        (edition, link),
+    ).fetchone()
+    return str(row[0]) if row else ""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 30.0):
-        self.path = path
-        try:
-            self._db = connect(path, _SCHEMA, busy_timeout=busy_timeout, threads=True)
-        except (sqlite3.Error, OSError) as exc:
-            raise EventsError(f"{path}: cannot open the event store: {exc}") from None
 
-    def __repr__(self) -> str:
-        return f"SqliteEvents({str(self.path)!r})"
+class SqlEvents:
+    """events.EventLog over `_read`/`_write` sessions (see the engines)."""
+
+    #: the column that orders events of the same second by arrival
+    arrival = "rowid"
+
+    def _read(self) -> AbstractContextManager[Session]:
+        raise NotImplementedError
+
+    def _write(self) -> AbstractContextManager[Session]:
+        raise NotImplementedError
 
     def close(self) -> None:
-        self._db.close()
+        raise NotImplementedError
 
-    def __enter__(self) -> SqliteEvents:
+    def __enter__(self) -> Any:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _transaction(self) -> Transaction:
-        return Transaction(self._db, self.path, EventsError, "the event store")
 
     # ---- writing
 
     def record(self, events: Iterable[Event]) -> int:
         """Keep each event once (by its id); returns how many were new. One transaction."""
         new = 0
-        with self._transaction():
+        with self._write() as db:
             for e in events:
                 article, link = e.article, ""
                 if e.kind == "click":
                     link = canonical_link(e.url)
                     if not article:
-                        article = self._article_at(e.edition, link)
+                        article = _article_at(db, e.edition, link)
                     if not article:
                         link = bare_link(e.url)  # not an article: keep no query (tokens live there)
-                cur = self._db.execute(
+                cur = db.execute(
                     "INSERT INTO engagement_events (event_id, source, kind, edition, subscriber, message_id, at,"
                     " machine, article, link, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (event_id) DO NOTHING",
@@ -128,23 +95,16 @@ class SqliteEvents:
                 new += cur.rowcount
         return new
 
-    def _article_at(self, edition: str, link: str) -> str:
-        row = self._db.execute(
-            "SELECT article FROM edition_articles WHERE edition = ? AND link = ? ORDER BY article LIMIT 1",
-            (edition, link),
-        ).fetchone()
-        return str(row[0]) if row else ""
-
     def record_edition(self, edition: EditionRecord, articles: Sequence[EditionArticle]) -> None:
         """The edition and its candidate articles, before its first email leaves. A rerun adds what
         is new and refreshes what changed (a corrected title): earlier links keep resolving."""
-        with self._transaction():
-            self._db.execute(
+        with self._write() as db:
+            db.execute(
                 "INSERT INTO editions (edition, label, at, recorded_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (edition) DO UPDATE SET label = excluded.label",
                 (edition.edition, edition.label, edition.at.astimezone(UTC).isoformat(), now_stamp("seconds")),
             )
-            self._db.executemany(
+            db.executemany(
                 "INSERT INTO edition_articles (edition, article, url, link, title, tags, categories)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (edition, article) DO UPDATE SET url = excluded.url,"
                 " link = excluded.link, title = excluded.title, tags = excluded.tags, categories = excluded.categories",
@@ -166,42 +126,49 @@ class SqliteEvents:
 
     def edition_url(self, edition: str, article: str) -> str | None:
         """Where a first-party click on `article` in `edition` goes; None unless it was in it."""
-        row = self._db.execute(
-            "SELECT url FROM edition_articles WHERE edition = ? AND article = ?", (edition, article)
-        ).fetchone()
+        with self._read() as db:
+            row = db.execute(
+                "SELECT url FROM edition_articles WHERE edition = ? AND article = ?", (edition, article)
+            ).fetchone()
         return str(row[0]) if row else None
 
     def editions(self) -> list[EditionRecord]:
         """Every recorded edition, oldest first."""
-        cur = self._db.execute("SELECT edition, label, at FROM editions ORDER BY at, edition")
-        return [EditionRecord(e, label, datetime.fromisoformat(at)) for e, label, at in cur]
+        with self._read() as db:
+            cur = db.execute("SELECT edition, label, at FROM editions ORDER BY at, edition")
+            return [EditionRecord(e, label, datetime.fromisoformat(at)) for e, label, at in cur]
 
     def articles(self, edition: str) -> list[EditionArticle]:
-        cur = self._db.execute(
-            "SELECT article, url, link, title, tags, categories FROM edition_articles WHERE edition = ?"
-            " ORDER BY article",
-            (edition,),
-        )
-        return [
-            EditionArticle(edition, a, url, link, title, tuple(json.loads(tags)), tuple(json.loads(cats)))
-            for a, url, link, title, tags, cats in cur
-        ]
+        with self._read() as db:
+            cur = db.execute(
+                "SELECT article, url, link, title, tags, categories FROM edition_articles WHERE edition = ?"
+                " ORDER BY article",
+                (edition,),
+            )
+            return [
+                EditionArticle(edition, a, url, link, title, tuple(json.loads(tags)), tuple(json.loads(cats)))
+                for a, url, link, title, tags, cats in cur
+            ]
 
     def counts(self, edition: str) -> Counts:
+        with self._read() as db:
+            return self._counts(db, edition)
+
+    def _counts(self, db: Session, edition: str) -> Counts:
         by_kind = dict(
-            self._db.execute(
+            db.execute(
                 "SELECT kind, COUNT(DISTINCT subscriber) FROM engagement_events"
                 " WHERE edition = ? AND subscriber != '' GROUP BY kind",
                 (edition,),
             ).fetchall()
         )
-        human, machine_only = self._db.execute(
+        human, machine_only = db.execute(
             "SELECT COALESCE(SUM(human), 0), COALESCE(SUM(1 - human), 0) FROM ("
-            " SELECT MAX(machine = 0) AS human FROM engagement_events"
-            " WHERE edition = ? AND kind = 'open' GROUP BY subscriber)",
+            " SELECT MAX(CASE WHEN machine = 0 THEN 1 ELSE 0 END) AS human FROM engagement_events"
+            " WHERE edition = ? AND kind = 'open' GROUP BY subscriber) AS per_subscriber",
             (edition,),
         ).fetchone()
-        clicks, clickers = self._db.execute(
+        clicks, clickers = db.execute(
             "SELECT COUNT(*), COUNT(DISTINCT NULLIF(subscriber, '')) FROM engagement_events"
             " WHERE edition = ? AND kind = 'click'",
             (edition,),
@@ -210,24 +177,27 @@ class SqliteEvents:
 
     def article_clicks(self, edition: str) -> list[ArticleClicks]:
         """The edition's articles by clicks (most first), clicks on other links left out."""
-        cur = self._db.execute(
-            "SELECT e.article, COALESCE(a.title, e.article), COUNT(*), COUNT(DISTINCT NULLIF(e.subscriber, ''))"
-            " FROM engagement_events e LEFT JOIN edition_articles a ON a.edition = e.edition AND a.article = e.article"
-            " WHERE e.edition = ? AND e.kind = 'click' AND e.article != ''"
-            " GROUP BY e.article ORDER BY COUNT(*) DESC, COUNT(DISTINCT e.subscriber) DESC, e.article",
-            (edition,),
-        )
-        return [ArticleClicks(a, title, int(n), int(u)) for a, title, n, u in cur]
+        with self._read() as db:
+            cur = db.execute(
+                "SELECT e.article, COALESCE(a.title, e.article), COUNT(*), COUNT(DISTINCT NULLIF(e.subscriber, ''))"
+                " FROM engagement_events e LEFT JOIN edition_articles a"
+                " ON a.edition = e.edition AND a.article = e.article"
+                " WHERE e.edition = ? AND e.kind = 'click' AND e.article != ''"
+                " GROUP BY e.article, a.title ORDER BY COUNT(*) DESC, COUNT(DISTINCT e.subscriber) DESC, e.article",
+                (edition,),
+            )
+            return [ArticleClicks(a, title, int(n), int(u)) for a, title, n, u in cur]
 
     def activity(self, edition: str) -> dict[str, SubscriberActivity]:
         """Per subscriber: what they did with the edition."""
         out: dict[str, dict[str, Any]] = {}
-        cur = self._db.execute(
-            "SELECT subscriber, kind, machine, article, message_id FROM engagement_events"
-            " WHERE edition = ? AND subscriber != '' ORDER BY subscriber, at, rowid",
-            (edition,),
-        )
-        for subscriber, kind, machine, article, message_id in cur:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT subscriber, kind, machine, article, message_id FROM engagement_events"
+                f" WHERE edition = ? AND subscriber != '' ORDER BY subscriber, at, {self.arrival}",
+                (edition,),
+            ).fetchall()
+        for subscriber, kind, machine, article, message_id in rows:
             row = out.setdefault(
                 subscriber, {"kinds": set(), "human": False, "machine": False, "clicks": 0, "articles": {}, "ids": {}}
             )
@@ -255,11 +225,12 @@ class SqliteEvents:
 
     def opt_out_events(self) -> list[tuple[str, str, str, int]]:
         """(subscriber, kind, edition, at) of every spam report and unsubscribe SendGrid reported."""
-        cur = self._db.execute(
-            "SELECT subscriber, kind, edition, at FROM engagement_events"
-            " WHERE kind IN ('spamreport', 'unsubscribe', 'group_unsubscribe') ORDER BY at, rowid"
-        )
-        return [(s, k, e, int(at)) for s, k, e, at in cur]
+        with self._read() as db:
+            cur = db.execute(
+                "SELECT subscriber, kind, edition, at FROM engagement_events"
+                f" WHERE kind IN ('spamreport', 'unsubscribe', 'group_unsubscribe') ORDER BY at, {self.arrival}"
+            )
+            return [(s, k, e, int(at)) for s, k, e, at in cur]
 
     def clicks(self, editions: Sequence[str]) -> list[Click]:
         """Article clicks in these editions, one per (edition, subscriber, article), with the
@@ -269,19 +240,20 @@ class SqliteEvents:
         for i in range(0, len(wanted), 400):
             chunk = wanted[i : i + 400]
             marks = ",".join("?" * len(chunk))
-            topics = {
-                (edition, article): (tuple(json.loads(tags)), tuple(json.loads(cats)))
-                for edition, article, tags, cats in self._db.execute(
-                    f"SELECT edition, article, tags, categories FROM edition_articles WHERE edition IN ({marks})",
+            with self._read() as db:
+                topics = {
+                    (edition, article): (tuple(json.loads(tags)), tuple(json.loads(cats)))
+                    for edition, article, tags, cats in db.execute(
+                        f"SELECT edition, article, tags, categories FROM edition_articles WHERE edition IN ({marks})",
+                        chunk,
+                    )
+                }
+                cur = db.execute(
+                    "SELECT DISTINCT edition, subscriber, article FROM engagement_events"
+                    f" WHERE kind = 'click' AND subscriber != '' AND article != '' AND edition IN ({marks})"
+                    " ORDER BY edition, subscriber, article",
                     chunk,
-                )
-            }
-            cur = self._db.execute(
-                "SELECT DISTINCT edition, subscriber, article FROM engagement_events"
-                f" WHERE kind = 'click' AND subscriber != '' AND article != '' AND edition IN ({marks})"
-                " ORDER BY edition, subscriber, article",
-                chunk,
-            )
+                ).fetchall()
             for edition, subscriber, article in cur:
                 found = topics.get((edition, article))
                 if found is not None:
@@ -296,13 +268,14 @@ class SqliteEvents:
         for i in range(0, len(wanted), 400):
             chunk = wanted[i : i + 400]
             marks = ",".join("?" * len(chunk))
-            cur = self._db.execute(
-                "SELECT a.tags, c.readers FROM (SELECT edition, article, COUNT(DISTINCT subscriber) AS readers"
-                " FROM engagement_events WHERE kind = 'click' AND subscriber != '' AND article != ''"
-                f" AND edition IN ({marks}) GROUP BY edition, article) c"
-                " JOIN edition_articles a ON a.edition = c.edition AND a.article = c.article",
-                chunk,
-            )
+            with self._read() as db:
+                cur = db.execute(
+                    "SELECT a.tags, c.readers FROM (SELECT edition, article, COUNT(DISTINCT subscriber) AS readers"
+                    " FROM engagement_events WHERE kind = 'click' AND subscriber != '' AND article != ''"
+                    f" AND edition IN ({marks}) GROUP BY edition, article) c"
+                    " JOIN edition_articles a ON a.edition = c.edition AND a.article = c.article",
+                    chunk,
+                ).fetchall()
             for tags, readers in cur:
                 for tag in json.loads(tags):
                     totals[tag] += readers
