@@ -102,6 +102,12 @@ class PgLedger:
     def _transaction(self) -> Any:
         return pg.transaction(self._conn, self.url, LedgerError, "the send ledger")
 
+    def _relaxed(self) -> None:
+        """Inside a transaction whose loss to a crash loses nothing that matters (a queue write, a
+        lease, a settle: see SqliteLedger._relaxed): commit without waiting for the WAL flush.
+        A claim never does this: it must be on disk before its request leaves."""
+        self._conn.execute("SET LOCAL synchronous_commit = off")
+
     # ---- reading
 
     def histories(self, exclude_edition: str, since: datetime | None = None) -> dict[str, History]:
@@ -322,6 +328,7 @@ class PgLedger:
             return 0
         guard = " AND d.run_id = %(run)s" if run_id is not None else ""
         with self._transaction():
+            self._relaxed()
             cur = self._conn.execute(
                 "UPDATE deliveries AS d SET state = u.st, message_id = u.m, error = u.er, updated_at = %(now)s"
                 " FROM unnest(%(s)s::text[], %(st)s::text[], %(m)s::text[], %(er)s::text[]) AS u(s, st, m, er)"
@@ -340,6 +347,7 @@ class PgLedger:
         for i in range(0, len(items), 20_000):
             chunk = items[i : i + 20_000]
             with self._transaction():
+                self._relaxed()
                 cur = self._conn.execute(
                     "INSERT INTO deliveries (edition, subscriber, email, state, run_id, attempts, article_ids,"
                     " selected_at, claimed_at, updated_at, queue_key)"
@@ -382,6 +390,7 @@ class PgLedger:
         if self._scope_edition != edition:
             raise LedgerError(f"{pg.masked(self.url)}: take() before enqueue() for edition {edition}")
         with self._transaction():
+            self._relaxed()
             cur = self._conn.execute(
                 "WITH picked AS (SELECT d.edition, d.subscriber FROM deliveries AS d"
                 " WHERE d.edition = %(e)s AND d.state = 'queued' AND d.run_id = ''"
@@ -397,6 +406,7 @@ class PgLedger:
 
     def release(self, edition: str, run_id: str, subscribers: Iterable[str] | None = None) -> int:
         with self._transaction():
+            self._relaxed()
             if subscribers is None:
                 cur = self._conn.execute(
                     "UPDATE deliveries SET run_id = '' WHERE edition = %s AND state = 'queued' AND run_id = %s",
