@@ -23,12 +23,13 @@ from hypothesis import strategies as st
 from digest.cadences import Cadences
 from digest.config import Config, parse_config
 from digest.content import ContentIndex
-from digest.ledger import ClaimItem, SqliteLedger
+from digest.ledger import ClaimItem
 from digest.models import Article
 from digest.pipeline import open_run
 from digest.schedule import Slot
 from digest.selection import NO_HISTORY, history_horizon
-from digest.suppressions import open_state
+from digest.store import open_state
+from digest.store.sqlite_ledger import SqliteLedger
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime.fromisoformat("2026-03-02T00:00:00+00:00")  # a Monday; London springs forward on the 29th
