@@ -13,6 +13,7 @@ conflicts on `subscriber` and both read back the first one's id.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -358,20 +359,35 @@ def _row(sub: Subscriber) -> tuple[object, ...]:
     )
 
 
+#: Stored topic lists (JSON) -> one shared tuple each: a million rows name the same few thousand
+#: sets, and the file reader shares them the same way (subscribers.split_terms).
+_STORED_TERMS: dict[str, tuple[str, ...]] = {}
+
+
+def _shared(stored: str) -> tuple[str, ...]:
+    terms = _STORED_TERMS.get(stored)
+    if terms is None:
+        terms = tuple(json.loads(stored))
+        if len(_STORED_TERMS) < 100_000:
+            _STORED_TERMS[stored] = terms
+    return terms
+
+
 def subscriber_from(row: Sequence[Any]) -> Subscriber:
     """A Subscriber from a row of _SUBSCRIBER_COLUMNS."""
     _, email, name, tags, categories, status, attributes, extra, position = row
     fields: dict[str, Any] = {}
-    for key, value in json.loads(extra).items():
-        if key in Subscriber.__dataclass_fields__:
-            fields[key] = datetime.fromisoformat(value) if key == "subscribed_at" else value
+    if extra != "{}":
+        for key, value in json.loads(extra).items():
+            if key in Subscriber.__dataclass_fields__:
+                fields[key] = datetime.fromisoformat(value) if key == "subscribed_at" else value
     return Subscriber(
         email=email,
         name=name,
-        tags=tuple(json.loads(tags)),
-        categories=tuple(json.loads(categories)),
-        status=status,
-        attributes=json.loads(attributes),
+        tags=_shared(tags),
+        categories=_shared(categories),
+        status=sys.intern(status),
+        attributes=json.loads(attributes) if attributes != "{}" else {},
         file=TABLE_SOURCE,
         line=int(position),
         **fields,
