@@ -100,7 +100,8 @@ def kill_some(procs: list[subprocess.Popen[bytes]], log: Path, rng: random.Rando
     """kill -9 `n` of the running senders, each once deliveries pass a random threshold."""
     victims = rng.sample(procs, n)
     done = sum(counts(log).values())
-    threshold = done + rng.randint(2, max(3, (planned - done) // 4))
+    # early enough that every victim is still sending when its turn comes, even on a loaded machine
+    threshold = done + rng.randint(2, max(3, (planned - done) // 8))
     deadline = time.monotonic() + 30
     killed = 0
     while victims and time.monotonic() < deadline and any(p.poll() is None for p in procs):
@@ -110,7 +111,7 @@ def kill_some(procs: list[subprocess.Popen[bytes]], log: Path, rng: random.Rando
             if victim.poll() is None:
                 victim.kill()
                 killed += 1
-            threshold += rng.randint(1, 8)
+            threshold += rng.randint(1, 4)
         time.sleep(0.005)
     return killed
 

@@ -12,15 +12,20 @@ it, see pg_ledger.py).
 
 from __future__ import annotations
 
+import functools
 import os
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from digest.db import now_stamp
 from digest.errors import ExtraMissingError, LedgerError
 from digest.store.schema import MIGRATIONS_TABLE, WHAT, Migration, StoreName, check_version, latest, steps
+
+T = TypeVar("T")
 
 #: Any two-int advisory lock key space of ours starts with this (ASCII "dgst").
 LOCK_SPACE = 0x64677374
@@ -127,6 +132,11 @@ def close_pools() -> None:
 # ---------------------------------------------------------------- transactions and versions
 
 
+class Retry(LedgerError):
+    """A transaction PostgreSQL rolled back to break a deadlock (or a serialization conflict):
+    running it again is safe, and `retrying` does."""
+
+
 @contextmanager
 def transaction(conn: Any, url: str, error: type[LedgerError], what: str) -> Iterator[None]:
     """One transaction; a database error becomes `error`, one line naming the database."""
@@ -134,8 +144,29 @@ def transaction(conn: Any, url: str, error: type[LedgerError], what: str) -> Ite
     try:
         with conn.transaction():
             yield
+    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+        raise Retry(f"{masked(url)}: cannot write {what}: {one_line(exc)}") from None
     except psycopg.Error as exc:
         raise error(f"{masked(url)}: cannot write {what}: {one_line(exc)}") from None
+
+
+def retrying(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a method whose transactions may be chosen as a deadlock's victim again, a few times:
+    two senders locking overlapping rows in different orders (a queue write against a claim)
+    is rare and harmless, but PostgreSQL breaks it by failing one of them."""
+
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> T:
+        for attempt in range(6):
+            try:
+                return method(*args, **kwargs)
+            except Retry:
+                if attempt == 5:
+                    raise
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    return run
 
 
 def versions(conn: Any) -> dict[str, int]:

@@ -57,6 +57,7 @@ class PgRunLock:
         ledger._q("SELECT pg_advisory_lock(%s, %s)", (_RUN_LOCKS, _run_key(run_id)))
         ledger._own_runs.add(run_id)
 
+    @pg.retrying
     def release(self) -> None:
         if self.run_id in self._ledger._own_runs:
             self._ledger._own_runs.discard(self.run_id)
@@ -218,6 +219,7 @@ class PgLedger:
 
     # ---- writing
 
+    @pg.retrying
     def claim(
         self,
         edition: str,
@@ -310,6 +312,7 @@ class PgLedger:
     ) -> int:
         return self.settle_many(edition, [(tuple(subscribers), state, message_id, error)], run_id=run_id)
 
+    @pg.retrying
     def settle_many(
         self,
         edition: str,
@@ -339,6 +342,7 @@ class PgLedger:
 
     # ---- the queue
 
+    @pg.retrying
     def enqueue(self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = ()) -> int:
         retry = [*RETRYABLE, *also_from]
         now = now_stamp()
@@ -353,7 +357,7 @@ class PgLedger:
                     " selected_at, claimed_at, updated_at, queue_key)"
                     " SELECT %(e)s, u.s, u.m, 'queued', '', 0, u.a, u.t, %(now)s, %(now)s, u.q"
                     " FROM unnest(%(s)s::text[], %(m)s::text[], %(a)s::text[], %(t)s::text[], %(q)s::text[])"
-                    " AS u(s, m, a, t, q)"
+                    " AS u(s, m, a, t, q) ORDER BY u.s"  # rows locked in one order, as claims lock them
                     " ON CONFLICT (edition, subscriber) DO UPDATE SET state = 'queued', run_id = '',"
                     " article_ids = excluded.article_ids, selected_at = excluded.selected_at,"
                     " updated_at = excluded.updated_at, queue_key = excluded.queue_key"
@@ -386,6 +390,7 @@ class PgLedger:
             raise LedgerError(f"{pg.masked(self.url)}: cannot queue the edition: {pg.one_line(exc)}") from None
         self._scope_edition = edition
 
+    @pg.retrying
     def take(self, edition: str, run_id: str, limit: int, after: tuple[str, str] = ("", "")) -> list[tuple[str, str]]:
         if self._scope_edition != edition:
             raise LedgerError(f"{pg.masked(self.url)}: take() before enqueue() for edition {edition}")
@@ -449,6 +454,7 @@ class PgLedger:
             f"SELECT {EXPORT_COLUMNS} FROM deliveries ORDER BY edition, subscriber", size=5000
         )
 
+    @pg.retrying
     def import_rows(self, rows: Iterable[Sequence[object]]) -> int:
         """Rows of EXPORT_COLUMNS; of two rows for one (edition, subscriber) the later-updated wins."""
         with self._transaction():
@@ -461,6 +467,7 @@ class PgLedger:
             )
             return int(cur.rowcount)
 
+    @pg.retrying
     def clear(self) -> None:
         with self._transaction():
             self._conn.execute("DELETE FROM deliveries")
