@@ -70,7 +70,7 @@ def timed_send(cfg: Path, env: dict[str, str], senders: int = 1, *extra: str) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=100_000)
-    parser.add_argument("--many", type=int, default=300_000)
+    parser.add_argument("--many", type=int, default=300_000, help="0: only the engine comparison")
     parser.add_argument("--articles", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds the stand-in takes per request")
     parser.add_argument("--skip-compare", action="store_true", help="only the several-senders part")
@@ -125,6 +125,8 @@ def main() -> None:
                 print(f"{args.subscribers:,} subscribers, PostgreSQL ledger: {pg_s:6.1f} s ({pg_sent:,} accepted)")
                 print(f"  PostgreSQL / SQLite: {pg_s / sqlite_s:.2f}x")
 
+            if not args.many:
+                return
             cfg = newsletter("many", args.many)
             timed_send(cfg, sqlite_env, 1, "--dry-run")  # warm the content cache
             one_s, one = timed_send(cfg, database("one"))
