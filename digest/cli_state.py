@@ -97,6 +97,8 @@ def state_restore(obj: Context, path: Path) -> None:
             f"kept {report.kept_optouts} opt-out(s) and {report.kept_link_ids} link id(s) recorded after the "
             "backup was taken"
         )
+    if report.erased_again:
+        click.echo(f"erased again {report.erased_again} address(es) erased after the backup was taken")
     click.echo(f"the files it replaced are in {report.aside}")
 
 

@@ -191,6 +191,11 @@ class Ledger(Protocol):
 
     def run_alive(self, run_id: str) -> bool: ...
 
+    def forget(self, subscriber: str, pseudonym: str) -> int:
+        """Replace a subscriber's id and address in every row with `pseudonym` (`digest subscribers
+        forget`): the rows stay, so counts and exactly-once still hold, but name nobody."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -309,6 +309,7 @@ class BackupReport:
     aside: Path | None = None  #: restore: where the replaced files were kept
     kept_optouts: int = 0  #: restore: opt-outs recorded since the backup, kept
     kept_link_ids: int = 0  #: restore: opaque link ids made since the backup, kept
+    erased_again: int = 0  #: restore: addresses erased since the backup, erased again from it
 
 
 def _copy_db(source: Path, target: Path) -> None:

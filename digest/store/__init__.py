@@ -1,8 +1,10 @@
 """Where the state lives, and opening its stores on the right engine.
 
-Three stores, each a small Protocol: the send ledger (`ledger.Ledger`), the subscriber state
-(`suppressions.SubscriberState`: opt-outs, preferences, webhook events, opaque link ids) and the
-subscribers table (`SubscriberTable`, for `[subscribers] source = "database"`). Two engines:
+Small Protocols, one per store: the send ledger (`ledger.Ledger`), the subscriber state
+(`suppressions.SubscriberState`: opt-outs, preferences, webhook events, opaque link ids), the
+subscribers table (`SubscriberTable`, for `[subscribers] source = "database"`), the events
+(`events.EventLog`) and the signups (`signup.store.SignupStore`: signups, consent records, erased
+addresses). Two engines:
 
 - SQLite (the default): files in the state folder, nothing to set up.
 - PostgreSQL: `[state] url = "postgresql://user@host/db"`, or the whole URL in the environment
@@ -29,6 +31,7 @@ from digest.suppressions import STATE_NAME, SubscriberState
 
 if TYPE_CHECKING:
     from digest.config import Config
+    from digest.signup.store import SignupStore
     from digest.store.state_sql import UpsertCounts
 
 DATABASE_URL_ENV = "DIGEST_DATABASE_URL"
@@ -139,6 +142,23 @@ def open_existing_state(where: Config | Location | Path) -> SubscriberState | No
     """The state if there is one; None before anything was ever recorded (a read must not create
     the state folder, or a preview, a check or a forged link would)."""
     return open_state(where) if state_exists(where) else None
+
+
+def open_signups(where: Config | Location | Path) -> SignupStore:
+    """The signups, consent records and erased addresses (digest.signup.store), in the state."""
+    loc = locate(where)
+    if loc.url:
+        from digest.store.pg_signups import PgSignupStore
+
+        return PgSignupStore(loc.url)
+    from digest.store.sqlite_signups import SqliteSignupStore
+
+    return SqliteSignupStore(loc.folder / STATE_NAME)
+
+
+def open_existing_signups(where: Config | Location | Path) -> SignupStore | None:
+    """The signup store if there is a state; None before anything was recorded (nothing created)."""
+    return open_signups(where) if state_exists(where) else None
 
 
 def open_subscriber_table(where: Config | Location | Path) -> SubscriberTable:

@@ -51,6 +51,9 @@ class SqlEvents:
     def _write(self) -> AbstractContextManager[Session]:
         raise NotImplementedError
 
+    def _erasing(self) -> AbstractContextManager[Session]:
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -259,6 +262,15 @@ class SqlEvents:
                 if found is not None:
                     out.append(Click(edition, subscriber, *found))
         return out
+
+    def forget(self, subscriber: str, pseudonym: str) -> int:
+        """Name `pseudonym` instead of the subscriber in their events, and drop the details (a
+        bounce's text may quote the address): reports still count them, for nobody."""
+        with self._erasing() as db:
+            cur = db.execute(
+                "UPDATE engagement_events SET subscriber = ?, detail = '' WHERE subscriber = ?", (pseudonym, subscriber)
+            )
+            return int(cur.rowcount)
 
     def tag_clicks(self, editions: Sequence[str]) -> Counter[str]:
         """Per tag (display form): readers who clicked an article carrying it, summed over these

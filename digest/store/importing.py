@@ -28,12 +28,30 @@ class ImportReport:
 
 
 def import_file(config: Config, path: Path) -> ImportReport:
+    """Upsert the file's rows; an address erased with `digest subscribers forget` is skipped."""
+    from digest.signup.merge import read_signup_state
+    from digest.signup.store import address_key
+
     found = load_subscribers(path)
-    errors = tuple(p for p in found.problems if p.severity == "error")
+    forgotten = read_signup_state(config).forgotten
+    rows, problems = list(found.subscribers), list(found.problems)
+    if forgotten:
+        erased = [s for s in rows if address_key(s.email) in forgotten]
+        rows = [s for s in rows if address_key(s.email) not in forgotten]
+        problems += [
+            Problem(
+                str(path),
+                f"{s.email}: erased at the subscriber's request; not imported",
+                line=s.line,
+                severity="warning",
+            )
+            for s in erased
+        ]
+    errors = tuple(p for p in problems if p.severity == "error")
     with open_subscriber_table(config) as table:
-        counts = table.upsert(found.subscribers)
+        counts = table.upsert(rows)
         total = table.count()
-    return ImportReport(counts.added, counts.updated, counts.unchanged, len(errors), total, found.problems)
+    return ImportReport(counts.added, counts.updated, counts.unchanged, len(errors), total, tuple(problems))
 
 
 class TableListStore:

@@ -207,7 +207,7 @@ def restore(where: Location, source: Path) -> BackupReport:
     from digest import statefiles
 
     if not where.url:
-        return statefiles.restore(where.folder, source)
+        return _erasures_kept(where, statefiles.restore(where.folder, source))
     manifest = statefiles._read_backup(source)
     statefiles.verify(source)  # the backup's two files belong together
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -222,7 +222,7 @@ def restore(where: Location, source: Path) -> BackupReport:
     report = copy_state(Location(source), where)
     # rows the live state had that the backup lacks: recorded after it was taken, kept
     kept = {t: max(0, before[t] - (report.read.get(t, 0) - report.written.get(t, 0))) for t in before}
-    return statefiles.BackupReport(
+    restored = statefiles.BackupReport(
         source,
         str(manifest.get("created_at", "")),
         int(str(manifest.get("deliveries", 0))),
@@ -231,6 +231,16 @@ def restore(where: Location, source: Path) -> BackupReport:
         kept_optouts=kept["optouts"],
         kept_link_ids=kept["token_ids"],
     )
+    return _erasures_kept(where, restored)
+
+
+def _erasures_kept(where: Location, report: BackupReport) -> BackupReport:
+    """An address erased after the backup was taken is erased again from what it brought back."""
+    import dataclasses
+
+    from digest.signup.consent import reapply_erasures
+
+    return dataclasses.replace(report, erased_again=reapply_erasures(where))
 
 
 __all__ = ["WHAT", "copy_to", "copy_state", "backup", "restore", "migrate", "info", "locate"]

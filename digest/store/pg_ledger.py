@@ -100,6 +100,15 @@ class PgLedger:
         except pg.psycopg_module().Error as exc:
             raise LedgerError(f"{pg.masked(self.url)}: the send ledger: {pg.one_line(exc)}") from None
 
+    def forget(self, subscriber: str, pseudonym: str) -> int:
+        """See Ledger.forget."""
+        with self._transaction():
+            cur = self._q(
+                "UPDATE deliveries SET subscriber = %s, email = %s, error = '' WHERE subscriber = %s",
+                (pseudonym, pseudonym, subscriber),
+            )
+        return int(cur.rowcount)
+
     def _transaction(self) -> Any:
         return pg.transaction(self._conn, self.url, LedgerError, "the send ledger")
 

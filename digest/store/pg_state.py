@@ -66,6 +66,11 @@ class _PgSessions:
         except psycopg.Error as exc:
             raise self.error(f"{pg.masked(self.url)}: cannot write {self.what}: {pg.one_line(exc)}") from None
 
+    def _erasing(self) -> Any:
+        """A write that erases (forget): an ordinary transaction. PostgreSQL keeps the old row
+        versions until (auto)vacuum reclaims them, as it does for every delete."""
+        return self._write()
+
 
 class PgSubscriberState(_PgSessions, SqlSubscriberState):
     engine = "postgresql"

@@ -1,7 +1,8 @@
 """Versioned, forward-only schema migrations: the same steps, mostly the same SQL, for both engines.
 
 Two stores, each with its own numbered steps: the send ledger (`deliveries`) and the subscriber
-state (opt-outs, preferences, webhook events, opaque link ids, the subscribers table). On SQLite
+state (opt-outs, preferences, webhook events, opaque link ids, the subscribers table, events,
+signups and consent records). On SQLite
 each store is its own file (`ledger.sqlite3`, `subscribers.sqlite3`); on PostgreSQL both live in
 one database. Either way a `schema_migrations` table records which steps ran.
 
@@ -262,6 +263,46 @@ CREATE TABLE IF NOT EXISTS edition_articles (
 CREATE INDEX IF NOT EXISTS edition_articles_by_link ON edition_articles (edition, link);
 """
 
+#: Signups, consent records (each request for a confirmation is one, its id what the link names)
+#: and the hashes of erased addresses (digest.signup.store).
+_SIGNUPS_V4 = """
+CREATE TABLE IF NOT EXISTS signups (
+    subscriber    TEXT PRIMARY KEY,
+    email         TEXT NOT NULL,
+    name          TEXT NOT NULL DEFAULT '',
+    tags          TEXT NOT NULL DEFAULT '[]',
+    categories    TEXT NOT NULL DEFAULT '[]',
+    cadence       TEXT NOT NULL DEFAULT '',
+    status        TEXT NOT NULL CHECK (status IN ('pending', 'active')),
+    source        TEXT NOT NULL,
+    listed_status TEXT NOT NULL DEFAULT '',
+    created_at    TEXT NOT NULL,
+    confirmed_at  TEXT
+);
+CREATE INDEX IF NOT EXISTS signups_by_status ON signups (status, confirmed_at);
+CREATE TABLE IF NOT EXISTS consents (
+    consent_id    TEXT PRIMARY KEY,
+    subscriber    TEXT NOT NULL,
+    email         TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    consent_text  TEXT NOT NULL,
+    ip            TEXT,
+    name          TEXT NOT NULL DEFAULT '',
+    tags          TEXT NOT NULL DEFAULT '[]',
+    categories    TEXT NOT NULL DEFAULT '[]',
+    cadence       TEXT NOT NULL DEFAULT '',
+    at            TEXT NOT NULL,
+    expires_at    TEXT,
+    confirmed_at  TEXT
+);
+CREATE INDEX IF NOT EXISTS consents_by_subscriber ON consents (subscriber, at);
+CREATE TABLE IF NOT EXISTS forgotten (
+    address_key   TEXT PRIMARY KEY,
+    reason        TEXT NOT NULL,
+    at            TEXT NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("ledger", 1, "deliveries", _DELIVERIES_V1),
     Migration(
@@ -281,6 +322,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _EVENTS_V3,
         postgresql=_EVENTS_V3_POSTGRESQL,
     ),
+    Migration("state", 4, "signups, consent records and erased addresses", _SIGNUPS_V4),
 )
 
 

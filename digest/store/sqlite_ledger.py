@@ -426,6 +426,24 @@ class SqliteLedger:
     def _relaxed(self) -> _Sync:
         return _Sync(self._db)
 
+    def forget(self, subscriber: str, pseudonym: str) -> int:
+        """See Ledger.forget. secure_delete for the update (the old cells are overwritten, not left
+        in free space), then the write-ahead log emptied."""
+        from digest.store.sqlite_state import checkpoint
+
+        (before,) = self._db.execute("PRAGMA secure_delete").fetchone()
+        self._db.execute("PRAGMA secure_delete = ON")
+        try:
+            with self._transaction():
+                cur = self._db.execute(
+                    "UPDATE deliveries SET subscriber = ?, email = ?, error = '' WHERE subscriber = ?",
+                    (pseudonym, pseudonym, subscriber),
+                )
+        finally:
+            self._db.execute(f"PRAGMA secure_delete = {int(before)}")
+        checkpoint(self._db)
+        return int(cur.rowcount)
+
     def _transaction(self) -> Transaction:
         return Transaction(self._db, self.path, LedgerError, "the send ledger")
 

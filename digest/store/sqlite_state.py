@@ -46,6 +46,29 @@ class _SqliteSessions:
         with Transaction(self._db, self.path, self.error, self.what):
             yield self._db
 
+    @contextmanager
+    def _erasing(self) -> Iterator[Any]:
+        """A write whose deleted or replaced values must not linger in the file: SQLite's
+        secure_delete for it (freed space overwritten), then the write-ahead log emptied."""
+        (before,) = self._db.execute("PRAGMA secure_delete").fetchone()
+        self._db.execute("PRAGMA secure_delete = ON")
+        try:
+            with self._write() as db:
+                yield db
+        finally:
+            self._db.execute(f"PRAGMA secure_delete = {int(before)}")
+        checkpoint(self._db)
+
+
+def checkpoint(db: sqlite3.Connection) -> None:
+    """Copy the write-ahead log into the database and empty it: until then the log still holds the
+    pages as they were before an erasure. A busy reader may keep part of it; SQLite's own next
+    checkpoint finishes the job."""
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass
+
 
 class SqliteSubscriberState(_SqliteSessions, SqlSubscriberState):
     """The state file. Several processes may use it at once (WAL; writes are short)."""
@@ -67,10 +90,12 @@ class SqliteSubscriberState(_SqliteSessions, SqlSubscriberState):
             write_pairing(self._db, values)
 
     #: What a restore keeps from the state file it replaces: rows never to be forgotten (an
-    #: opt-out; the opaque id that links already in inboxes name), with their columns.
+    #: opt-out; the opaque id that links already in inboxes name; an erased address's hash), with
+    #: their columns.
     _KEPT_ON_RESTORE = {
         "optouts": "subscriber, email, reason, source, detail, at",
         "token_ids": "token_id, subscriber, created_at",
+        "forgotten": "address_key, reason, at",
     }
 
     def merge_kept_rows_from(self, other: Path) -> dict[str, int]:

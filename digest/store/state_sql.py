@@ -265,7 +265,8 @@ class SqlSubscriberState:
         return written
 
     def clear_for_restore(self) -> None:
-        """Everything a restore replaces: all but the opt-outs and link ids (never forgotten)."""
+        """Everything a restore replaces: all but the opt-outs, link ids and erased addresses
+        (never forgotten)."""
         with self._write() as db:
             for table in (
                 "preferences",
@@ -275,6 +276,8 @@ class SqlSubscriberState:
                 "engagement_events",
                 "edition_articles",
                 "editions",
+                "signups",
+                "consents",
             ):
                 db.execute(f"DELETE FROM {table}")  # names are ours
 
@@ -303,6 +306,16 @@ _ON_CONFLICT: dict[str, str] = {
     "editions": "ON CONFLICT (edition) DO UPDATE SET label = excluded.label",
     "edition_articles": "ON CONFLICT (edition, article) DO UPDATE SET url = excluded.url, link = excluded.link,"
     " title = excluded.title, tags = excluded.tags, categories = excluded.categories",
+    # signups (digest.signup.store): the later request or confirmation wins; a consent record's
+    # confirmation is never lost; an erased address is kept from both sides
+    "signups": "ON CONFLICT (subscriber) DO UPDATE SET email = excluded.email, name = excluded.name,"
+    " tags = excluded.tags, categories = excluded.categories, cadence = excluded.cadence,"
+    " status = excluded.status, source = excluded.source, listed_status = excluded.listed_status,"
+    " created_at = excluded.created_at, confirmed_at = excluded.confirmed_at"
+    " WHERE COALESCE(excluded.confirmed_at, excluded.created_at) > COALESCE(signups.confirmed_at, signups.created_at)",
+    "consents": "ON CONFLICT (consent_id) DO UPDATE SET confirmed_at = COALESCE(consents.confirmed_at,"
+    " excluded.confirmed_at), ip = CASE WHEN consents.ip IS NULL THEN NULL ELSE excluded.ip END",
+    "forgotten": "ON CONFLICT DO NOTHING",
     "subscribers": "ON CONFLICT (subscriber) DO UPDATE SET email = excluded.email, name = excluded.name,"
     " tags = excluded.tags, categories = excluded.categories, status = excluded.status,"
     " attributes = excluded.attributes, extra = excluded.extra, position = excluded.position,"
@@ -320,6 +333,11 @@ STATE_TABLES: dict[str, str] = {
     "engagement_events": "event_id, source, kind, edition, subscriber, message_id, at, machine, article, link, detail",
     "editions": "edition, label, at, recorded_at",
     "edition_articles": "edition, article, url, link, title, tags, categories",
+    "signups": "subscriber, email, name, tags, categories, cadence, status, source, listed_status, created_at,"
+    " confirmed_at",
+    "consents": "consent_id, subscriber, email, source, consent_text, ip, name, tags, categories, cadence, at,"
+    " expires_at, confirmed_at",
+    "forgotten": "address_key, reason, at",
 }
 
 
