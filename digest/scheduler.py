@@ -119,9 +119,10 @@ def send_scheduled(
             f"Pass {force_it} to send it anyway; the next slot is {describe(upcoming.at)} ({upcoming.edition_id})"
         )
     if config.schedule.local_time:
-        from digest.store import load_list
+        from digest.suppressions import load_effective
 
-        subscribers = load_list(config).subscribers
+        # the merged list (signups too), as the send itself will see it
+        subscribers = load_effective(config).subscribers
         options = replace(options, send_at=local_send_times(subscribers, slot, now))
     report = send(
         config,

@@ -36,6 +36,10 @@ STATUSES = flags.STATUSES
 #: Columns (and JSON keys) with a meaning of their own; everything else that is not a subscription
 #: flag is an attribute. Compared as `flags.key` spells them.
 KNOWN_COLUMNS = frozenset({"email", "name", "tags", "categories", "category", "id", "frequency", "preferences"})
+#: The consent record `digest subscribers export` adds: the state's, never read back as attributes.
+#: Named like consent on purpose, so they are told apart from a flag we cannot read by name.
+CONSENT_COLUMNS = ("consent_at", "consent_source", "consent_text", "consent_ip", "confirmed_at")
+_RECORD_KEYS = frozenset(flags.key(c) for c in CONSENT_COLUMNS)
 #: The columns `write_list` writes, in order, before the attributes.
 LIST_COLUMNS = ("email", "name", "tags", "categories", "status", "id", "subscribed_at", "frequency")
 
@@ -214,7 +218,7 @@ def _plan(names: tuple[str, ...]) -> _Plan:
         consent=tuple(
             (n, flags.key(n) in flags.CONSENT and flags.key(n) not in flags.OPTOUT_DATES)
             for n in names
-            if flags.key(n) in flags.CONSENT or flags.looks_like_flag(n)
+            if (flags.key(n) in flags.CONSENT or flags.looks_like_flag(n)) and flags.key(n) not in _RECORD_KEYS
         ),
         attributes=tuple(n for n in names if _is_attribute(n)),
     )
@@ -222,7 +226,9 @@ def _plan(names: tuple[str, ...]) -> _Plan:
 
 def _is_attribute(name: str) -> bool:
     k = flags.key(name)
-    return bool(k) and k not in KNOWN_COLUMNS and k not in flags.RECOGNISED and not flags.looks_like_flag(name)
+    if not k or k in KNOWN_COLUMNS or k in _RECORD_KEYS or k in flags.RECOGNISED:
+        return False
+    return not flags.looks_like_flag(name)
 
 
 def _nested_flags(row: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -358,14 +364,19 @@ def _flatten_json(item: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- writing
 
 
-def write_list(subscribers: Sequence[Subscriber], out: TextIO) -> None:
+def write_list(
+    subscribers: Sequence[Subscriber], out: TextIO, extra: Mapping[str, Mapping[str, str]] | None = None
+) -> None:
     """The list as CSV in our own format (read back by `load_subscribers` as the same list).
 
     Optional columns (`id`, `subscribed_at`, `frequency`) appear only when someone has them; every
-    cell is neutralised against spreadsheet formulas (see digest.csvfile)."""
+    cell is neutralised against spreadsheet formulas (see digest.csvfile). `extra`: more columns
+    per subscriber id (the consent record of `digest subscribers export`), after the list's own."""
     attributes: dict[str, None] = {}
     for s in subscribers:
         attributes.update(dict.fromkeys(s.attributes))
+    extra = extra or {}
+    extra_columns = list(dict.fromkeys(c for cells in extra.values() for c in cells))
     optional = {
         "id": any(s.external_id for s in subscribers),
         "subscribed_at": any(s.subscribed_at for s in subscribers),
@@ -373,7 +384,8 @@ def write_list(subscribers: Sequence[Subscriber], out: TextIO) -> None:
     }
     columns = [c for c in LIST_COLUMNS if optional.get(c, True)]
     w = csv_writer(out)
-    w.writerow([*columns, *attributes])
+    w.writerow([*columns, *extra_columns, *attributes])
+    none: Mapping[str, str] = {}
     for s in subscribers:
         cells = {
             "email": s.email,
@@ -385,4 +397,11 @@ def write_list(subscribers: Sequence[Subscriber], out: TextIO) -> None:
             "subscribed_at": s.subscribed_at.isoformat() if s.subscribed_at else "",
             "frequency": s.frequency or "",
         }
-        w.writerow([*(cells[c] for c in columns), *(s.attributes.get(k, "") for k in attributes)])
+        own = extra.get(s.id, none)
+        w.writerow(
+            [
+                *(cells[c] for c in columns),
+                *(own.get(c, "") for c in extra_columns),
+                *(s.attributes.get(k, "") for k in attributes),
+            ]
+        )

@@ -193,10 +193,13 @@ def effective_subscribers(subscribers: SubscriberList, overlay: Overlay) -> Subs
 
 
 def load_effective(config: Config) -> SubscriberList:
-    """The list the config names (its file, or the subscribers table) with the state laid over it."""
+    """The list as the next send sees it: the list the config names (its file, or the subscribers
+    table) plus confirmed signups, less forgotten addresses (digest.signup.merge), with the state's
+    opt-outs, preferences and cadences laid over."""
+    from digest.signup.merge import merge_signups, read_signup_state  # the signup layer builds on this one
     from digest.store import load_list
 
-    return effective_subscribers(load_list(config), read_overlay(config))
+    return effective_subscribers(merge_signups(load_list(config), read_signup_state(config)), read_overlay(config))
 
 
 # ---------------------------------------------------------------- digest subscribers export
@@ -207,21 +210,27 @@ class ExportReport:
     written: int
     changed: int  #: rows that differ from the list (status or topics)
     skipped_rows: int  #: invalid rows of the list, not exported
+    signups: int = 0  #: confirmed signups that are not on the list, exported after its rows
 
 
 def export_subscribers(config: Config, out: Path | None) -> tuple[ExportReport, str]:
-    """The merged list as CSV; written to `out`, or returned as text when `out` is None."""
+    """The merged list as CSV, with each subscriber's latest consent record; written to `out`, or
+    returned as text when `out` is None."""
+    from digest.signup.consent import consent_cells
+    from digest.signup.merge import merge_signups, read_signup_state
     from digest.store import load_list
 
     if out is not None and out.resolve() == config.subscribers.path.resolve():
         raise DigestError(f"{out}: refusing to overwrite the subscriber list; export to another file")
     original = load_list(config)
-    merged = effective_subscribers(original, read_overlay(config))
+    merged = effective_subscribers(merge_signups(original, read_signup_state(config)), read_overlay(config))
     buffer = io.StringIO()
-    write_list(merged.subscribers, buffer)  # formula-looking cells neutralised (digest.csvfile)
-    changed = sum(1 for a, b in zip(original.subscribers, merged.subscribers, strict=True) if a != b)
+    # formula-looking cells neutralised (digest.csvfile)
+    write_list(merged.subscribers, buffer, extra=consent_cells(config))
+    listed = len(original.subscribers)
+    changed = sum(1 for a, b in zip(original.subscribers, merged.subscribers[:listed], strict=True) if a != b)
     skipped = sum(1 for p in original.problems if p.severity == "error")
-    report = ExportReport(len(merged.subscribers), changed, skipped)
+    report = ExportReport(len(merged.subscribers), changed, skipped, len(merged.subscribers) - listed)
     if out is None:
         return report, buffer.getvalue()
     out.parent.mkdir(parents=True, exist_ok=True)

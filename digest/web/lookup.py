@@ -21,7 +21,6 @@ from digest.config import Config
 from digest.models import Subscriber
 from digest.store import open_existing_state, open_subscriber_table
 from digest.subscribers import SubscriberList, load_subscribers
-from digest.suppressions import apply_overlay
 from digest.tokens import Claim
 
 log = logging.getLogger("digest.public")
@@ -97,15 +96,24 @@ def subscriber_index(config: Config) -> SubscriberIndex | TableIndex:
 
 
 def current_subscriber(index: SubscriberIndex | TableIndex, where: Config, subscriber_id: str) -> Subscriber | None:
-    """The subscriber as the next run will see them: the list's row with their state laid over."""
+    """The subscriber as the next run will see them: the list's row or their confirmed signup,
+    with their state laid over (digest.signup.merge's rules, for this one address)."""
+    from digest.signup.merge import one_subscriber
+    from digest.store import open_existing_signups
+
     listed = index.get(subscriber_id)
-    if listed is None:
-        return None
     state = open_existing_state(where)
     if state is None:
         return listed
     with state:
-        return apply_overlay(listed, state.overlay_for(subscriber_id))
+        overlay = state.overlay_for(subscriber_id)
+    store = open_existing_signups(where)
+    signup, kept = None, None
+    if store is not None:
+        with store:
+            signup = store.signup(subscriber_id)
+            kept = store.forgotten_reason(subscriber_id)
+    return one_subscriber(listed, signup, kept, overlay)
 
 
 class LinkResolver:
