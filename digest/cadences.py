@@ -317,3 +317,11 @@ def when(table: Timetable) -> str:
         suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
         return f"on the {day}{suffix} of the month at {clock}{zone_name}"
     return f"cron {cron.expr}{zone_name}"
+
+
+def offered(cadences: Cadences | None) -> list[dict[str, str]]:
+    """The cadences a reader may pick (the preferences page, the signup form): one per slot, when
+    there is more than one to pick; each with its name, label and when it goes out."""
+    if cadences is None or cadences.legacy or len(cadences.tables) < 2:
+        return []
+    return [{"name": t.cadence, "label": t.cadence.capitalize(), "when": when(t)} for t in cadences.tables]

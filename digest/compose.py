@@ -309,6 +309,15 @@ class Composer:
                 out.append(line)
         return "\n".join(out) + "\n"
 
+    def render_notice(self, mjml_name: str, text_name: str, **context: Any) -> tuple[str, str]:
+        """(HTML, text) of a one-off email (signup.notices: confirmation, welcome) from its two
+        templates, through the same environment, MJML and premailer as a digest."""
+        context = {"newsletter": self.newsletter_view, **context}
+        html = self.compile_mjml(self._render(mjml_name, **context))
+        lines = [line.rstrip() for line in self._render(text_name, **context).strip().splitlines()]
+        text = "\n".join(line for n, line in enumerate(lines) if line or (n and lines[n - 1]))
+        return html, text + "\n"
+
     def render_line(self, name: str, layout: Layout, edition: Edition, recipient: personalize.RecipientView) -> str:
         return one_line(self._render(name, **self._context(layout, edition, recipient)))
 

@@ -35,8 +35,13 @@ def preferences_base(config: Config) -> str:
 class Links:
     """Link maker for one run. Safe to share between threads (the send path may render in several)."""
 
-    def __init__(self, config: Config, recipients: Sequence[Subscriber], *, persist: bool = True):
+    def __init__(
+        self, config: Config, recipients: Sequence[Subscriber], *, persist: bool = True, secret: bytes | None = None
+    ):
+        """`secret`: the signing secret when the caller holds it already (`digest serve`), else
+        it is read from the environment on first use."""
         self.config = config
+        self._secret = secret
         self._recipients = recipients
         self._persist = persist
         self._ids: dict[str, str] | None = None
@@ -48,7 +53,7 @@ class Links:
         """The signing secret when an endpoint is configured (a missing one is an error here)."""
         if not (self.config.sending.unsubscribe_url or self.config.sending.preferences_url):
             return None
-        return secret_from_env(self.config.sending.secret_env)
+        return self._secret or secret_from_env(self.config.sending.secret_env)
 
     def unsubscribe_url(self, subscriber: Subscriber) -> str:
         """The signed one-click URL when an endpoint is configured, else a mailto to the sender."""

@@ -18,6 +18,11 @@ Secret rotation: tokens are always signed with the current secret, and verified 
 the previous ones (`sending.previous_secrets_env`), so a rotation does not break every link in
 every inbox at once.
 
+The same `v2` shape signs a signup's confirmation and cancel links (purposes "confirm" and "cancel"):
+their id names a consent record (digest.signup.store), not a subscriber. A form's fill-time stamp
+(`s1.<epoch>.<mac>`) and a first-party click's link token (`l1....`) have MAC inputs of their own,
+so none of these can stand in for another.
+
 Only the exact spelling made here verifies. A lenient base64 decoder would accept extra characters
 (quotes, angle brackets) in a token that still verifies, and those would be reflected into the
 public pages.
@@ -38,7 +43,9 @@ from typing import Literal
 from digest.errors import ConfigError
 
 #: "click": a reader's part of a first-party click link (clicks.py), good for nothing else.
-_PURPOSES = frozenset({"unsubscribe", "preferences", "click"})
+#: "confirm" / "cancel": a signup's confirmation link and the link that withdraws it; their id
+#: names a consent record (digest.signup.store), not a subscriber.
+_PURPOSES = frozenset({"unsubscribe", "preferences", "click", "confirm", "cancel"})
 _VERSION = "v2"
 #: 16 random bytes in unpadded URL-safe base64, then an 18-byte MAC in the same.
 ID_CHARS = 22
@@ -48,6 +55,8 @@ MIN_SECRET_CHARS = 16
 _LINK_VERSION = "l1"
 #: An edition id and an article id: bounded, so a crafted URL cannot make us decode megabytes.
 _LINK = re.compile(r"l1\.([A-Za-z0-9_-]{2,700})\.([A-Za-z0-9_-]{24})")
+_STAMP_VERSION = "s1"
+_STAMP = re.compile(r"s1\.([0-9]{1,12})\.([A-Za-z0-9_-]{24})")
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,28 @@ def read_link_token(token: str, secrets_: Sequence[bytes]) -> tuple[str, str] | 
     except ValueError:  # UnicodeDecodeError too
         return None
     return edition, article
+
+
+def make_stamp(moment: int, secret: bytes) -> str:
+    """`s1.<epoch seconds>.<mac>`: when the server handed out a signup form, so a submission can
+    be told apart from one made faster than a person types (or from a form never fetched)."""
+    return f"{_STAMP_VERSION}.{moment}.{_b64(_stamp_mac(secret, moment))}"
+
+
+def read_stamp(stamp: str, secrets_: Sequence[bytes]) -> int | None:
+    """The moment a stamp one of `secrets_` signed was made; None for anything else."""
+    m = _STAMP.fullmatch(stamp)
+    if not m:
+        return None
+    moment = int(m.group(1))
+    if any(hmac.compare_digest(m.group(2), _b64(_stamp_mac(secret, moment))) for secret in secrets_):
+        return moment
+    return None
+
+
+def _stamp_mac(secret: bytes, moment: int) -> bytes:
+    # Starts with "s1": no other token's MAC input does, so a stamp stands in for nothing else.
+    return hmac.new(secret, f"{_STAMP_VERSION}\x00stamp\x00{moment}".encode(), hashlib.sha256).digest()[:18]
 
 
 def _link_mac(secret: bytes, payload: bytes) -> bytes:
