@@ -402,6 +402,86 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class SignupConfig:
+    enabled: bool = opt(
+        False,
+        "Serve the signup form (GET/POST /subscribe), its JSON API (/api/subscribe) and confirmation links "
+        "on `digest serve`: double opt-in, see the signup page of the docs.",
+    )
+    url: str = opt(
+        "",
+        "Public URL of the signup page, e.g. https://news.example.com/subscribe; empty: `subscribe` next to "
+        "unsubscribe_url. Confirmation links and `digest form` point here.",
+        kind="https",
+    )
+    consent_text: str = opt(
+        "I want to receive {newsletter} by email. I can unsubscribe at any time with the link in every email.",
+        "The consent line shown beside the form's checkbox and kept with each consent record; {newsletter} "
+        "becomes the newsletter's name.",
+        kind="text",
+        max_len=1000,
+    )
+    confirm_hours: int = opt(48, "Hours a confirmation link works (it works once).", bounds=(1, 24 * 30))
+    pending_days: int = opt(
+        7,
+        "Days an unconfirmed signup (and its consent record) is kept before it is purged; pending "
+        "signups never receive digests.",
+        bounds=(1, 365),
+    )
+    min_fill_seconds: float = opt(
+        3.0,
+        "A form submitted sooner than this after the page was served is shown again instead (bots fill "
+        "forms at once); 0: no check.",
+        bounds=(0, 600),
+    )
+    per_ip_per_hour: int = opt(
+        10, "Signups one client address may submit per hour, per server process; 0: no limit.", bounds=(0, 100_000)
+    )
+    per_address_per_day: int = opt(
+        3,
+        "Most confirmation emails one address receives in 24 hours, whoever asks for them (nobody can "
+        "flood an inbox through the form).",
+        bounds=(1, 100),
+    )
+    check_mx: bool = opt(
+        False, "Also check that the address's domain accepts mail (a DNS lookup per signup); off: syntax only."
+    )
+    keep_ip_days: int = opt(
+        0,
+        "Days the signup's client address is kept in its consent record, then erased; 0: never recorded.",
+        bounds=(0, 3660),
+    )
+    topics: int = opt(
+        30,
+        "Most topics the form offers: the tags and categories the content uses most, as the articles spell "
+        "them; 0: no topic picker.",
+        bounds=(0, 500),
+    )
+    welcome_articles: int = opt(
+        3, "Top articles of the last edition shown in the welcome email; 0: none.", bounds=(0, 20)
+    )
+    confirm_subject: str = opt(
+        "Confirm your subscription to {newsletter}", "Subject of the confirmation email.", max_len=200
+    )
+    welcome_subject: str = opt("Welcome to {newsletter}", "Subject of the welcome email.", max_len=200)
+    captcha: str = opt(
+        "",
+        'A CAPTCHA on the form: "turnstile" (Cloudflare) or "hcaptcha"; empty: none (the honeypot, the '
+        "fill time and the rate limits still apply).",
+        choices=("", "turnstile", "hcaptcha"),
+    )
+    captcha_site_key: str = opt("", "The CAPTCHA's public site key (shown in the page).", max_len=200)
+    captcha_secret_env: str = opt(
+        "DIGEST_CAPTCHA_SECRET", "Environment variable holding the CAPTCHA's secret key.", kind="env"
+    )
+    captcha_verify_url: str = opt(
+        "",
+        "The CAPTCHA provider's verification endpoint; empty: the provider's own (siteverify).",
+        kind="url",
+    )
+
+
+@dataclass(frozen=True)
 class ArchiveConfig:
     base_url: str = opt(
         "",
@@ -427,6 +507,7 @@ SECTIONS: dict[str, type] = {
     "smtp": SmtpConfig,
     "schedule": ScheduleConfig,
     "serve": ServeConfig,
+    "signup": SignupConfig,
     "archive": ArchiveConfig,
 }
 
@@ -448,6 +529,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    signup: SignupConfig = field(default_factory=SignupConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     source: Path | None = None  #: the file it came from
 
@@ -554,6 +636,19 @@ def _validate(config: Config, source: str) -> None:
     _validate_schedule(config, source)
     _validate_serve(config, source)
     _validate_engagement(config, source)
+    _validate_signup(config, source)
+
+
+def _validate_signup(config: Config, source: str) -> None:
+    s = config.signup
+    if not s.enabled:
+        return
+    if not (s.url or config.sending.unsubscribe_url):
+        raise ConfigError(
+            f"{source}: signup.enabled needs signup.url or sending.unsubscribe_url: confirmation links point there"
+        )
+    if s.captcha and not s.captcha_site_key:
+        raise ConfigError(f"{source}: signup.captcha needs signup.captcha_site_key")
 
 
 def _validate_engagement(config: Config, source: str) -> None:

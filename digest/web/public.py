@@ -9,6 +9,8 @@
                                    and engagement events kept per edition (events.py)
   GET  /r/<link token>?u=<reader>  a first-party click ([tracking] clicks): counted, then redirected
                                    to the article's URL as recorded for that edition, nowhere else
+  /subscribe, /api/subscribe, /subscribe/confirm, /subscribe/cancel
+                                   signups with double opt-in ([signup] enabled; see web/signup.py)
 
 Security model: the signed token *is* the capability. It names one subscriber (by an opaque id,
 never the address) and one purpose (an unsubscribe token cannot open the preferences page), so
@@ -25,10 +27,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -44,11 +47,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from digest.cadences import Cadences, when
+from digest.cadences import Cadences, offered
 from digest.config import Config
 from digest.errors import ConfigError
 from digest.events import from_sendgrid, open_events
 from digest.links import preferences_base
+from digest.signup.form import consent_text
 from digest.store import open_state
 from digest.subscribers import split_terms
 from digest.suppressions import Change, Reason, read_overlay
@@ -66,6 +70,7 @@ from digest.web.guards import (
 )
 from digest.web.lookup import LinkResolver, current_subscriber, subscriber_index
 from digest.web.redirect import ClickRedirect
+from digest.web.signup import SignupViews, signup_hosts
 
 log = logging.getLogger("digest.public")
 
@@ -296,6 +301,9 @@ class PublicViews:
             subscriber_status=current.status,
             paused=current.status == "paused",
             opted_out=current.status not in ("active", "paused"),
+            # their own unsubscribe can be undone here; a bounce or complaint cannot
+            can_return=current.status in ("unsubscribed", "pending"),
+            consent_text=consent_text(self.config),
             tags="; ".join(current.tags),
             categories="; ".join(current.categories),
             contact=self.config.newsletter.reply_to or self.config.newsletter.from_email,
@@ -305,17 +313,14 @@ class PublicViews:
 
     def cadence_choices(self) -> list[dict[str, str]]:
         """The cadences offered on the page: one per slot, when there is more than one to pick."""
-        cadences = self.cadences
-        if cadences is None or cadences.legacy or len(cadences.tables) < 2:
-            return []
-        return [{"name": t.cadence, "label": t.cadence.capitalize(), "when": when(t)} for t in cadences.tables]
+        return offered(self.cadences)
 
     async def preferences(self, request: Request) -> Response:
         self.limit_form(request)
         subscriber_id = await self.subscriber_id(request, "preferences")
         form = _form(await _body(request, MAX_FORM_BYTES))
         action = form.get("action", "save")
-        if action not in ("save", "pause", "resume", "unsubscribe"):
+        if action not in ("save", "pause", "resume", "unsubscribe", "resubscribe"):
             raise HTTPException(400, "Unknown action.")
         frequency = form.get("frequency") if action == "save" else None
         if frequency is not None and frequency not in {c["name"] for c in self.cadence_choices()}:
@@ -323,6 +328,8 @@ class PublicViews:
         current = await run_in_threadpool(self._current, subscriber_id)
         if current is None:
             raise HTTPException(404, "This address is not on the list any more.")
+        if action == "resubscribe":
+            return await self._resubscribe(request, current)
         tags = _terms(form.get("tags", ""))
         categories = _terms(form.get("categories", ""))
         config = self.config
@@ -350,6 +357,18 @@ class PublicViews:
             "unsubscribe": "You are unsubscribed.",
         }[action]
         return await self.preferences_page(request, saved=done)
+
+    async def _resubscribe(self, request: Request, current: Any) -> Response:
+        from datetime import UTC, datetime
+
+        from digest.signup.flow import resubscribe
+
+        at = datetime.fromtimestamp(self.settings.now(), UTC)
+        listed = await run_in_threadpool(self.index.get, current.id)
+        if not await run_in_threadpool(resubscribe, self.config, current, listed, at):
+            raise HTTPException(403, "This address cannot be subscribed again from here.")
+        log.info("preferences: resubscribe recorded")
+        return await self.preferences_page(request, saved="Welcome back: digests are on again.")
 
     # ---- SendGrid Event Webhook
 
@@ -441,8 +460,10 @@ def create_public_app(settings: PublicSettings) -> Starlette:
             403: "Invalid link",
             404: "Not found",
             405: "Not allowed",
+            410: "Link expired",
             413: "Too large",
             429: "Too many requests",
+            503: "Busy",
         }
         page = _page(
             "public_message.html",
@@ -466,7 +487,18 @@ def create_public_app(settings: PublicSettings) -> Starlette:
         )
 
     config = settings.config
-    hosts = trusted_hosts(config.serve.trusted_hosts, (config.sending.unsubscribe_url, preferences_base(config)))
+    signup = SignupViews(settings, views.index.get, views.form_limit) if config.signup.enabled else None
+    hosts = trusted_hosts(
+        config.serve.trusted_hosts,
+        (config.sending.unsubscribe_url, preferences_base(config), *signup_hosts(config)),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if signup is not None:  # the signups still queued are handled before the process ends
+            await run_in_threadpool(signup.worker.close)
+
     app = Starlette(
         routes=[
             Route("/unsubscribe", views.unsubscribe_page, methods=["GET"]),
@@ -475,7 +507,9 @@ def create_public_app(settings: PublicSettings) -> Starlette:
             Route("/preferences", views.preferences, methods=["POST"]),
             Route("/webhooks/sendgrid", views.sendgrid_webhook, methods=["POST"]),
             Route("/r/{token}", views.clicks.redirect, methods=["GET"]),
+            *(signup.routes() if signup is not None else ()),
         ],
+        lifespan=lifespan,
         middleware=[
             Middleware(SecurityHeaders),  # outermost: even the Host check's 400 carries them
             # No www redirect: it would rebuild the URL, token included, on another host.
@@ -486,6 +520,7 @@ def create_public_app(settings: PublicSettings) -> Starlette:
     # `/preferences/` would be a 307 to `<Host header>/preferences?token=...`: never redirect.
     app.router.redirect_slashes = False
     app.state.views = views  # the serve command warms the subscriber index before listening
+    app.state.signup = signup
     return app
 
 
@@ -516,12 +551,16 @@ def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     read_overlay(config)  # an unreadable (or unmigrated) state fails now, not on the first unsubscribe
     app = create_public_app(settings)
     app.state.views.index.refresh()  # read the list now, not on the first subscriber's click
+    if app.state.signup is not None:
+        app.state.signup.topics.get()  # the form's topics now, not on the first visitor's
+        app.state.signup.worker.start()
     sock = bind(host, port)
     if settings.webhook_key is None:
         log.warning(
             "webhook disabled: set %s to SendGrid's verification key to accept events", config.sendgrid.webhook_key_env
         )
-    log.info("serving unsubscribe, preferences and webhooks at %s (Ctrl+C to stop)", url_for(sock))
+    what = "signups, unsubscribe, preferences" if config.signup.enabled else "unsubscribe, preferences"
+    log.info("serving %s and webhooks at %s (Ctrl+C to stop)", what, url_for(sock))
     uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
 
 
