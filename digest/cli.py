@@ -53,7 +53,7 @@ class DigestGroup(click.Group):
 pass_ctx = click.make_pass_decorator(Context)
 
 #: The `web` extra: a cron-only install (`pip install newsletter-digest`) has none of these.
-WEB_PACKAGES = frozenset({"starlette", "uvicorn", "watchfiles"})
+WEB_PACKAGES = frozenset({"starlette", "uvicorn", "watchfiles", "email_validator"})
 
 
 @contextmanager
@@ -612,6 +612,15 @@ def serve(obj: Context, host: str, port: int) -> None:
     serve_public(obj.config(), host=host, port=port)
 
 
+@main.command("form")
+@pass_ctx
+def form(obj: Context) -> None:
+    """Print a plain HTML signup form (no script) to paste into the blog's own pages."""
+    from digest.signup.form import form_snippet
+
+    click.echo(form_snippet(obj.config()), nl=False)
+
+
 @main.command()
 @pass_ctx
 def sync(obj: Context) -> None:
@@ -633,7 +642,7 @@ def subscribers() -> None:
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write here (default: stdout).")
 @pass_ctx
 def subscribers_export(obj: Context, out: Path | None) -> None:
-    """Write the list merged with opt-outs, pauses and topic changes as CSV (the list is never rewritten)."""
+    """Write the list merged with signups, opt-outs, pauses and topic changes, with consent records, as CSV."""
     from digest.suppressions import export_subscribers
 
     config = obj.config()
@@ -641,9 +650,63 @@ def subscribers_export(obj: Context, out: Path | None) -> None:
     if out is None:
         click.echo(text, nl=False)
     summary = f"exported {report.written} subscriber(s), {report.changed} changed by the state"
+    if report.signups:
+        summary += f", {report.signups} from signups"
     if report.skipped_rows:
         summary += f"; {report.skipped_rows} invalid row(s) of the list left out (see `digest check`)"
     click.echo(summary + (f" into {out}" if out else ""), err=True)
+
+
+@subscribers.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON (for an access request).")
+@pass_ctx
+def subscribers_show(obj: Context, email: str, as_json: bool) -> None:
+    """Print what is held about EMAIL: status, list row, signup, consent records, opt-outs, deliveries."""
+    import json
+    from datetime import UTC, datetime
+
+    from digest.signup.consent import describe, show
+
+    record = show(obj.config(), email)
+    if as_json:
+        click.echo(json.dumps(record.to_json(), indent=2, ensure_ascii=False))
+        return
+    for line in describe(record, datetime.now(UTC)):
+        click.echo(line)
+
+
+@subscribers.command("forget")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def subscribers_forget(obj: Context, email: str, yes: bool) -> None:
+    """Erase EMAIL everywhere (list, state, events, ledger, .eml files), keeping only a hashed suppression."""
+    from digest.signup.consent import forget
+
+    config = obj.config()
+    if not yes:
+        click.confirm(f"Erase {email} from the list, the state and the ledger? This cannot be undone", abort=True)
+    report = forget(config, email)
+    state = ", ".join(f"{n} {table}" for table, n in report.state.items() if n) or "nothing"
+    click.echo(f"erased {report.email}: state rows: {state}")
+    click.echo(
+        f"  list records removed: {report.list_rows}; events renamed: {report.events}; "
+        f"ledger rows renamed: {report.deliveries}; .eml files deleted: {report.files}"
+    )
+    click.echo(f"  kept: a hashed suppression ({report.kept_reason}); backups taken before are not changed")
+    for note in report.notes:
+        click.echo(f"warning: {note}", err=True)
+
+
+@subscribers.command("purge")
+@pass_ctx
+def subscribers_purge(obj: Context) -> None:
+    """Remove unconfirmed signups past signup.pending_days and client addresses past signup.keep_ip_days."""
+    from digest.signup.flow import SignupFlow
+
+    config = obj.config()
+    click.echo(SignupFlow(config, b"").purge())
 
 
 @subscribers.command("import")
@@ -666,7 +729,11 @@ def subscribers_import(
 ) -> None:
     """Merge another tool's export into the list, or upsert a list in our own format into the
     subscribers table; opt-outs are kept, never lifted."""
+    from datetime import UTC, datetime
+
     from digest.imports import CsvListStore, import_subscribers
+    from digest.signup.consent import record_imports
+    from digest.signup.merge import read_signup_state
     from digest.suppressions import read_overlay
 
     config = obj.config()
@@ -681,7 +748,9 @@ def subscribers_import(
         store: Any = TableListStore(config)
     else:
         store = CsvListStore(into or config.subscribers.path)
-    report = import_subscribers(source, files, store, read_overlay(config), dry_run=dry_run)
+    forgotten = read_signup_state(config).forgotten
+    report = import_subscribers(source, files, store, read_overlay(config), dry_run=dry_run, forgotten=forgotten)
+    record_imports(config, source, files, report.added, datetime.now(UTC))
     for result in report.results:
         click.echo(str(result))
     click.echo(report.summary, err=True)

@@ -7,6 +7,8 @@ list today; a database store (PostgreSQL) only has to implement `load` and `save
 
 The rules, in the order they apply to each row:
 
+0. An address erased with `digest subscribers forget` (kept only as a hash in the state) is never
+   imported again: its rows are skipped, whatever the export says.
 1. An opt-out in the subscriber state (an unsubscribe link, a bounce, a complaint) is never lifted:
    an imported "active" row for that address is written with the opted-out status.
 2. An import never re-subscribes: a row that is not active in our list stays as it is, whatever the
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
@@ -31,6 +33,7 @@ from typing import Literal, Protocol
 from digest.errors import SubscriberError
 from digest.importers import Mapped, Skip, read_export
 from digest.models import Subscriber
+from digest.signup.store import address_key
 from digest.subscribers import SubscriberList, load_subscribers, write_list
 from digest.suppressions import Overlay, optout_status
 
@@ -58,6 +61,7 @@ class ImportReport:
     target: str
     results: tuple[RowResult, ...]
     written: bool  #: False for a dry run (or when nothing changed)
+    added: tuple[Subscriber, ...] = ()  #: new active subscribers written (their consent gets recorded)
 
     def count(self, action: Action) -> int:
         return sum(1 for r in self.results if r.action == action)
@@ -129,8 +133,14 @@ class CsvListStore:
             raise
 
 
-def plan_import(existing: Iterable[Subscriber], rows: Iterable[Mapped | Skip], overlay: Overlay) -> ImportPlan:
-    """What an import would write, and a result for every row (pure: nothing is read or written)."""
+def plan_import(
+    existing: Iterable[Subscriber],
+    rows: Iterable[Mapped | Skip],
+    overlay: Overlay,
+    forgotten: Mapping[str, str] | None = None,
+) -> ImportPlan:
+    """What an import would write, and a result for every row (pure: nothing is read or written).
+    `forgotten`: the state's erased addresses (address key -> reason, digest.signup.store)."""
     current = {s.id: s for s in existing}
     planned: dict[str, Subscriber] = {}
     first_seen: dict[str, str] = {}
@@ -140,6 +150,10 @@ def plan_import(existing: Iterable[Subscriber], rows: Iterable[Mapped | Skip], o
             results.append(RowResult(row.file, row.line, row.email, "skipped", row.reason))
             continue
         incoming, notes = row.subscriber, [row.note] if row.note else []
+        if forgotten and address_key(incoming.email) in forgotten:
+            reason = "erased at the subscriber's request (digest subscribers forget): never imported again"
+            results.append(RowResult(incoming.file, incoming.line, incoming.email, "skipped", reason))
+            continue
         where = f"{incoming.file}:{incoming.line}"
         optouts = overlay.optouts.get(incoming.id)
         if optouts and incoming.active:
@@ -215,7 +229,13 @@ def _union(ours: tuple[str, ...], theirs: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def import_subscribers(
-    source: str, files: Sequence[Path], store: ListStore, overlay: Overlay, *, dry_run: bool = False
+    source: str,
+    files: Sequence[Path],
+    store: ListStore,
+    overlay: Overlay,
+    *,
+    dry_run: bool = False,
+    forgotten: Mapping[str, str] | None = None,
 ) -> ImportReport:
     """Read each export file of `source`, plan the merge into `store`'s list, and save it (unless
     `dry_run`). Raises SubscriberError when a file or the list cannot be read."""
@@ -227,8 +247,10 @@ def import_subscribers(
                 raise SubscriberError(f"{path}: no such file")
             yield from read_export(source, path)
 
-    plan = plan_import(existing, rows(), overlay)
+    plan = plan_import(existing, rows(), overlay, forgotten)
     write = bool(plan.upserts) and not dry_run
     if write:
         store.save(plan.upserts)
-    return ImportReport(source, store.name, plan.results, written=write)
+    known = {s.id for s in existing}
+    added = tuple(s for s in plan.upserts if s.id not in known and s.active) if write else ()
+    return ImportReport(source, store.name, plan.results, written=write, added=added)
