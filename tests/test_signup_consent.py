@@ -264,3 +264,44 @@ def test_a_restore_of_an_older_backup_does_not_bring_an_erased_address_back(conf
     assert status_of(config, NEW) is None
     with open_signups(config) as store:
         assert store.forgotten() == {address_key(NEW): "forgotten"}
+
+
+def test_with_the_list_in_the_subscribers_table(tmp_path: Path) -> None:
+    """`[subscribers] source = "database"`: signups merge with the table's rows, forget deletes
+    the table's row, and an import into the table skips the erased address."""
+    config = signup_config(tmp_path, "")
+    source = config.source
+    assert source is not None
+    text = source.read_text(encoding="utf-8")
+    source.write_text(
+        text.replace(
+            'path = "subscribers/subscribers.csv"', 'path = "subscribers/subscribers.csv"\nsource = "database"', 1
+        ),
+        encoding="utf-8",
+    )
+    listed = tmp_path / "list.csv"
+    listed.write_text(
+        "email,name,status\nada@example.com,Ada,active\npat@example.com,Pat,unsubscribed\n", encoding="utf-8"
+    )
+    assert cli(config, "subscribers", "import", str(listed)).exit_code == 0
+    from digest.config import load_config
+
+    config = load_config(source)
+    clock = Clock()
+    with signup_client(config, clock) as client:
+        for address in (NEW, "pat@example.com"):
+            subscribe(client, clock, address)
+        for _, msg in outbox_messages(config, "confirm"):
+            client.post(link(msg))
+        drain(client)
+    assert status_of(config, NEW) == "active" and status_of(config, "pat@example.com") == "active"
+    out = cli(config, "subscribers", "forget", "ada@example.com", "--yes")
+    assert "list records removed: 1" in out.output, out.output
+    from digest.store import open_subscriber_table
+
+    with open_subscriber_table(config) as table:
+        assert table.get("ada@example.com") is None and table.get("pat@example.com") is not None
+    again = cli(config, "subscribers", "import", str(listed))
+    assert "ada@example.com: erased at the subscriber's request; not imported" in again.output, again.output
+    with open_subscriber_table(config) as table:
+        assert table.get("ada@example.com") is None
