@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import jinja2
 
 from digest import personalize
+from digest.cadences import Cadences
 from digest.compose import Composer
 from digest.config import Config
 from digest.content import load_articles
@@ -33,7 +34,7 @@ from digest.errors import DigestError
 from digest.links import edition_slug, web_version_url
 from digest.models import Article, Edition, Subscriber
 from digest.schedule import edition_for
-from digest.selection import candidate_pool, select
+from digest.selection import History, candidate_pool, select
 from digest.store import ledger_exists, open_ledger
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -107,10 +108,14 @@ def _write_archive(config: Config, out: Path | None) -> ArchiveReport:
     archived: list[ArchivedEdition] = []
     skipped: list[tuple[str, str]] = []
     files: list[Path] = []
+    previous = _previous_of_same_cadence(config, editions)
     for edition_id, at in editions:
         edition = edition_for(at, config.tz, edition_id)
-        pool = candidate_pool(content.articles, at, config.selection)
-        selection = select(_NOBODY, pool, at, config.selection)
+        # The page holds what its period brought: since the same cadence's previous edition, so
+        # daily pages do not repeat each other and a monthly page covers its whole month.
+        history = History(last_delivery=previous.get(edition_id))
+        pool = candidate_pool(content.articles, at, config.selection, earliest=history.last_delivery)
+        selection = select(_NOBODY, pool, at, config.selection, history)
         if not selection.gets_email:
             skipped.append((edition_id, selection.skipped or "no articles"))
             continue
@@ -128,6 +133,20 @@ def _write_archive(config: Config, out: Path | None) -> ArchiveReport:
     feed.write_bytes(atom_feed(config, archived))
     files += [index, feed]
     return ArchiveReport(out, tuple(archived), tuple(skipped), tuple(files))
+
+
+def _previous_of_same_cadence(config: Config, editions: Sequence[tuple[str, datetime]]) -> dict[str, datetime]:
+    """Edition id -> the moment of the previous sent edition of the same cadence (daily, weekly,
+    monthly; one cadence when the config has a single `cron` or none)."""
+    cadences = Cadences.of(config)
+    last: dict[str | None, datetime] = {}
+    previous: dict[str, datetime] = {}
+    for edition_id, at in sorted(editions, key=lambda item: (item[1], item[0])):
+        cadence = cadences.cadence_of_edition(edition_id) if cadences is not None else None
+        if cadence in last:
+            previous[edition_id] = last[cadence]
+        last[cadence] = at
+    return previous
 
 
 def _page_url(config: Config, edition_id: str, slug: str) -> str:

@@ -154,3 +154,35 @@ def test_an_unwritable_folder_is_one_clear_line(sent: Config, tmp_path: Path) ->
     assert result.exit_code == 1
     assert result.output.startswith("error: ") and "cannot write the archive" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_daily_pages_hold_their_own_day_and_never_repeat_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daily edition's page shows what arrived since the previous daily edition, not the last
+    seven days again (the generic reader has no history of their own to start from)."""
+    config = newsletter(
+        tmp_path, monkeypatch, extra='\n[schedule]\ndaily = "0 7 * * *"\nweekly = "0 9 * * MON"\ndefault = "daily"\n'
+    )
+    runner = CliRunner()
+    for at in ("2026-11-28T08:00", "2026-11-29T08:00"):
+        result = runner.invoke(
+            main, ["--config", str(config.source), "send", "--cadence", "daily", "--yes", "--at", at]
+        )
+        assert result.exit_code == 0, result.output
+    report = write_archive(config, tmp_path / "site")
+    pages = {a.edition.id: {x.id for x in a.articles} for a in report.editions}
+    assert set(pages) == {"2026-11-28", "2026-11-29"}
+    # the 29th's page: only what was published after the 28th's edition (RISC-V laptops, 29 Nov)
+    assert pages["2026-11-29"] == {"hardware/risc-v-laptops"}
+    assert not pages["2026-11-29"] & pages["2026-11-28"]
+
+
+@pytest.mark.parametrize(
+    ("edition", "label"),
+    [("2026-W48", "W48"), ("2026-11", "11"), ("2026-11-30", "11-30"), ("2026-W49-resend", "2026-W49")],
+)
+def test_chart_labels_fit_every_cadences_edition_ids(edition: str, label: str) -> None:
+    from digest.web.charts import short_label
+
+    assert short_label(edition) == label

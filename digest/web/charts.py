@@ -144,6 +144,7 @@ def charts(trend: Trend) -> list[Chart]:
 
 
 def short_label(edition: str) -> str:
-    """What fits under a bar: the part after the year of an ISO-week id (2026-W48 -> W48)."""
-    head, _, tail = edition.rpartition("-")
-    return tail if head.isdigit() and tail else edition[:8]
+    """What fits under a bar: the part after the year (2026-W48 -> W48, 2026-11 -> 11,
+    2026-11-30 -> 11-30); any other id is cut to 8 characters."""
+    year, dash, rest = edition.partition("-")
+    return rest if year.isdigit() and len(year) == 4 and dash and rest and len(rest) <= 5 else edition[:8]
