@@ -26,7 +26,7 @@ from digest.subscribers import STATUSES, is_valid_email
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 #: Fields every subscriber has; anything else in `equals`/`contains` is an attribute (CSV column).
-BUILTIN_FIELDS = ("email", "name", "status", "tags", "categories")
+BUILTIN_FIELDS = ("email", "name", "status", "tags", "categories", "frequency", "id")
 
 
 class SegmentError(DigestError):
@@ -96,6 +96,12 @@ def field_values(subscriber: Subscriber, name: str) -> tuple[str, ...]:
         return tuple(subscriber.category_keys)
     if key in ("email", "name", "status"):
         return (str(getattr(subscriber, key)).casefold(),)
+    # Fields of their own since lists are read exactly (they used to arrive as attributes):
+    # a rule on the list's `frequency` or `id` column keeps matching.
+    if key == "frequency":
+        return (subscriber.frequency.casefold(),) if subscriber.frequency else ()
+    if key == "id":
+        return (subscriber.external_id.casefold(),) if subscriber.external_id else ()
     for attr, value in subscriber.attributes.items():
         if attr.casefold() == key:
             return (value.casefold(),)

@@ -63,6 +63,16 @@ def test_a_rule_is_a_conjunction_of_any_of_lists_case_insensitive() -> None:
     assert not Rule(equals={"city": "london"}).matches(ai)  # a field they lack never matches
 
 
+def test_rules_match_the_lists_frequency_and_id_columns() -> None:
+    """`frequency` and `id` are fields of their own since lists are read exactly; rules written
+    against those columns (when they were attributes) must keep matching."""
+    daily = subscriber("d@x.com", frequency="daily", external_id="usr_17")
+    assert Rule(equals={"frequency": "DAILY"}).matches(daily)
+    assert not Rule(equals={"frequency": "weekly"}).matches(daily)
+    assert Rule(contains={"id": "usr_"}).matches(daily)
+    assert not Rule(equals={"frequency": "daily"}).matches(subscriber("w@x.com"))  # none chosen
+
+
 def test_status_defaults_to_active_and_can_be_widened() -> None:
     gone = subscriber("gone@x.com", status="unsubscribed")
     assert Rule().matches(subscriber()) and not Rule().matches(gone)
