@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -10,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import uvicorn
+from ci_support import skip_or_fail
 from starlette.applications import Starlette
 
 from digest.web.preview import PreviewServer, bind, url_for
@@ -75,6 +74,4 @@ def require_chromium() -> None:
     if reason is None and not CHROMIUM.exists():
         reason = f"{CHROMIUM} not found (apt-get install chromium)"
     if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"browser tests must run in CI: {reason}")
-        pytest.skip(reason)
+        skip_or_fail(f"browser tests: {reason}")

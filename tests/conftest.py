@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from ci_support import (  # noqa: F401 - hooks: under CI=true a skip is a failure
+    pytest_collectreport,
+    pytest_make_collect_report,
+    pytest_runtest_logreport,
+    pytest_runtest_makereport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+    skip_or_fail,
+)
 
 from digest.config import Config, load_config, parse_config
 
@@ -23,10 +31,7 @@ SAMPLE_AT = datetime(2026, 11, 30, 0, 0, tzinfo=LONDON)
 def require(module: str, install: str) -> None:
     """Skip a test whose tool is missing; in CI (CI=true) a missing tool is a failure instead."""
     if importlib.util.find_spec(module) is None:
-        message = f"{module} is not installed: {install}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} (CI must run this test)")
-        pytest.skip(message)
+        skip_or_fail(f"{module} is not installed: {install}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -89,16 +94,12 @@ def pg_server():
 
     Skips when the server binaries are missing, except in CI (CI=true), where that is a failure.
     """
-    import os
-
     from pg_support import PgServer, PgUnavailable
 
     try:
         server = PgServer()
     except PgUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL tests must run in CI: {exc}")
-        pytest.skip(str(exc))
+        skip_or_fail(f"PostgreSQL tests: {exc}")
     with server:
         yield server
 
