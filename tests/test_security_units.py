@@ -1,0 +1,168 @@
+"""The security properties at unit level (issue 20); tests/test_security_end_to_end.py checks the
+same properties through real `digest build` and `digest serve` processes.
+
+- token purpose: a token verifies for the purpose it was made for and no other, whatever the id
+  and whichever of the current and previous secrets made it (current and address tokens alike);
+- webhook signatures: `verify_signature` accepts SendGrid's signature of exactly this timestamp
+  and body under this key, nothing else; the view refuses a missing header and a timestamp too
+  far from now in either direction;
+- GET safety: no GET or HEAD, with any query, writes to the subscriber state.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from public_support import SECRET, Signer, client_for, public_config, token
+
+from digest.config import Config
+from digest.suppressions import STATE_NAME
+from digest.tokens import make_legacy_token, make_token, read_token
+from digest.web.public import verify_signature
+
+PURPOSES = ("unsubscribe", "preferences")
+ids = st.binary(min_size=16, max_size=16).map(lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode())
+secrets_st = st.lists(st.binary(min_size=16, max_size=40), min_size=2, max_size=4, unique=True)
+
+
+# ------------------------------------------------------------------------------ token purpose
+
+
+@settings(max_examples=300, deadline=None)
+@given(token_id=ids, keys=secrets_st, made_for=st.sampled_from(PURPOSES), which=st.integers(0, 3))
+def test_a_token_verifies_for_its_own_purpose_only(token_id: str, keys: list[bytes], made_for: str, which: int) -> None:
+    signer = keys[which % len(keys)]
+    t = make_token(token_id, signer, made_for)
+    other = next(p for p in PURPOSES if p != made_for)
+    claim = read_token(t, keys, made_for)
+    assert claim is not None and claim.kind == "id" and claim.value == token_id
+    assert claim.rotated == (keys.index(signer) > 0)
+    assert read_token(t, keys, other) is None
+    assert read_token(t, [k for k in keys if k != signer], made_for) is None
+    assert read_token(t, keys, "admin") is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(local=st.from_regex(r"[a-z0-9.+'-]{1,20}", fullmatch=True), keys=secrets_st, made_for=st.sampled_from(PURPOSES))
+def test_an_address_token_verifies_for_its_own_purpose_only(local: str, keys: list[bytes], made_for: str) -> None:
+    address = f"{local}@example.com"
+    t = make_legacy_token(address, keys[0], made_for)
+    other = next(p for p in PURPOSES if p != made_for)
+    claim = read_token(t, keys, made_for)
+    assert claim is not None and claim.kind == "address" and claim.value == address and not claim.rotated
+    assert read_token(t, keys, other) is None
+    assert read_token(t, keys[1:], made_for) is None
+
+
+def test_the_two_purposes_never_share_a_mac() -> None:
+    t_unsub = make_token("A" * 22, b"s" * 32, "unsubscribe")
+    t_prefs = make_token("A" * 22, b"s" * 32, "preferences")
+    assert t_unsub.split(".")[:2] == t_prefs.split(".")[:2] and t_unsub != t_prefs
+
+
+# ------------------------------------------------------------------------------ webhook signatures
+
+NOW = 1_790_000_000
+
+
+def test_verify_signature_accepts_exactly_the_signed_timestamp_body_and_key() -> None:
+    signer = Signer()
+    body = json.dumps([{"email": "a@example.com", "event": "bounce"}]).encode()
+    headers = signer.headers(body, NOW)
+    signature = headers["X-Twilio-Email-Event-Webhook-Signature"]
+    assert verify_signature(signer.key, body, signature, str(NOW))
+    assert not verify_signature(signer.key, body + b" ", signature, str(NOW))  # tampered body
+    assert not verify_signature(signer.key, body, signature, str(NOW + 1))  # moved timestamp
+    assert not verify_signature(Signer().key, body, signature, str(NOW))  # another key
+    other = Signer().headers(body, NOW)["X-Twilio-Email-Event-Webhook-Signature"]
+    assert not verify_signature(signer.key, body, other, str(NOW))  # another signer's signature
+    for garbage in ("", "not base64!!", base64.b64encode(b"x" * 70).decode(), signature[:-4]):
+        assert not verify_signature(signer.key, body, garbage, str(NOW))
+    assert not verify_signature(signer.key, b"\xff\xfe", signature, str(NOW))  # not UTF-8: never raises
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    return public_config(tmp_path)
+
+
+@pytest.mark.parametrize("missing", ["signature", "timestamp", "both"])
+def test_a_webhook_request_missing_a_header_is_refused(config: Config, missing: str) -> None:
+    signer = Signer()
+    client = client_for(config, signer, now=lambda: NOW)
+    body = json.dumps([{"email": "a@example.com", "event": "spamreport", "sg_event_id": "x"}]).encode()
+    headers = signer.headers(body, NOW)
+    if missing in ("signature", "both"):
+        del headers["X-Twilio-Email-Event-Webhook-Signature"]
+    if missing in ("timestamp", "both"):
+        del headers["X-Twilio-Email-Event-Webhook-Timestamp"]
+    assert client.post("/webhooks/sendgrid", content=body, headers=headers).status_code == 401
+    assert not (config.state.path / STATE_NAME).exists()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(forged=st.one_of(st.binary(min_size=1, max_size=80).map(lambda b: base64.b64encode(b).decode()), st.text()))
+def test_a_present_but_wrong_signature_is_refused_and_writes_nothing(config: Config, forged: str) -> None:
+    signer = Signer()
+    client = client_for(config, signer, now=lambda: NOW)
+    body = json.dumps([{"email": "a@example.com", "event": "spamreport", "sg_event_id": "x"}]).encode()
+    for signature in (forged, Signer().headers(body, NOW)["X-Twilio-Email-Event-Webhook-Signature"]):
+        headers = {**signer.headers(body, NOW), "X-Twilio-Email-Event-Webhook-Signature": signature}
+        try:
+            answer = client.post("/webhooks/sendgrid", content=body, headers=headers)
+        except UnicodeEncodeError:
+            continue  # not a header value anyone can send
+        assert answer.status_code == 401
+    assert not (config.state.path / STATE_NAME).exists()
+
+
+@pytest.mark.parametrize("offset", [-1, 1])
+def test_a_signed_timestamp_too_far_from_now_either_way_is_refused(config: Config, offset: int) -> None:
+    signer = Signer()
+    client = client_for(config, signer, now=lambda: NOW)
+    body = json.dumps([{"email": "a@example.com", "event": "spamreport", "sg_event_id": "x"}]).encode()
+    limit = config.sendgrid.webhook_max_age
+    far = client.post("/webhooks/sendgrid", content=body, headers=signer.headers(body, NOW + offset * (limit + 1)))
+    assert far.status_code == 401 and "stale" in far.text
+    assert not (config.state.path / STATE_NAME).exists()
+    edge = client.post("/webhooks/sendgrid", content=body, headers=signer.headers(body, NOW + offset * limit))
+    assert edge.status_code == 200
+
+
+# ------------------------------------------------------------------------------ GET safety
+
+
+def dump(config: Config) -> list[str]:
+    conn = sqlite3.connect(f"file:{config.state.path / STATE_NAME}?mode=ro", uri=True)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.sampled_from(["/unsubscribe", "/preferences", "/webhooks/sendgrid", "/unsubscribe/", "/"]),
+    purpose=st.sampled_from(PURPOSES),
+    who=st.sampled_from(["ada@example.com", "grace@example.org"]),
+    extra=st.dictionaries(
+        st.sampled_from(["action", "List-Unsubscribe", "via", "tags", "email", "status", "token"]),
+        st.sampled_from(["unsubscribe", "One-Click", "page", "pause", "save", "space", "ada@example.com", ""]),
+        max_size=3,
+    ),
+    method=st.sampled_from(["GET", "HEAD"]),
+)
+def test_no_get_or_head_with_any_query_writes_anything(config, path, purpose, who, extra, method) -> None:
+    t = token(config, who, purpose)  # makes the state with the link ids, as a send does
+    before = dump(config)
+    client = client_for(config)
+    answer = client.request(method, path, params={"token": t, **extra})
+    assert answer.status_code in (200, 400, 403, 404, 405)
+    assert dump(config) == before
