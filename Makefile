@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 export NO_MKDOCS_2_WARNING = 1
 SOURCES = digest tests benchmarks scripts
 
-.PHONY: help install lint format type test test-quick docs docs-serve configref bench
+.PHONY: help install lint format type test test-quick docs docs-serve configref bench mutation
 
 help:
 	@echo "make install     create .venv with the dev extra (tests, docs, linters)"
@@ -14,6 +14,7 @@ help:
 	@echo "make docs        regenerate the config reference, then mkdocs build --strict"
 	@echo "make docs-serve  the docs site with live reload on http://127.0.0.1:8000/"
 	@echo "make bench       the benchmarks at the sizes docs/performance.md quotes"
+	@echo "make mutation    mutation testing of the core modules (hours; docs/mutation.md)"
 
 install:
 	python3 -m venv .venv && $(PY) -m pip install -q -e '.[dev]'
@@ -48,3 +49,7 @@ bench:
 	$(PY) benchmarks/fanout.py --subscribers 100000 --articles 2000 --naive-sample 100
 	$(PY) benchmarks/content_load.py --articles 12763
 	$(PY) benchmarks/public_app.py --subscribers 300000 --mint 100000
+
+mutation:
+	$(PY) -m pip install -q -e '.[dev,mutation]'
+	$(PY) scripts/mutation.py

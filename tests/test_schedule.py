@@ -210,3 +210,96 @@ def test_bad_schedule_config_is_refused_at_load(tmp_path: Path, schedule: dict, 
 def test_no_cron_means_no_schedule(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"add \[schedule\] weekly = .*a single cron = .* still works"):
         Timetable.from_config(make_config(tmp_path))
+
+
+# ---------------------------------------------------------------- corners (issue 20: mutation testing)
+
+NUUK = ZoneInfo("America/Nuuk")  # springs forward at 23:00 local: the gap runs past midnight
+
+
+def test_a_gap_time_moved_past_midnight_onto_the_next_days_slot_fires_once() -> None:
+    """23:30 on 28 March 2026 does not exist in Nuuk; moved forward by the gap it is 00:30 on the
+    29th, itself a slot: one firing, not two (the module's rule, across a date line)."""
+    slots = table("30 0,23 * * *", NUUK).next_slots(datetime(2026, 3, 28, 12, tzinfo=NUUK), 3)
+    assert [s.at.isoformat() for s in slots] == [
+        "2026-03-29T00:30:00-01:00",
+        "2026-03-29T23:30:00-01:00",
+        "2026-03-30T00:30:00-01:00",
+    ]
+
+
+def test_a_repeated_local_time_is_its_first_occurrence_whatever_fold_it_comes_with() -> None:
+    first = resolve_local(datetime(2026, 10, 25, 1, 30, fold=1), LONDON)
+    assert first.utcoffset() == timedelta(hours=1) and first.fold == 0
+
+
+def test_a_one_value_range_parses() -> None:
+    assert parse_cron("0 9 * * 5-5").weekdays == {5}
+    assert parse_cron("0 9-9 1-1 * *").hours == (9,)
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("0 x * * *", "cron '0 x * * *': hour field 'x': 'x' is not a number"),
+        (
+            "0 9 * * FUNDAY",
+            "cron '0 9 * * FUNDAY': day of week field 'FUNDAY': 'FUNDAY' is not a number or a name "
+            "(SUN, MON, TUE, WED, THU, FRI, SAT)",
+        ),
+        ("0 9 1,,2 * *", "cron '0 9 1,,2 * *': day of month field '1,,2': empty list item"),
+        (
+            "0 9 * * 1-2-3",
+            "cron '0 9 * * 1-2-3': day of week field '1-2-3': '2-3' is not a number or a name "
+            "(SUN, MON, TUE, WED, THU, FRI, SAT)",
+        ),  # fmt: skip
+        ("0 9 * * 5-1", "cron '0 9 * * 5-1': day of week field '5-1': range 5-1 runs backwards"),
+    ],
+)
+def test_a_bad_expression_is_one_exact_line(expr: str, message: str) -> None:
+    with pytest.raises(CronError) as info:
+        parse_cron(expr)
+    assert str(info.value) == message
+
+
+def test_last_slot_of_a_cron_that_never_fires_says_so() -> None:
+    with pytest.raises(CronError) as info:
+        table("0 9 30 2 *").last_slot(utc(2026, 1, 1))
+    assert str(info.value) == "cron '0 9 30 2 *' never fires"
+
+
+def test_no_schedule_names_the_config_file(tmp_path: Path) -> None:
+    from digest.config import load_config
+
+    (tmp_path / "digest.toml").write_text('[newsletter]\nname = "N"\n', encoding="utf-8")
+    config = load_config(tmp_path / "digest.toml")
+    advice = 'no schedule: add [schedule] cron = "0 9 * * MON" (and a timezone)'
+    with pytest.raises(ConfigError) as info:
+        Timetable.from_config(config)
+    assert str(info.value) == f"{config.source}: {advice}" and str(tmp_path) in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        Timetable.from_config(make_config(tmp_path))  # made in code: no file to name
+    assert str(info.value) == f"config: {advice}"
+
+
+def test_a_slots_edition_has_the_slots_id_and_local_date() -> None:
+    weekly = table("0 9 * * MON", NEW_YORK)
+    slot = weekly.next_slots(utc(2026, 11, 24))[0]
+    edition = weekly.edition(slot)
+    assert (edition.id, edition.label, edition.at) == ("2026-W49", "30 November 2026", slot.at)
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(minutes=12), "12 min"),
+        (timedelta(minutes=59), "59 min"),
+        (timedelta(hours=1), "1 h"),
+        (timedelta(minutes=90), "1.5 h"),
+        (timedelta(hours=30), "30 h"),
+    ],
+)
+def test_durations_read_as_people_write_them(delta: timedelta, text: str) -> None:
+    from digest.schedule import hours
+
+    assert hours(delta) == text

@@ -166,3 +166,81 @@ def test_no_get_or_head_with_any_query_writes_anything(config, path, purpose, wh
     answer = client.request(method, path, params={"token": t, **extra})
     assert answer.status_code in (200, 400, 403, 404, 405)
     assert dump(config) == before
+
+
+# ------------------------------------------------------------------------------ tokens in inboxes
+
+GOLDEN_SECRET = b"golden-vector-secret-0123456789"
+
+
+def test_links_already_in_inboxes_keep_verifying() -> None:
+    """Tokens made by this version, spelt out: a change to how a MAC is computed would break every
+    link already sent (current and pre-opaque address links alike)."""
+    vectors = {
+        ("v2.AAAAAAAAAAAAAAAAAAAAAA.7TrM4Yed3RsrsaYdbQzhI7Lo", "unsubscribe"): ("id", "AAAAAAAAAAAAAAAAAAAAAA"),
+        ("v2.AAAAAAAAAAAAAAAAAAAAAA.WyXot6sDbFQHyi--kyRrRYvO", "preferences"): ("id", "AAAAAAAAAAAAAAAAAAAAAA"),
+        ("YWRhQGV4YW1wbGUuY29t.JKs64hmFqa9jr0hzRcOGpT8f", "unsubscribe"): ("address", "ada@example.com"),
+        ("YWRhQGV4YW1wbGUuY29t.Jgwi7Xk6f5ZeAwm5QFQExYaL", "preferences"): ("address", "ada@example.com"),
+    }
+    for (t, purpose), (kind, value) in vectors.items():
+        claim = read_token(t, [GOLDEN_SECRET], purpose)
+        assert claim is not None and (claim.kind, claim.value) == (kind, value), t
+    assert make_token("A" * 22, GOLDEN_SECRET) == "v2.AAAAAAAAAAAAAAAAAAAAAA.7TrM4Yed3RsrsaYdbQzhI7Lo"
+    assert make_legacy_token("ada@example.com", GOLDEN_SECRET) == "YWRhQGV4YW1wbGUuY29t.JKs64hmFqa9jr0hzRcOGpT8f"
+    # the purpose a caller leaves out is unsubscribe, the one-click link's
+    assert read_token("v2.AAAAAAAAAAAAAAAAAAAAAA.7TrM4Yed3RsrsaYdbQzhI7Lo", [GOLDEN_SECRET]) is not None
+    assert read_token("v2.AAAAAAAAAAAAAAAAAAAAAA.WyXot6sDbFQHyi--kyRrRYvO", [GOLDEN_SECRET]) is None
+
+
+def _flip_spare_bits(text: str) -> str:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    other = text[:-1] + alphabet[alphabet.index(text[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(other + "=" * (-len(other) % 4)) == base64.urlsafe_b64decode(
+        text + "=" * (-len(text) % 4)
+    )
+    return other
+
+
+def test_an_address_link_spelt_other_than_we_spell_it_is_refused() -> None:
+    """Either half with spare bits flipped decodes to the same bytes, but only our spelling counts
+    (a lenient reading would let altered text through, to be reflected into a page)."""
+    payload, mac = make_legacy_token("ada@example.co", GOLDEN_SECRET).split(".")
+    assert len(payload) % 4  # 14 bytes: the last character carries spare bits
+    assert read_token(f"{payload}.{mac}", [GOLDEN_SECRET]) is not None
+    assert read_token(f"{_flip_spare_bits(payload)}.{mac}", [GOLDEN_SECRET]) is None
+    assert read_token(f"{payload}.{mac}A", [GOLDEN_SECRET]) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(keys=secrets_st, which=st.integers(0, 3))
+def test_an_address_link_says_whether_a_previous_secret_signed_it(keys: list[bytes], which: int) -> None:
+    signer = keys[which % len(keys)]
+    claim = read_token(make_legacy_token("ada@example.com", signer), keys)
+    assert claim is not None and claim.rotated == (keys.index(signer) > 0)
+
+
+def test_secrets_must_be_long_enough_and_the_error_says_which_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from digest.errors import ConfigError
+    from digest.tokens import MIN_SECRET_CHARS, previous_secrets_from_env, secret_from_env
+
+    exactly = "s" * MIN_SECRET_CHARS
+    monkeypatch.setenv("MY_SECRET", exactly)
+    monkeypatch.setenv("MY_OLD_SECRETS", f"{exactly} {'t' * 40}")
+    assert secret_from_env("MY_SECRET") == exactly.encode()
+    assert previous_secrets_from_env("MY_OLD_SECRETS") == (exactly.encode(), b"t" * 40)
+    assert previous_secrets_from_env("") == ()  # none configured
+    monkeypatch.setenv("MY_SECRET", exactly[1:])
+    monkeypatch.setenv("MY_OLD_SECRETS", exactly[1:])
+    with pytest.raises(ConfigError) as info:
+        secret_from_env("MY_SECRET")
+    assert str(info.value) == (
+        f"environment variable MY_SECRET must hold a secret of at least {MIN_SECRET_CHARS} characters "
+        "(needed to sign unsubscribe links)"
+    )
+    with pytest.raises(
+        ConfigError, match=f"MY_OLD_SECRETS must hold whitespace-separated secrets of at least {MIN_SECRET_CHARS}"
+    ):
+        previous_secrets_from_env("MY_OLD_SECRETS")
+    monkeypatch.delenv("MY_SECRET")
+    with pytest.raises(ConfigError, match="MY_SECRET must hold a secret"):
+        secret_from_env("MY_SECRET")

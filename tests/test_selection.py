@@ -186,3 +186,15 @@ def test_topic_groups_follow_the_subscribers_topics_and_keep_the_ranking():
     # one topic only, or no preferences: one unlabelled group, order untouched
     assert topic_groups(_chosen(sub, a1, a3)) == (("", (a1, a3)),)
     assert topic_groups(_chosen(subscriber(), a1, a2)) == (("", (a1, a2)),)
+
+
+def test_one_group_per_topic_whatever_each_article_spells_it():
+    """Authors spell a tag differently ("AI", "ai"): the reader still gets one group for the topic,
+    headed by the best-ranked story's spelling."""
+    from digest.selection import topic_groups
+
+    a1 = article("a1", tags=("AI",))
+    a2 = article("a2", categories=("Health",))
+    a3 = article("a3", tags=("ai",))
+    groups = topic_groups(_chosen(subscriber(tags=("Ai",), categories=("health",)), a1, a2, a3))
+    assert [(label, [a.id for a in arts]) for label, arts in groups] == [("AI", ["a1", "a3"]), ("Health", ["a2"])]

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Mutation testing of the core modules with mutmut, and the score per module.
+
+    .venv/bin/pip install -e '.[test,mutation]'
+    .venv/bin/python scripts/mutation.py                      # every core module (hours on 2 cores)
+    .venv/bin/python scripts/mutation.py selection tokens     # some modules
+    .venv/bin/python scripts/mutation.py --report             # the score of what was run, no run
+
+mutmut (configured in pyproject.toml, [tool.mutmut]) copies the sources and tests into mutants/,
+changes one thing at a time (a `<` into `<=`, a constant, a string, a dropped argument ...) and runs
+the tests that reach the changed function; a mutant is killed when a test fails. Results are kept in
+mutants/ between runs: a rerun tests only what changed.
+
+The score of a module is killed / (mutants - equivalent). Equivalent mutants change nothing a user
+could observe; each is listed in tests/mutation_equivalents.toml with its diff line and a one-line
+reason (an entry whose diff no longer matches is reported as stale). Timeouts count as killed (a
+test noticed: it never finished). Surviving mutants are printed with their diffs. Not part of the
+normal test run: it is slow. Figures are recorded in docs/mutation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.toml"
+#: The core modules of issue 20, as mutmut names them (dotted, under digest.).
+CORE = {
+    "selection": "digest.selection",
+    "tokens": "digest.tokens",
+    "schedule": "digest.schedule",
+    "web/public": "digest.web.public",
+    "text": "digest.text",
+    "layout": "digest.layout",
+    "personalize": "digest.personalize",
+    "compose": "digest.compose",
+    "ledger": "digest.ledger",
+    "send": "digest.send",
+    "transports": "digest.transports",
+    "subscribers": "digest.subscribers",
+    "suppressions": "digest.suppressions",
+}
+KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
+STATUS = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 37: "type check", None: "not checked"}
+
+
+def module_of(mutant: str) -> str:
+    """`digest.web.public.xǁPublicViewsǁunsubscribe__mutmut_3` -> `digest.web.public`."""
+    return re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
+
+
+def results() -> dict[str, int | None]:
+    found: dict[str, int | None] = {}
+    for meta in (ROOT / "mutants").rglob("*.py.meta"):
+        found.update(json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"])
+    return found
+
+
+def status(code: int | None) -> str:
+    return KILLED.get(code, STATUS.get(code, "suspicious")) if code is not None else "not checked"  # type: ignore[arg-type]
+
+
+def diff_of(mutant: str) -> str:
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("mutmut")), "show", mutant],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    return "\n".join(
+        line for line in out.splitlines() if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))
+    )
+
+
+def equivalents() -> tuple[dict[str, dict[str, str]], list[dict[str, str]]]:
+    """Equivalent mutants by name, and classes of them by a pattern of their added line."""
+    if not EQUIVALENTS.exists():
+        return {}, []
+    data = tomllib.loads(EQUIVALENTS.read_text(encoding="utf-8"))
+    return {e["mutant"]: e for e in data.get("equivalent", [])}, data.get("equivalent_pattern", [])
+
+
+def is_equivalent(diff: str, entry: dict[str, str] | None, patterns: list[dict[str, str]]) -> bool:
+    if entry is not None:
+        return entry["diff"] in diff.splitlines()
+    added = [line for line in diff.splitlines() if line.startswith("+")]
+    return bool(added) and any(all(re.search(p["diff"], line) for line in added) for p in patterns)
+
+
+def run(modules: list[str], max_children: int) -> None:
+    names = [f"{CORE[m]}.*" for m in modules]
+    command = [str(Path(sys.executable).with_name("mutmut")), "run", "--max-children", str(max_children), *names]
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, cwd=ROOT, env={**os.environ, "CI": ""}, check=False)
+
+
+def report(modules: list[str]) -> int:
+    found = results()
+    known, patterns = equivalents()
+    rows = []
+    stale = []
+    survivors: list[tuple[str, str]] = []
+    for name in modules:
+        prefix = CORE[name]
+        mine = {k: v for k, v in found.items() if module_of(k) == prefix or module_of(k).startswith(prefix + ".")}
+        counts = Counter(status(v) for v in mine.values())
+        if not mine or counts["not checked"] == len(mine):
+            rows.append(f"| {name} | not measured | | | | |")
+            continue
+        equivalent = 0
+        for mutant, code in sorted(mine.items()):
+            if status(code) not in ("killed", "timeout", "not checked"):
+                diff = diff_of(mutant)
+                entry = known.get(mutant)
+                if is_equivalent(diff, entry, patterns):
+                    equivalent += 1
+                    continue
+                if entry:
+                    stale.append(mutant)
+                survivors.append((mutant, f"{status(code)}\n{diff}"))
+        checked = len(mine) - counts["not checked"]
+        killed = counts["killed"] + counts["timeout"]
+        score = killed / max(checked - equivalent, 1)
+        rows.append(
+            f"| {name} | {checked} | {killed} | {equivalent} | {checked - killed - equivalent} | {score:.1%} |"
+            + (f" ({counts['not checked']} not checked)" if counts["not checked"] else "")
+        )
+    print(f"\nMutation score, {date.today().isoformat()} (mutmut, scripts/mutation.py)\n")
+    print("| module | mutants | killed | equivalent | surviving | score |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    for mutant, text in survivors:
+        print(f"\n## {mutant}: {text}")
+    for mutant in stale:
+        print(f"\nstale entry in {EQUIVALENTS.name} (the mutant changed): {mutant}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help=f"core modules (default: all): {', '.join(CORE)}")
+    parser.add_argument("--report", action="store_true", help="only print the score of what was run")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    modules = args.modules or list(CORE)
+    unknown = [m for m in modules if m not in CORE]
+    if unknown:
+        parser.error(f"not a core module: {', '.join(unknown)} (one of {', '.join(CORE)})")
+    if not args.report:
+        run(modules, args.max_children)
+    return report(modules)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
