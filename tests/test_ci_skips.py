@@ -61,6 +61,7 @@ def session(tmp_path: Path, body: str, *args: str, ci: bool) -> subprocess.Compl
     )
 
 
+@pytest.mark.slow  # each case starts two pytest sessions
 @pytest.mark.parametrize("kind", SKIPS)
 def test_every_kind_of_skip_skips_locally_and_fails_in_ci(tmp_path: Path, kind: str) -> None:
     local = session(tmp_path, SKIPS[kind], ci=False)
@@ -73,6 +74,7 @@ def test_every_kind_of_skip_skips_locally_and_fails_in_ci(tmp_path: Path, kind: 
     assert "CI" in ci.stdout and ("must run" in ci.stdout or "every test must run" in ci.stdout)
 
 
+@pytest.mark.slow
 def test_deselecting_slow_tests_is_not_a_skip(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: a slow test\n", encoding="utf-8")
     body = "@pytest.mark.slow\ndef test_slow():\n    pass\n"
@@ -81,6 +83,7 @@ def test_deselecting_slow_tests_is_not_a_skip(tmp_path: Path) -> None:
     assert "1 passed, 1 deselected" in result.stdout.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_an_expected_failure_is_reported_as_such_not_as_a_skip(tmp_path: Path) -> None:
     body = "@pytest.mark.xfail(reason='known bug', strict=True)\ndef test_bug():\n    assert False\n"
     result = session(tmp_path, body, ci=True)
@@ -88,6 +91,7 @@ def test_an_expected_failure_is_reported_as_such_not_as_a_skip(tmp_path: Path) -
     assert "1 passed, 1 xfailed" in result.stdout.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_a_skip_that_reaches_the_session_unconverted_still_fails_it(tmp_path: Path) -> None:
     """The backstop: a report that arrives skipped (as from a pytest-xdist worker) fails the session."""
     body = (

@@ -42,6 +42,8 @@ HOSTILE_NAME = '<script>alert(1)</script>" onmouseover="alert(3)'
 HOSTILE_TAGS = "ai;<b>x</b>;<img src=x onerror=alert(2)>"
 HOSTILE_COMPANY = "'\"><svg onload=alert(4)>"
 SERVE = "[serve]\nrate_limit = 0\nrate_burst = 1000\n"
+#: Starts `digest build` and `digest serve` processes (CONTRIBUTING.md: such tests are slow).
+pytestmark = pytest.mark.slow
 
 
 @dataclass
