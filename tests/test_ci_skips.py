@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from test_readme import readme_commands
+from test_readme import quick_start_commands
 
 TESTS = Path(__file__).resolve().parent
 
@@ -106,7 +106,7 @@ def test_a_skip_that_reaches_the_session_unconverted_still_fails_it(tmp_path: Pa
 
 
 def test_ci_run_sets_ci_itself_before_readmes_test_command() -> None:
-    _, tests = readme_commands()
+    _, tests = quick_start_commands(ROOT / "README.md")
     lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert tests in lines and "export CI=true" in lines
     assert lines.index("export CI=true") < lines.index(tests)
