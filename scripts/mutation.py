@@ -97,11 +97,24 @@ def is_equivalent(diff: str, entry: dict[str, str] | None, patterns: list[dict[s
     return bool(added) and any(all(re.search(p["diff"], line) for line in added) for p in patterns)
 
 
-def run(modules: list[str], max_children: int) -> None:
+def recheck(modules: list[str]) -> None:
+    """Forget the verdicts that were not kills, so the next run tests those mutants again (after
+    new tests: mutmut re-tests a mutant only when its function changed)."""
+    prefixes = tuple(CORE[m] for m in modules)
+    for meta in (ROOT / "mutants").rglob("*.py.meta"):
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        codes = data["exit_code_by_key"]
+        for mutant, code in codes.items():
+            if module_of(mutant).startswith(prefixes) and status(code) not in ("killed", "timeout"):
+                codes[mutant] = None
+        meta.write_text(json.dumps(data), encoding="utf-8")
+
+
+def run(modules: list[str], max_children: int) -> int:
     names = [f"{CORE[m]}.*" for m in modules]
     command = [str(Path(sys.executable).with_name("mutmut")), "run", "--max-children", str(max_children), *names]
     print("$", " ".join(command), flush=True)
-    subprocess.run(command, cwd=ROOT, env={**os.environ, "CI": ""}, check=False)
+    return subprocess.run(command, cwd=ROOT, env={**os.environ, "CI": ""}, check=False).returncode
 
 
 def report(modules: list[str]) -> int:
@@ -150,14 +163,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help=f"core modules (default: all): {', '.join(CORE)}")
     parser.add_argument("--report", action="store_true", help="only print the score of what was run")
+    parser.add_argument("--recheck", action="store_true", help="test surviving mutants again (after new tests)")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
     modules = args.modules or list(CORE)
     unknown = [m for m in modules if m not in CORE]
     if unknown:
         parser.error(f"not a core module: {', '.join(unknown)} (one of {', '.join(CORE)})")
-    if not args.report:
-        run(modules, args.max_children)
+    if args.recheck:
+        recheck(modules)
+    if not args.report and run(modules, args.max_children) != 0:
+        print("mutmut stopped with an error (see above)", file=sys.stderr)
+        return 1
     return report(modules)
 
 
