@@ -303,3 +303,9 @@ def test_durations_read_as_people_write_them(delta: timedelta, text: str) -> Non
     from digest.schedule import hours
 
     assert hours(delta) == text
+
+
+def test_next_slots_gives_as_many_as_asked_and_one_by_default() -> None:
+    weekly = table("0 9 * * MON")
+    assert len(weekly.next_slots(utc(2026, 11, 24))) == 1
+    assert [s.edition_id for s in weekly.next_slots(utc(2026, 11, 24), 3)] == ["2026-W49", "2026-W50", "2026-W51"]
