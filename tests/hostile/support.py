@@ -53,7 +53,9 @@ def run_digest(config: Path, *args: str, env: dict[str, str] | None = None, read
         timeout=TIMEOUT_SECONDS,
         preexec_fn=_cap_memory,
         env={
-            **os.environ,
+            # A mutation run's stats phase (scripts/mutation.py) counts calls in its own process;
+            # a child told to count would look for mutmut's config in the child's folder and stop.
+            **{k: v for k, v in os.environ.items() if (k, v) != ("MUTANT_UNDER_TEST", "stats")},
             "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])),
             **(env or {}),
         },
