@@ -283,10 +283,11 @@ def test_no_schedule_names_the_config_file(tmp_path: Path) -> None:
 
 
 def test_a_slots_edition_has_the_slots_id_and_local_date() -> None:
-    weekly = table("0 9 * * MON", NEW_YORK)
-    slot = weekly.next_slots(utc(2026, 11, 24))[0]
-    edition = weekly.edition(slot)
-    assert (edition.id, edition.label, edition.at) == ("2026-W49", "30 November 2026", slot.at)
+    # 23:30 in New York is already the next day in UTC: the label follows the schedule's zone
+    daily = table("30 23 * * *", NEW_YORK)
+    slot = daily.next_slots(utc(2026, 11, 24, 12))[0]
+    edition = daily.edition(slot)
+    assert (edition.id, edition.label, edition.at) == ("2026-11-24", "24 November 2026", slot.at)
 
 
 @pytest.mark.parametrize(

@@ -244,3 +244,13 @@ def test_secrets_must_be_long_enough_and_the_error_says_which_and_why(monkeypatc
     monkeypatch.delenv("MY_SECRET")
     with pytest.raises(ConfigError, match="MY_SECRET must hold a secret"):
         secret_from_env("MY_SECRET")
+
+
+def test_a_token_is_only_ever_made_for_an_opaque_id() -> None:
+    """An address, an id of another length or one spelt other than we spell it is a programming
+    error, never a token (a link must not carry the address)."""
+    good = "A" * 22
+    assert make_token(good, GOLDEN_SECRET).startswith("v2.")
+    for bad in ("ada@example.com", "A" * 16, _flip_spare_bits(good)):
+        with pytest.raises(AssertionError):
+            make_token(bad, GOLDEN_SECRET)
