@@ -56,7 +56,7 @@ def expected(
     ]
     eligible.sort(key=lambda a: (-matches(a, sub) if sub.has_preferences else 0, -a.date.timestamp(), a.id))
     chosen = eligible[: cfg.max_articles]
-    return [a.id for a in chosen] if len(chosen) >= max(cfg.min_articles, 1) else []
+    return [a.id for a in chosen] if sub.active and len(chosen) >= max(cfg.min_articles, 1) else []
 
 
 @st.composite
@@ -103,6 +103,7 @@ def editions(draw):
         )
         sub = subscriber(
             f"s{n}@example.com",
+            status=draw(st.sampled_from(["active", "active", "active", "paused"])),
             tags=tuple(draw(st.lists(st.sampled_from(TAGS), max_size=2))),
             categories=tuple(draw(st.lists(st.sampled_from(CATEGORIES), max_size=1))),
         )
@@ -136,7 +137,15 @@ def test_every_chosen_article_lies_in_that_subscribers_own_window(edition) -> No
             assert start <= a.date <= AT, f"{a.id} ({a.date}) outside {sub.email}'s window from {start}"
             assert a.id not in history.sent_article_ids, f"{a.id} sent to {sub.email} twice"
         assert [a.id for a in selection.articles] == expected(sub, articles, AT, cfg, history)
-        assert selection.window_start == start
+        assert (selection.at, selection.window_start) == (AT, start)
+        # why each was chosen, as the preview shows it, and how many of the reader's topics it matched
+        for choice in selection.choices:
+            if sub.has_preferences:
+                terms = [t for t in choice.article.tags if t.casefold() in sub.tag_keys]
+                terms += [c for c in choice.article.categories if c.casefold() in sub.category_keys]
+                assert (choice.reason, choice.score) == ("matched: " + ", ".join(terms), len(terms))
+            else:
+                assert choice.reason == "newest (no preferences)"
         assert selection.gets_email == bool(selection.articles) and (selection.skipped is None) == bool(
             selection.articles
         )
