@@ -310,3 +310,17 @@ def test_next_slots_gives_as_many_as_asked_and_one_by_default() -> None:
     weekly = table("0 9 * * MON")
     assert len(weekly.next_slots(utc(2026, 11, 24))) == 1
     assert [s.edition_id for s in weekly.next_slots(utc(2026, 11, 24), 3)] == ["2026-W49", "2026-W50", "2026-W51"]
+
+
+def test_a_manual_sends_edition_is_named_in_the_newsletters_zone_not_the_machines() -> None:
+    # 03:00 UTC on Monday 30 November is still Sunday 29 November in New York: week 48
+    edition = edition_for(utc(2026, 11, 30, 3), NEW_YORK)
+    assert (edition.id, edition.label) == ("2026-W48", "29 November 2026")
+
+
+def test_a_bad_at_is_one_line_with_an_example() -> None:
+    from digest.schedule import UsageError
+
+    with pytest.raises(UsageError) as info:
+        parse_at("next monday", LONDON)
+    assert str(info.value) == "--at 'next monday' is not an ISO date or date-time (e.g. 2026-11-30T09:00)"
