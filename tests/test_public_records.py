@@ -7,11 +7,15 @@ what the form says, with its defaults, and says what it did.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import pytest
-from public_support import SECRET, Signer, client_for, public_config, token
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from public_support import BASE_URL, SECRET, Signer, app_for, client_for, public_config, token
+from starlette.testclient import TestClient
 
 from digest.config import Config
 from digest.suppressions import read_overlay
@@ -130,3 +134,112 @@ def test_the_settings_never_show_a_secret(config: Config) -> None:
     settings = PublicSettings(config, SECRET.encode(), None, previous_secrets=(b"an-old-secret-0123456789",))
     assert repr(settings) == "PublicSettings(<secrets hidden>)" == str(settings)
     assert SECRET not in f"{settings!r} {settings}"
+
+
+# ---------------------------------------------------------------- the webhook's answers
+
+
+def test_each_webhook_refusal_says_why_in_json(config: Config) -> None:
+    """SendGrid shows these answers in its delivery log: each refusal names its reason."""
+    signer = Signer()
+    without_key = client_for(config, None, now=lambda: NOW)
+    body = b"[]"
+    answer = without_key.post("/webhooks/sendgrid", content=body, headers=signer.headers(body, NOW))
+    assert (answer.status_code, answer.json()) == (503, {"error": "webhook verification key not configured"})
+    client = client_for(config, signer, now=lambda: NOW)
+    cases = {
+        "bad signature": ({**signer.headers(body, NOW), "X-Twilio-Email-Event-Webhook-Signature": "AAAA"}, body),
+        "stale timestamp": (signer.headers(body, NOW - 3600), body),
+        "not a list": (signer.headers(b'{"event": "bounce"}', NOW), b'{"event": "bounce"}'),
+    }
+    expected = {
+        "bad signature": (401, {"error": "bad signature"}),
+        "stale timestamp": (401, {"error": "stale timestamp"}),
+        "not a list": (400, {"error": "expected a JSON array of events"}),
+    }
+    for name, (headers, content) in cases.items():
+        answer = client.post("/webhooks/sendgrid", content=content, headers=headers)
+        assert (answer.status_code, answer.json()) == expected[name], name
+
+
+def test_a_signed_timestamp_that_is_not_a_number_is_refused_as_stale(config: Config) -> None:
+    """Signed over "soon" + body, as only the key's holder could: still no number, so no age."""
+    signer = Signer()
+    sig = base64.b64encode(signer.private.sign(b"soon[]", ec.ECDSA(hashes.SHA256()))).decode()
+    headers = {"X-Twilio-Email-Event-Webhook-Signature": sig, "X-Twilio-Email-Event-Webhook-Timestamp": "soon"}
+    answer = client_for(config, signer, now=lambda: NOW).post("/webhooks/sendgrid", content=b"[]", headers=headers)
+    assert (answer.status_code, answer.json()) == (401, {"error": "stale timestamp"})
+
+
+def test_nesting_up_to_the_limit_is_accepted(config: Config) -> None:
+    from digest.web.public import MAX_WEBHOOK_DEPTH
+
+    signer = Signer()
+    client = client_for(config, signer, now=lambda: NOW)
+    for depth, status in ((MAX_WEBHOOK_DEPTH, 200), (MAX_WEBHOOK_DEPTH + 1, 400)):
+        body = ("[" * depth + "]" * depth).encode()
+        assert client.post("/webhooks/sendgrid", content=body, headers=signer.headers(body, NOW)).status_code == status
+
+
+def test_one_flooding_address_does_not_use_up_another_addresses_webhook_budget(tmp_path: Path, monkeypatch) -> None:
+
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    config = public_config(tmp_path, "[serve]\nwebhook_rate_limit = 1\nrate_burst = 2\n")
+    signer = Signer()
+    app = app_for(config, signer, now=lambda: NOW, monotonic=lambda: 100.0)
+    flood = TestClient(app, base_url=BASE_URL, client=("203.0.113.9", 5000))
+    other = TestClient(app, base_url=BASE_URL, client=("198.51.100.7", 5000))
+    body = b"[]"
+    assert [flood.post("/webhooks/sendgrid", content=body).status_code for _ in range(3)] == [401, 401, 429]
+    assert other.post("/webhooks/sendgrid", content=body, headers=signer.headers(body, NOW)).status_code == 200
+
+
+# ---------------------------------------------------------------- forms and pages
+
+
+def test_a_form_too_large_is_refused_with_a_page_saying_so(config: Config) -> None:
+    client = client_for(config)
+    t = token(config, "ada@example.com")
+    answer = client.post(f"/unsubscribe?token={t}", content=b"x" * (17 * 1024))
+    assert answer.status_code == 413 and "Request too large." in answer.text
+    assert not read_overlay(config.state.path).optouts
+
+
+def test_an_empty_action_is_not_a_save(config: Config) -> None:
+    client = client_for(config)
+    t = token(config, "grace@example.org", "preferences")
+    assert client.post(f"/preferences?token={t}", data={"action": "", "tags": "space"}).status_code == 400
+    assert not read_overlay(config.state.path).preferences
+
+
+def test_the_unsubscribe_page_names_the_newsletter_and_the_address(config: Config) -> None:
+    page = client_for(config).get(f"/unsubscribe?token={token(config, 'ada@example.com')}")
+    assert "Unsubscribe from The Weekly Circuit?" in page.text
+    assert "<strong>ada@example.com</strong>" in page.text
+
+
+# ---------------------------------------------------------------- the webhook key
+
+
+def test_a_key_pasted_over_several_lines_loads_and_a_damaged_one_is_refused(config: Config) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from digest.errors import ConfigError
+    from digest.web.public import load_webhook_key
+
+    signer = Signer()
+    wrapped = "\n".join(signer.public_b64[i : i + 40] for i in range(0, len(signer.public_b64), 40))
+    assert load_webhook_key("K", {"K": wrapped}) is not None
+    for damaged in (signer.public_b64[:20] + "!" + signer.public_b64[20:], signer.public_b64[:-2] + "*="):
+        with pytest.raises(ConfigError) as info:
+            load_webhook_key("K", {"K": damaged})
+        assert str(info.value) == "environment variable K does not hold an EC public key"
+    rsa_der = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(ConfigError) as info:
+        load_webhook_key("K", {"K": base64.b64encode(rsa_der).decode()})
+    assert str(info.value) == "environment variable K does not hold an EC public key"
