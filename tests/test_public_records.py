@@ -243,3 +243,114 @@ def test_a_key_pasted_over_several_lines_loads_and_a_damaged_one_is_refused(conf
     with pytest.raises(ConfigError) as info:
         load_webhook_key("K", {"K": base64.b64encode(rsa_der).decode()})
     assert str(info.value) == "environment variable K does not hold an EC public key"
+
+
+# ---------------------------------------------------------------- what each page says
+
+
+def heading_and_message(html: str) -> tuple[str, str]:
+    import re
+
+    found = re.search(r"<h1>(.*?)</h1>\s*<p>(.*?)</p>", html, re.S)
+    assert found, html
+    return found.group(1), found.group(2)
+
+
+def test_every_answer_a_reader_can_meet_says_what_happened(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    config = public_config(tmp_path, "[serve]\nrate_limit = 1\nrate_burst = 2\nlegacy_token_days = 1\n")
+    clock = [1_800_000_000.0]
+    client = client_for(config, now=lambda: clock[0], monotonic=lambda: 100.0)
+    ada = token(config, "ada@example.com")  # makes the first opaque id: the transition starts now
+    clock[0] += 2 * 86400  # and is over two days later
+    from public_support import legacy
+
+    answers = {
+        "no token": client.get("/unsubscribe"),
+        "forged": client.get("/unsubscribe?token=v2.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAA"),
+        "expired address link": client.get(f"/unsubscribe?token={legacy('ada@example.com')}"),
+        "no such page": client.get("/admin"),
+        "wrong method": client.put(f"/unsubscribe?token={ada}"),
+        "too large": client.post(f"/unsubscribe?token={ada}", content=b"x" * (17 * 1024)),
+        "unsubscribed": client.post(f"/unsubscribe?token={ada}", content=b"List-Unsubscribe=One-Click"),
+        "too many": client.post(f"/unsubscribe?token={ada}", content=b"List-Unsubscribe=One-Click"),
+    }
+    expected = {
+        "no token": (
+            400,
+            "Incomplete link",
+            "This link is incomplete: it carries no token. Use the link from your email.",
+        ),
+        "forged": (403, "Invalid link", "This link is not valid. Use the link from your most recent email."),
+        "expired address link": (
+            403,
+            "Invalid link",
+            "This link has expired. Use the link from your most recent email.",
+        ),
+        "no such page": (404, "Not found", "There is no such page."),
+        "wrong method": (405, "Not allowed", "Method Not Allowed"),
+        "too large": (413, "Too large", "Request too large."),
+        "unsubscribed": (
+            200,
+            "You are unsubscribed",
+            "ada@example.com will get no more digests from The Weekly Circuit.",
+        ),
+        "too many": (429, "Too many requests", "Too many requests from your address. Please try again shortly."),
+    }
+    for name, answer in answers.items():
+        status, title, message = expected[name]
+        assert (answer.status_code, *heading_and_message(answer.text)) == (status, title, message), name
+        assert "The Weekly Circuit" in answer.text, name  # every page names the newsletter
+    assert answers["too many"].headers["retry-after"] == "60"
+
+
+def test_the_preferences_page_shows_the_readers_own_settings(config: Config) -> None:
+    client = client_for(config)
+    t = token(config, "grace@example.org", "preferences")
+    client.post(f"/preferences?token={t}", data={"tags": "space", "categories": "Science; Business"})
+    page = client.get(f"/preferences?token={t}").text
+    assert 'id="categories" name="categories" value="Science; Business"' in page
+    assert '<strong id="status">active</strong>' in page and f'action="?token={t}"' in page
+    client.post(f"/preferences?token={t}", data={"action": "unsubscribe"})
+    page = client.get(f"/preferences?token={t}").text
+    assert '<strong id="status">unsubscribed</strong>' in page
+    # the way back is the newsletter's reply-to address
+    assert 'write to <a href="mailto:editors@circuit.example.com">editors@circuit.example.com</a>' in page
+
+
+def test_the_server_keeps_no_access_log_and_reads_the_proxys_client_address(config: Config) -> None:
+    """Request lines carry tokens: no access log. Behind the reverse proxy, rate limits count the
+    client's address from X-Forwarded-For (uvicorn trusts it from the proxy only)."""
+    from digest.web.public import uvicorn_config
+
+    settings = uvicorn_config(app_for(config))
+    assert (settings.access_log, settings.proxy_headers, settings.log_level) == (False, True, "warning")
+
+
+def test_each_webhook_event_is_kept_under_its_own_name(config: Config) -> None:
+    import sqlite3
+
+    from digest.suppressions import STATE_NAME
+
+    signer = Signer()
+    nameless = {"email": "n@example.com", "sg_event_id": "e3", "timestamp": NOW - 5}
+    post_events(config, signer, [ev("spamreport", "s@example.com", 1), ev("delivered", "d@example.com", 2), nameless])
+    conn = sqlite3.connect(f"file:{config.state.path / STATE_NAME}?mode=ro", uri=True)
+    try:
+        kept = dict(conn.execute("SELECT event_id, event FROM webhook_events"))
+    finally:
+        conn.close()
+    assert kept == {"e1": "spamreport", "e2": "delivered", "e3": ""}
+
+
+def test_a_batch_with_items_that_are_not_events_records_the_events(config: Config) -> None:
+    answer = post_events(config, Signer(), ["bounce", 42, None, ["x"], ev("spamreport", "s@example.com", 1)])
+    assert answer == {"received": 1, "new": 1}
+    assert rows(config) == {"s@example.com": {("complained", "webhook", "spam report")}}
+
+
+def test_a_topic_is_kept_to_100_characters(config: Config) -> None:
+    client = client_for(config)
+    t = token(config, "grace@example.org", "preferences")
+    client.post(f"/preferences?token={t}", data={"tags": "a" * 150 + "; ok"})
+    assert read_overlay(config.state.path).preferences["grace@example.org"].tags == ("a" * 100, "ok")
