@@ -313,8 +313,11 @@ def test_the_preferences_page_shows_the_readers_own_settings(config: Config) -> 
     assert '<strong id="status">active</strong>' in page and f'action="?token={t}"' in page
     client.post(f"/preferences?token={t}", data={"action": "unsubscribe"})
     page = client.get(f"/preferences?token={t}").text
-    assert '<strong id="status">unsubscribed</strong>' in page
-    # the way back is the newsletter's reply-to address
+    assert '<strong id="status">unsubscribed</strong>' in page and 'value="resubscribe"' in page
+    # a bounced address cannot come back by itself: the way back is the newsletter's reply-to address
+    post_events(config, Signer(), [ev("bounce", "ada@example.com", 1, reason="550 no such user")])
+    page = client.get(f"/preferences?token={token(config, 'ada@example.com', 'preferences')}").text
+    assert '<strong id="status">bounced</strong>' in page and 'value="resubscribe"' not in page
     assert 'write to <a href="mailto:editors@circuit.example.com">editors@circuit.example.com</a>' in page
 
 
