@@ -1252,14 +1252,17 @@ def main(argv: list[str] | None = None) -> int:
     fake = FakeSendGrid(args.api_key, port=args.port, log_path=args.log)
     if args.script:
         fake.script(args.script.split(","))
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    # A plain flag, not a threading.Event: the handler runs in the main thread, and Event.set()
+    # there deadlocks when the signal lands while Event.wait() holds the Event's own lock (seen
+    # as a fake that ignored SIGTERM forever after a test).
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     fake.start()
     print(f"READY {fake.url}", flush=True)
     try:
-        while not done.wait(0.2):
-            pass
+        while not stopping:
+            time.sleep(0.05)
     finally:
         fake.stop()
     return 0
