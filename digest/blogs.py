@@ -24,6 +24,7 @@ import yaml
 
 from digest import content as reader
 from digest.content import ArticleProblem, NotAnArticle, iter_article_files, parse_front_matter
+from digest.fields import date_from_filename
 
 MAX_CONFIG_BYTES = 512 * 1024
 SAMPLE_SIZE = 40
@@ -507,7 +508,7 @@ def survey(folder: Path, config: Any) -> Survey:
             for key in keys:
                 if meta.get(key) not in (None, ""):
                     result.keys[name][key] += 1
-        if not result_has(meta, reader.DATE_KEYS) and reader.date_from_filename(path.stem, config.tz):
+        if not result_has(meta, reader.DATE_KEYS) and date_from_filename(path.stem, config.tz):
             result.keys["date"]["the file name"] += 1
         known = {k for keys in FIELDS.values() for k in keys} | _ALSO_READ
         result.unread.update(k for k in meta if isinstance(k, str) and k not in known)

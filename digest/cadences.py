@@ -34,16 +34,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from digest.errors import ConfigError
+from digest.config_schema import Config
+from digest.errors import ConfigError, UsageError
 from digest.flags import FREQUENCIES
-from digest.schedule import Cron, CronError, IdScheme, Slot, Timetable, UsageError, parse_cron, zone
-
-if TYPE_CHECKING:
-    from digest.config import Config
-    from digest.models import Subscriber
+from digest.models import Subscriber
+from digest.schedule import Cron, CronError, IdScheme, Slot, Timetable, parse_cron, zone
 
 CADENCES: tuple[str, ...] = FREQUENCIES  #: daily, weekly, monthly: the order they are shown in
 #: How each cadence names its editions, and an example for messages.

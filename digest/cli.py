@@ -225,7 +225,7 @@ def init(obj: Context, folder: Path, templates: bool, content: Path | None, feed
     from digest.init import init as start
 
     if obj.config_path is not None:
-        from digest.schedule import UsageError
+        from digest.errors import UsageError
 
         raise UsageError("digest init writes FOLDER/digest.toml; --config does not apply to it")
     report = start(folder, templates=templates, content=content, feeds=feeds)
@@ -394,7 +394,8 @@ def send(
     workers: int,
 ) -> None:
     """Send each eligible subscriber this edition's digest, exactly once."""
-    from digest.schedule import UsageError, parse_at
+    from digest.errors import UsageError
+    from digest.schedule import parse_at
     from digest.send import SendOptions
     from digest.send import send as send_edition
 
@@ -858,7 +859,8 @@ def test_send(
     transport: str | None,
 ) -> None:
     """Send a segment's digest, as a member gets it, to test recipients only; the ledger is not touched."""
-    from digest.schedule import UsageError, parse_at
+    from digest.errors import UsageError
+    from digest.schedule import parse_at
     from digest.testsend import send_tests
 
     if all_segments and segment_names:

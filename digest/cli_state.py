@@ -51,11 +51,11 @@ def state_info(obj: Context) -> None:
 def state_copy(obj: Context, url: str) -> None:
     """Copy the state (ledger, opt-outs, preferences, events, link ids, subscribers table) into the
     PostgreSQL database at URL, setting its schema up first. Safe to rerun: it converges."""
-    from digest.config import _validate_state_url
+    from digest.config import validate_state_url
     from digest.store import locate
     from digest.store.moving import copy_to
 
-    _validate_state_url(url, "--to")
+    validate_state_url(url, "--to")
     report = copy_to(locate(obj.config()), url)
     for table, n in report.read.items():
         click.echo(f"{table}: {n} row(s) read, {report.written.get(table, 0)} written")
@@ -105,7 +105,7 @@ def state_restore(obj: Context, path: Path) -> None:
 def import_own_format(config: Any, files: tuple[Path, ...], *, into: Path | None, dry_run: bool) -> None:
     """`digest subscribers import FILE...` without --from: lists in digest's own CSV/JSON format,
     upserted into the subscribers table (for `[subscribers] source = "database"`)."""
-    from digest.schedule import UsageError
+    from digest.errors import UsageError
     from digest.store.importing import import_file
 
     if into is not None or dry_run:

@@ -13,28 +13,32 @@ site or no cover, and reported as a warning naming the file and field.
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import os
 import pickle
 import re
 import tomllib
-import warnings as pywarnings
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
-from zoneinfo import ZoneInfo
+from urllib.parse import urljoin
 
 import frontmatter
 import yaml
-from dateutil import parser as dateutil_parser
-from dateutil.tz import tzoffset
 
 from digest.config import Config
-from digest.models import Article, Problem, Skipped
+from digest.feeds import load_feeds
+from digest.fields import (
+    FILENAME_DATE,
+    as_list,
+    date_from_filename,
+    is_ambiguous_date,
+    is_web_url,
+    normalise_terms,
+    parse_date,
+)
+from digest.models import Article, ContentIndex, Problem, Skipped
 from digest.text import BODY_HEAD_CHARS, clean_excerpt, one_line, word_count
 
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".html", ".htm"})
@@ -46,25 +50,6 @@ URL_KEYS = ("url", "source", "link", "canonical_url", "canonicalURL")
 TAG_KEYS = ("tags",)
 CATEGORY_KEYS = ("category", "categories")
 
-_FILENAME_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[-_](.*))?$")
-# '2023-12-25 00:00:00 +0000': fromisoformat wants no space before the offset
-_SPACE_OFFSET = re.compile(r"\s+([+-]\d{2}:?\d{2}|Z)$")
-_TEXT_DATE_FORMATS = ("%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%d %b %Y", "%B %d %Y", "%Y/%m/%d")
-_WEB_SCHEMES = ("http", "https")
-#: Free-form dates go to dateutil only after the strict forms, and only this long (a date is short).
-_MAX_DATE_CHARS = 100
-#: 03/04/2021: April 3rd or March 4th? Refused rather than guessed (see _parse_free_form).
-_AMBIGUOUS_NUMERIC = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})\b")
-#: Zone abbreviations seen in blog front matter; dateutil knows only UTC/GMT/Z by itself.
-_ZONE_NAMES = {
-    name: tzoffset(name, int(hours * 3600))
-    for name, hours in {
-        "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7,
-        "AKST": -9, "AKDT": -8, "HST": -10, "BST": 1, "IST": 5.5, "CET": 1, "CEST": 2, "EET": 2,
-        "EEST": 3, "WET": 0, "WEST": 1, "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13,
-    }.items()
-}  # fmt: skip
-
 # --- what is not an article on purpose (see classify_path and _classify_meta) ---
 #: Layouts of list pages: Jekyll's `home`, Eleventy's `layouts/home.njk`, Next starters' `ListLayout`,
 #: matched on the file name's letters and digits, lower-cased, with any `layout...` suffix.
@@ -74,15 +59,6 @@ LIST_LAYOUT = re.compile(
 )
 #: Repository files that sit in content folders without front matter.
 _REPO_FILES = frozenset({"readme", "license", "licence", "changelog", "contributing", "code_of_conduct"})
-
-
-@dataclass(frozen=True)
-class ContentIndex:
-    """All readable articles of a folder, and what was wrong with the others."""
-
-    articles: tuple[Article, ...]
-    problems: tuple[Problem, ...]
-    skipped: tuple[Skipped, ...] = ()  #: list pages, drafts ...: not articles, not errors either
 
 
 class NotAnArticle(Exception):
@@ -120,8 +96,6 @@ def load_articles(config: Config, cache_dir: Path | None = None, *, save: bool =
     c = config.content
     if not c.feeds:
         return load_folder(config, cache_dir, save=save)
-    from digest.feeds import load_feeds  # feeds.py builds on this module
-
     if c.path.is_dir():
         index = load_folder(config, cache_dir, save=save)
     else:
@@ -436,12 +410,12 @@ def build_article(
         if published is None:
             raise ArticleProblem("no date (no date/pubDate/publishDate/published, no YYYY-MM-DD file name)")
 
-    match = _FILENAME_DATE.match(stem)
+    match = FILENAME_DATE.match(stem)
     slug = str(meta.get("slug") or (match.group(4) if match and match.group(4) else stem)).strip("/")
 
     draft = _truthy(meta.get("draft")) or meta.get("published") is False
     tags = normalise_terms(meta.get("tags"))
-    categories = normalise_terms([*_as_list(meta.get("category")), *_as_list(meta.get("categories"))])
+    categories = normalise_terms([*as_list(meta.get("category")), *as_list(meta.get("categories"))])
 
     excerpt_raw = next((meta[k] for k in EXCERPT_KEYS if isinstance(meta.get(k), str) and meta[k].strip()), None)
     limit = config.content.excerpt_chars
@@ -481,128 +455,7 @@ def build_article(
     )
 
 
-# --- dates ---------------------------------------------------------------------------------------
-
-
-def parse_date(value: Any, tz: ZoneInfo) -> datetime | None:
-    """Any of the date forms seen in the wild -> aware UTC datetime. Naive means the newsletter's zone."""
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, date):
-        dt = datetime.combine(value, time())
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        # epoch seconds, as some importers write
-        return datetime.fromtimestamp(value, UTC) if value > 10**8 else None
-    elif isinstance(value, str):
-        parsed = _parse_date_string(value.strip())
-        if parsed is None:
-            return None
-        dt = parsed
-    else:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=tz)
-    return dt.astimezone(UTC)
-
-
-def _parse_date_string(text: str) -> datetime | None:
-    if not text:
-        return None
-    candidate = _SPACE_OFFSET.sub(r"\1", text)
-    try:
-        return datetime.fromisoformat(candidate)
-    except ValueError:
-        pass
-    for fmt in _TEXT_DATE_FORMATS:
-        try:
-            return datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-    if _RFC_2822.match(text):  # as in RSS: 'Mon, 21 Jul 2025 10:00:00 +0000'
-        # only on its own shape: the stdlib reader is loose and drops what it does not know
-        # ('July 27, 2021 10:00 AM PDT' would come back naive)
-        try:
-            return email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            pass
-    return _parse_free_form(text)
-
-
-_RFC_2822 = re.compile(r"^(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{1,2}:\d{2}")
-
-
-#: Two defaults that differ in year, month and day: a field the text lacks shows as a difference.
-_DEFAULTS = (datetime(2000, 1, 1), datetime(2001, 2, 2))
-
-
-def _parse_free_form(text: str) -> datetime | None:
-    """Anything else dateutil reads as a whole date: Jekyll's `2024-03-21 4:00:00 +0000`,
-    `Jul 08 2022`, `Tuesday, July 27, 2021 10:00 AM PDT` ...
-
-    dateutil fills a missing year, month or day from a default, so `March 2021` or `10:00` would
-    become some date: parsing with two defaults and refusing when they disagree rejects those.
-    A numeric date whose day and month could be swapped (03/04/2021) is refused, not guessed."""
-    if len(text) > _MAX_DATE_CHARS or is_ambiguous_date(text):
-        return None
-    results = []
-    with pywarnings.catch_warnings():
-        pywarnings.simplefilter("ignore")  # an unknown zone name: read as naive (the newsletter's zone)
-        for default in _DEFAULTS:
-            try:
-                results.append(dateutil_parser.parse(text, default=default, tzinfos=_ZONE_NAMES))
-            except (ValueError, OverflowError, TypeError):
-                return None
-    first, second = results
-    return first if first == second else None
-
-
-def is_ambiguous_date(text: str) -> bool:
-    """`03/04/2021`: day and month both 12 or less, and different."""
-    match = _AMBIGUOUS_NUMERIC.match(text)
-    return match is not None and int(match[1]) <= 12 and int(match[2]) <= 12 and match[1] != match[2]
-
-
-def date_from_filename(stem: str, tz: ZoneInfo) -> datetime | None:
-    match = _FILENAME_DATE.match(stem)
-    if not match:
-        return None
-    try:
-        day = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-    except ValueError:
-        return None
-    return parse_date(day, tz)
-
-
 # --- tags, authors, links ------------------------------------------------------------------------
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return value.split(",")
-    if isinstance(value, list | tuple):
-        return list(value)
-    return []
-
-
-def normalise_terms(value: Any) -> tuple[str, ...]:
-    """Tags or categories from a list, a string or a comma-separated string.
-
-    Non-strings (None, numbers) are dropped; duplicates differing only in case count once,
-    keeping the first spelling for display.
-    """
-    seen: set[str] = set()
-    out: list[str] = []
-    for item in _as_list(value):
-        if not isinstance(item, str):
-            continue
-        term = one_line(item)
-        key = term.casefold()
-        if term and key not in seen:
-            seen.add(key)
-            out.append(term)
-    return tuple(out)
 
 
 def canonical_spellings(articles: list[Article]) -> tuple[Article, ...]:
@@ -651,15 +504,6 @@ def _author(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(_author(v) for v in value if v)
     return one_line(str(value)) if value else ""
-
-
-def is_web_url(url: str) -> bool:
-    """An absolute http(s) URL with a host: the only kind an article may put in a link or image."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme.lower() in _WEB_SCHEMES and bool(parts.netloc)
 
 
 def _unsafe(path: Path, key: str, url: str, consequence: str) -> Problem:

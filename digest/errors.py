@@ -50,5 +50,8 @@ class ExtraMissingError(DigestError):
     """A command needs an optional extra that is not installed (`pip install 'newsletter-digest[web]'`)."""
 
 
-class DigestWarning(UserWarning):
-    """Warnings of ours; the test suite turns them into failures."""
+class UsageError(DigestError):
+    """The command line asks for something that cannot be done (flags that do not go together,
+    an `--at` that is no date): exit status 2, as for Click's own usage errors."""
+
+    exit_code = 2

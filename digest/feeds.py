@@ -35,10 +35,10 @@ import feedparser
 
 from digest import __version__
 from digest.config import Config
-from digest.content import ContentIndex, is_web_url, normalise_terms, parse_date
 from digest.errors import FeedError
 from digest.fetch import fetch
-from digest.models import Article, Problem
+from digest.fields import is_web_url, normalise_terms, parse_date
+from digest.models import Article, ContentIndex, Problem
 from digest.text import body_to_text, clean_excerpt, cut_words, one_line
 
 USER_AGENT = f"newsletter-digest/{__version__} (feed reader)"

@@ -121,6 +121,15 @@ def _keys(terms: tuple[str, ...]) -> frozenset[str]:
     return keys
 
 
+@dataclass(frozen=True)
+class ContentIndex:
+    """All readable articles of a folder, and what was wrong with the others."""
+
+    articles: tuple[Article, ...]
+    problems: tuple[Problem, ...]
+    skipped: tuple[Skipped, ...] = ()  #: list pages, drafts ...: not articles, not errors either
+
+
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     """One row of the subscriber list.

@@ -17,11 +17,11 @@ from digest import personalize
 from digest.cadences import Cadences
 from digest.compose import Composer, Content, PreparedEdition
 from digest.config import Config
-from digest.content import ContentIndex, load_articles
+from digest.content import load_articles
 from digest.errors import SubscriberError
 from digest.links import Links
 from digest.message import to_bytes
-from digest.models import Article, Edition, Email, Problem, Selection, Subscriber
+from digest.models import Article, ContentIndex, Edition, Email, Problem, Selection, Subscriber
 from digest.ranking import Clicked
 from digest.schedule import edition_for
 from digest.segments import NO_SEGMENTS, Overrides, Segments, load_segments

@@ -23,18 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from digest.errors import ConfigError, DigestError
+from digest.errors import ConfigError, UsageError
 from digest.models import Edition
-
-if TYPE_CHECKING:
-    from digest.config import Config
-
-
-class UsageError(DigestError):
-    exit_code = 2
 
 
 def parse_at(text: str | None, tz: ZoneInfo, *, now: datetime | None = None) -> datetime:
@@ -230,14 +223,6 @@ class Timetable:
     cadence: str = "weekly"
     #: How edition ids are formed; None: from the cron's shape (a config's single `cron`).
     ids: IdScheme | None = None
-
-    @classmethod
-    def from_config(cls, config: Config) -> Timetable:
-        """The timetable of the default cadence (the only one of a config with a single `cron`)."""
-        from digest.cadences import Cadences
-
-        cadences = Cadences.from_config(config)
-        return cadences.table(cadences.default)
 
     @property
     def scheme(self) -> IdScheme:

@@ -22,9 +22,8 @@ from hypothesis import strategies as st
 
 from digest.cadences import Cadences
 from digest.config import Config, parse_config
-from digest.content import ContentIndex
 from digest.ledger import ClaimItem
-from digest.models import Article
+from digest.models import Article, ContentIndex
 from digest.pipeline import open_run
 from digest.schedule import Slot
 from digest.selection import NO_HISTORY, history_horizon

@@ -11,9 +11,9 @@ import pytest
 from conftest import make_config
 
 from digest.cadences import Cadences, cadence_for_send, longest_gap, when
-from digest.errors import ConfigError
+from digest.errors import ConfigError, UsageError
 from digest.models import Subscriber
-from digest.schedule import Timetable, UsageError, parse_cron
+from digest.schedule import Timetable, parse_cron
 
 LONDON = ZoneInfo("Europe/London")
 ALL = {"daily": "0 7 * * *", "weekly": "0 9 * * MON", "monthly": "0 9 1 * *"}

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import DATA, make_config, write_article
 
-from digest.content import load_articles, parse_date, read_article
+from digest.content import load_articles, read_article
+from digest.fields import parse_date
 from digest.models import Article
 from digest.text import clean_excerpt, cut_words
 

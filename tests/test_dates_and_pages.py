@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import DATA, make_config, write_article
 
-from digest.content import load_articles, parse_date
+from digest.content import load_articles
+from digest.fields import parse_date
 
 PAGES = DATA / "pages"
 LONDON = ZoneInfo("Europe/London")

@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import LONDON, make_config
 
-from digest.errors import ConfigError
+from digest.cadences import Cadences
+from digest.config import Config
+from digest.errors import ConfigError, UsageError
 from digest.schedule import CronError, Timetable, edition_for, parse_at, parse_cron, resolve_local
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -17,6 +19,12 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 def table(expr: str, tz: ZoneInfo = LONDON) -> Timetable:
     return Timetable(parse_cron(expr), tz)
+
+
+def default_timetable(config: Config) -> Timetable:
+    """The timetable of the default cadence (the only one of a config with a single `cron`)."""
+    cadences = Cadences.from_config(config)
+    return cadences.table(cadences.default)
 
 
 def utc(*args: int) -> datetime:
@@ -185,10 +193,10 @@ def test_parse_at_and_edition_for_still_work() -> None:
 
 def test_schedule_config_defaults_and_timezone(tmp_path: Path) -> None:
     config = make_config(tmp_path, schedule={"cron": "0 9 * * MON", "timezone": "America/New_York"})
-    t = Timetable.from_config(config)
+    t = default_timetable(config)
     assert t.tz.key == "America/New_York" and t.grace == timedelta(hours=24)
     config = make_config(tmp_path, schedule={"cron": "0 9 * * MON", "grace_hours": 6})
-    t = Timetable.from_config(config)
+    t = default_timetable(config)
     assert t.tz.key == "Europe/London" and t.grace == timedelta(hours=6)
 
 
@@ -209,7 +217,7 @@ def test_bad_schedule_config_is_refused_at_load(tmp_path: Path, schedule: dict, 
 
 def test_no_cron_means_no_schedule(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"add \[schedule\] weekly = .*a single cron = .* still works"):
-        Timetable.from_config(make_config(tmp_path))
+        default_timetable(make_config(tmp_path))
 
 
 # ---------------------------------------------------------------- corners (issue 20: mutation testing)
@@ -275,10 +283,10 @@ def test_no_schedule_names_the_config_file(tmp_path: Path) -> None:
     config = load_config(tmp_path / "digest.toml")
     advice = "no schedule: add [schedule] "
     with pytest.raises(ConfigError) as info:
-        Timetable.from_config(config)
+        default_timetable(config)
     assert str(info.value).startswith(f"{config.source}: {advice}") and str(tmp_path) in str(info.value)
     with pytest.raises(ConfigError) as info:
-        Timetable.from_config(make_config(tmp_path))  # made in code: no file to name
+        default_timetable(make_config(tmp_path))  # made in code: no file to name
     assert str(info.value).startswith(f"config: {advice}")
 
 
@@ -319,8 +327,6 @@ def test_a_manual_sends_edition_is_named_in_the_newsletters_zone_not_the_machine
 
 
 def test_a_bad_at_is_one_line_with_an_example() -> None:
-    from digest.schedule import UsageError
-
     with pytest.raises(UsageError) as info:
         parse_at("next monday", LONDON)
     assert str(info.value) == "--at 'next monday' is not an ISO date or date-time (e.g. 2026-11-30T09:00)"

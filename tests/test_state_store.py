@@ -119,9 +119,9 @@ def test_the_password_never_goes_in_the_config_nor_in_a_message(tmp_path: Path, 
     code, out = cli(config, "status")
     assert code == 1 and "postgresql://digest@127.0.0.1:9/news: cannot connect" in out and "s3cret" not in out
     with pytest.raises(ConfigError, match="must be a postgresql:// URL"):
-        from digest.config import _validate_state_url
+        from digest.config import validate_state_url
 
-        _validate_state_url("mysql://x@y/z", "state.url")
+        validate_state_url("mysql://x@y/z", "state.url")
 
 
 # ---------------------------------------------------------------- copy, backup, restore
