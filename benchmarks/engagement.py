@@ -48,9 +48,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from digest.config import parse_config
-    from digest.events import EditionArticle, EditionRecord, click_histories, from_sendgrid, open_events
+    from digest.events import EditionArticle, EditionRecord, click_histories, from_sendgrid
     from digest.ledger import ClaimItem, SqliteLedger
     from digest.report import reports, trend
+    from digest.store import open_events
     from digest.suppressions import STATE_NAME
 
     rng = random.Random(18)

@@ -54,8 +54,9 @@ def main() -> None:
     os.environ["DIGEST_SECRET"] = SECRET
     from starlette.testclient import TestClient
 
+    from digest.audience import load_effective
     from digest.config import load_config
-    from digest.suppressions import load_effective, open_state
+    from digest.suppressions import open_state
     from digest.tokens import make_token
     from digest.web.public import PublicSettings, create_public_app
 

@@ -52,10 +52,10 @@ def main() -> None:
     os.environ["DIGEST_SECRET"] = SECRET
     from starlette.testclient import TestClient
 
+    from digest.audience import load_effective
     from digest.config import load_config
     from digest.signup.consent import forget
     from digest.signup.store import SignupRequest, open_signups
-    from digest.suppressions import load_effective
     from digest.tokens import new_token_id
     from digest.web.public import PublicSettings, create_public_app
 

@@ -644,7 +644,7 @@ def subscribers() -> None:
 @pass_ctx
 def subscribers_export(obj: Context, out: Path | None) -> None:
     """Write the list merged with signups, opt-outs, pauses and topic changes, with consent records, as CSV."""
-    from digest.suppressions import export_subscribers
+    from digest.signup.consent import export_subscribers
 
     config = obj.config()
     report, text = export_subscribers(config, out)
@@ -732,10 +732,10 @@ def subscribers_import(
     subscribers table; opt-outs are kept, never lifted."""
     from datetime import UTC, datetime
 
+    from digest.audience import read_overlay
     from digest.imports import CsvListStore, import_subscribers
     from digest.signup.consent import record_imports
     from digest.signup.merge import read_signup_state
-    from digest.suppressions import read_overlay
 
     config = obj.config()
     if source is None:
@@ -821,10 +821,12 @@ def scheduler(obj: Context) -> None:
 @pass_ctx
 def segments(obj: Context) -> None:
     """List the segments with their member counts and an example member."""
-    from digest.segments import list_segments
+    from datetime import UTC, datetime
+
+    from digest.pipeline import list_segments
 
     config = obj.config()
-    found, summaries = list_segments(config)
+    found, summaries = list_segments(config, datetime.now(UTC))
     if not summaries:
         click.echo(f"no segments: {found.path} defines none")
         return

@@ -18,7 +18,7 @@ first-party redirect only ever sends a reader to a URL recorded for that edition
 
 The records, the `EventLog` interface and the parsing live here; the SQLite tables and queries in
 store/events_sql.py, the SQL both engines share (with the subscriber state: its SQLite file, or
-the PostgreSQL database).
+the PostgreSQL database); opening the store on its engine in store/__init__.py (`open_events`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest.errors import LedgerError
-from digest.models import Article, Edition
+from digest.models import Article
 from digest.ranking import Clicked
-from digest.suppressions import STATE_NAME
 
 #: Delivery and engagement events kept (the opt-out ones too: reports attribute them to editions).
 KINDS = frozenset(
@@ -259,34 +258,3 @@ def edition_articles(edition: str, articles: Iterable[Article], link: Callable[[
     return [
         EditionArticle(edition, a.id, link(a), canonical_link(a.url), a.title, a.tags, a.categories) for a in articles
     ]
-
-
-def record_sent_edition(where: Any, edition: Edition, pool: Sequence[Article], link: Callable[[Article], str]) -> None:
-    """Before a real send: the edition and every article it may carry, so clicks map back to
-    articles and first-party click links resolve (to these URLs and no others)."""
-    with open_events(where) as store:
-        store.record_edition(
-            EditionRecord(edition.id, edition.label, edition.at), edition_articles(edition.id, pool, link)
-        )
-
-
-def open_events(where: Any) -> EventLog:
-    """The event store of `where` (a Config, a store Location or a state folder), on its engine."""
-    from digest.store import locate
-
-    loc = locate(where)
-    if loc.url:
-        from digest.store.pg_state import PgEvents
-
-        return PgEvents(loc.url)  # type: ignore[return-value]
-    from digest.store.sqlite_state import SqliteEvents
-
-    return SqliteEvents(loc.folder / STATE_NAME)  # type: ignore[return-value]
-
-
-def open_existing_events(where: Any) -> EventLog | None:
-    """The store if there is a state; None before anything was recorded (reading must not
-    create the state folder, or a report or a preview would)."""
-    from digest.store import state_exists
-
-    return open_events(where) if state_exists(where) else None

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from digest.errors import TemplateError
-from digest.models import Email
+from digest.models import Email, Subscriber
 
 #: Headers whose value is a list of `<...>` entries (RFC 2369 List-Unsubscribe, RFC 8058's
 #: List-Unsubscribe-Post, RFC 2919 List-Id). Mailbox providers parse them as written: an RFC 2047
@@ -122,3 +122,13 @@ def to_bytes(email: Email, *, date: datetime, edition_id: str = "") -> bytes:
             f"--{boundary}--\n".encode(),
         ]
     )
+
+
+def eml_name(subscriber: Subscriber) -> str:
+    """A file name for a subscriber's .eml: the address itself when it is file-safe; otherwise a
+    cleaned form plus a hash of the address, so `a!b@x` and `a#b@x` never overwrite each other."""
+    address = subscriber.email.casefold()
+    safe = "".join(ch if ch.isalnum() or ch in "@._-+" else "_" for ch in address)
+    if safe != address:
+        safe += "-" + hashlib.sha256(address.encode()).hexdigest()[:10]
+    return f"{safe}.eml"

@@ -104,7 +104,8 @@ class Article:
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
-def _frozen_mapping(value: Mapping[str, str] | None = None) -> Mapping[str, str]:
+def frozen_mapping(value: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """A read-only copy of `value` (one shared empty mapping for none): records stay immutable."""
     return MappingProxyType(dict(value)) if value else _EMPTY
 
 
@@ -112,7 +113,8 @@ def _frozen_mapping(value: Mapping[str, str] | None = None) -> Mapping[str, str]
 _KEYS: dict[tuple[str, ...], frozenset[str]] = {}
 
 
-def _keys(terms: tuple[str, ...]) -> frozenset[str]:
+def term_keys(terms: tuple[str, ...]) -> frozenset[str]:
+    """Tags or categories as the case-folded keys they are matched by."""
     keys = _KEYS.get(terms)
     if keys is None:
         if len(_KEYS) > 100_000:
@@ -143,7 +145,7 @@ class Subscriber:
     tags: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     status: str = "active"
-    attributes: Mapping[str, str] = field(default_factory=_frozen_mapping)
+    attributes: Mapping[str, str] = field(default_factory=frozen_mapping)
     file: str = ""  #: the list the row came from (one shared string for the whole list)
     line: int = 0  #: its line there
     external_id: str = ""  #: the list's own id for this subscriber (e.g. the seed site's `id`), kept as given
@@ -160,10 +162,10 @@ class Subscriber:
         set_ = object.__setattr__  # frozen: derived fields are set once, here
         folded = self.email.casefold()
         set_(self, "id", self.email if folded == self.email else folded)  # most addresses: one string
-        set_(self, "tag_keys", _keys(self.tags))
-        set_(self, "category_keys", _keys(self.categories))
+        set_(self, "tag_keys", term_keys(self.tags))
+        set_(self, "category_keys", term_keys(self.categories))
         if not isinstance(self.attributes, MappingProxyType):
-            set_(self, "attributes", _frozen_mapping(self.attributes))
+            set_(self, "attributes", frozen_mapping(self.attributes))
 
     @property
     def source(self) -> str:
@@ -245,7 +247,7 @@ class Email:
     html: str
     text: str
     article_ids: tuple[str, ...]
-    headers: Mapping[str, str] = field(default_factory=_frozen_mapping)
+    headers: Mapping[str, str] = field(default_factory=frozen_mapping)
     reply_to: str = ""
 
     @property

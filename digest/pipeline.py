@@ -6,7 +6,6 @@ files, sending) belong to the callers.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -14,20 +13,22 @@ from functools import cached_property
 from pathlib import Path
 
 from digest import personalize
+from digest.audience import load_effective
 from digest.cadences import Cadences
 from digest.compose import Composer, Content, PreparedEdition
 from digest.config import Config
 from digest.content import load_articles
 from digest.errors import SubscriberError
+from digest.events import click_histories
 from digest.links import Links
-from digest.message import to_bytes
+from digest.message import eml_name, to_bytes
 from digest.models import Article, ContentIndex, Edition, Email, Problem, Selection, Subscriber
 from digest.ranking import Clicked
 from digest.schedule import edition_for
-from digest.segments import NO_SEGMENTS, Overrides, Segments, load_segments
+from digest.segments import NO_SEGMENTS, Overrides, Segments, SegmentSummary, load_segments, summarize
 from digest.selection import NO_HISTORY, History, Selector, candidate_pool, window_start
+from digest.store import open_existing_events
 from digest.subscribers import SubscriberList
-from digest.suppressions import load_effective
 
 
 @dataclass
@@ -99,8 +100,6 @@ class Run:
     @cached_property
     def clicks(self) -> Mapping[str, tuple[Clicked, ...]]:
         """rank = "engagement": what each subscriber clicked in the last editions (events.py)."""
-        from digest.events import click_histories, open_existing_events
-
         store = open_existing_events(self.config)
         if store is None:
             return {}
@@ -236,16 +235,6 @@ class BuildReport:
     oversized: tuple[tuple[str, int], ...]  #: (address, bytes) over the HTML limit
 
 
-def eml_name(subscriber: Subscriber) -> str:
-    """A file name for a subscriber's .eml: the address itself when it is file-safe; otherwise a
-    cleaned form plus a hash of the address, so `a!b@x` and `a#b@x` never overwrite each other."""
-    address = subscriber.email.casefold()
-    safe = "".join(ch if ch.isalnum() or ch in "@._-+" else "_" for ch in address)
-    if safe != address:
-        safe += "-" + hashlib.sha256(address.encode()).hexdigest()[:10]
-    return f"{safe}.eml"
-
-
 def build(run: Run, out_dir: Path, only: Iterable[str] = ()) -> BuildReport:
     """Write each subscriber's digest as the .eml it would be sent as."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -264,3 +253,10 @@ def build(run: Run, out_dir: Path, only: Iterable[str] = ()) -> BuildReport:
         path.write_bytes(to_bytes(email, date=run.at, edition_id=run.edition.id))
         written.append(path)
     return BuildReport(run.edition, tuple(written), tuple(no_email), run.problems, tuple(oversized))
+
+
+def list_segments(config: Config, at: datetime) -> tuple[Segments, list[SegmentSummary]]:
+    """`digest segments`: each segment with its member count and an example member, over the
+    subscriber list exactly as a send at `at` would read it."""
+    run = open_run(config, at)
+    return run.segments, summarize(run.segments, run.subscribers.subscribers)

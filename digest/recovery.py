@@ -1,7 +1,7 @@
 """Recovery after a crash: which runs are alive, and what to do with the claims of those that are not.
 
 Every run holds a run lock for as long as its process lives (`Ledger.run_lock`): on SQLite a lock
-file (flock, `RunLock` here), on PostgreSQL a session-level advisory lock; the kernel, or the
+file (flock, `store/runlock.py`), on PostgreSQL a session-level advisory lock; the kernel, or the
 server when the session ends, drops it on kill -9. A later run that finds rows `claimed` by a run
 whose lock is free knows that run is gone: its requests may or may not have left, so the rows
 become ambiguous, unless their scheduled batch can still be cancelled in time. Rows it had only
@@ -10,64 +10,13 @@ become ambiguous, unless their scheduled batch can still be cancelled in time. R
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 from digest.ledger import Delivery, Ledger
 from digest.transports import Transport
 
-try:  # POSIX; elsewhere every claim of an ended run is treated as live until it is settled
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
 #: SendGrid refuses to cancel a scheduled send later than 10 minutes before send_at; keep a margin.
 CANCEL_CUTOFF_SECONDS = 600 + 60
-
-
-class RunLock:
-    """A lock file held (flock) for as long as a run's process lives; the kernel drops it on kill -9."""
-
-    def __init__(self, state_dir: Path, run_id: str):
-        self.path = _lock_path(state_dir, run_id)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BaseException:
-                os.close(self._fd)  # held by another run: do not leak the descriptor
-                self._fd = -1
-                raise
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-            self.path.unlink(missing_ok=True)
-
-
-def _lock_path(state_dir: Path, run_id: str) -> Path:
-    return state_dir / "runs" / f"{run_id}.lock"
-
-
-def run_alive(state_dir: Path, run_id: str) -> bool:
-    path = _lock_path(state_dir, run_id)
-    if fcntl is None:
-        return path.exists()
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    path.unlink(missing_ok=True)  # a crashed run's leftover
-    return False
 
 
 def free_dead_leases(ledger: Ledger, edition: str) -> int:

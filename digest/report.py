@@ -30,10 +30,10 @@ from typing import Any
 
 from digest.config import Config
 from digest.errors import DigestError
-from digest.events import ArticleClicks, Counts, EditionRecord, EventLog, open_existing_events
+from digest.events import ArticleClicks, Counts, EditionRecord, EventLog
 from digest.ledger import Ledger
 from digest.models import Subscriber
-from digest.store import ledger_exists, open_existing_state, open_ledger
+from digest.store import ledger_exists, open_existing_events, open_existing_state, open_ledger
 
 #: Opt-out reasons counted as unsubscribes / as complaints.
 UNSUBSCRIBE_REASONS = frozenset({"unsubscribed", "group_unsubscribed"})

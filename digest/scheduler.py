@@ -119,7 +119,7 @@ def send_scheduled(
             f"Pass {force_it} to send it anyway; the next slot is {describe(upcoming.at)} ({upcoming.edition_id})"
         )
     if config.schedule.local_time:
-        from digest.suppressions import load_effective
+        from digest.audience import load_effective
 
         # the merged list (signups too), as the send itself will see it
         subscribers = load_effective(config).subscribers
@@ -139,7 +139,7 @@ def send_scheduled(
 
 
 def _has_audience(config: Config, cadences: Cadences, cadence: str) -> bool:
-    from digest.suppressions import load_effective
+    from digest.audience import load_effective
 
     subscribers = load_effective(config).subscribers
     return cadences.counts(subscribers)[cadence] > 0
@@ -322,7 +322,7 @@ _RECENT_EDITIONS = 60
 def cadence_status(config: Config, now: datetime) -> CadenceStatus | None:
     """Each cadence's slot, subscribers, next slot and last edition; None without a schedule.
     Reads the list (as the next send will see it) and, if there is one, the ledger."""
-    from digest.suppressions import load_effective
+    from digest.audience import load_effective
 
     cadences = Cadences.of(config)
     if cadences is None:

@@ -15,13 +15,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from digest.compose import Composer
 from digest.config import Config, read_toml
 from digest.errors import DigestError
-from digest.models import Problem, Subscriber
+from digest.models import Problem, Subscriber, frozen_mapping, term_keys
 from digest.subscribers import STATUSES, is_valid_email
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -41,10 +40,6 @@ class EmptySegmentError(SegmentError):
     """A segment no subscriber belongs to."""
 
 
-def _frozen(value: Mapping[str, str] | None = None) -> Mapping[str, str]:
-    return MappingProxyType(dict(value or {}))
-
-
 @dataclass(frozen=True)
 class Rule:
     """Who belongs to a segment. Every condition given must hold; an empty rule matches everyone
@@ -55,19 +50,19 @@ class Rule:
     categories: tuple[str, ...] = ()  #: has any of these categories
     exclude_categories: tuple[str, ...] = ()  #: has none of these categories
     status: tuple[str, ...] = ("active",)  #: status is one of these
-    equals: Mapping[str, str] = field(default_factory=_frozen)  #: field == value
-    contains: Mapping[str, str] = field(default_factory=_frozen)  #: value is a substring of field
+    equals: Mapping[str, str] = field(default_factory=frozen_mapping)  #: field == value
+    contains: Mapping[str, str] = field(default_factory=frozen_mapping)  #: value is a substring of field
 
     def matches(self, subscriber: Subscriber) -> bool:
         if subscriber.status not in self.status:
             return False
-        if self.tags and not subscriber.tag_keys & _keys(self.tags):
+        if self.tags and not subscriber.tag_keys & term_keys(self.tags):
             return False
-        if subscriber.tag_keys & _keys(self.exclude_tags):
+        if subscriber.tag_keys & term_keys(self.exclude_tags):
             return False
-        if self.categories and not subscriber.category_keys & _keys(self.categories):
+        if self.categories and not subscriber.category_keys & term_keys(self.categories):
             return False
-        if subscriber.category_keys & _keys(self.exclude_categories):
+        if subscriber.category_keys & term_keys(self.exclude_categories):
             return False
         for name, wanted in self.equals.items():
             if not any(v == wanted.casefold() for v in field_values(subscriber, name)):
@@ -80,10 +75,6 @@ class Rule:
     @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*self.equals, *self.contains]))
-
-
-def _keys(terms: Iterable[str]) -> frozenset[str]:
-    return frozenset(t.casefold() for t in terms)
 
 
 def field_values(subscriber: Subscriber, name: str) -> tuple[str, ...]:
@@ -289,7 +280,7 @@ def _rule(value: Any, where: str) -> Rule:
         table = value.get(key, {})
         if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
             raise SegmentError(f'{where}.{key} must be a table of field = "text"')
-        maps[key] = _frozen(table)
+        maps[key] = frozen_mapping(table)
     return Rule(**lists, **maps)  # type: ignore[arg-type]  # keys checked against Rule's fields above
 
 
@@ -360,14 +351,3 @@ def summarize(segments: Segments, subscribers: Iterable[Subscriber]) -> list[Seg
         members = segment.members(subscribers)
         out.append(SegmentSummary(segment, len(members), members[0] if members else None))
     return out
-
-
-def list_segments(config: Config) -> tuple[Segments, list[SegmentSummary]]:
-    """`digest segments`: each segment with its member count and an example member, over the
-    subscriber list exactly as a send now would read it."""
-    from datetime import UTC, datetime
-
-    from digest.pipeline import open_run
-
-    run = open_run(config, datetime.now(UTC))
-    return run.segments, summarize(run.segments, run.subscribers.subscribers)

@@ -611,7 +611,7 @@ def send(
 def _record_edition(run: Run) -> None:
     """The edition's articles, for reports and first-party click links (events.py)."""
     from digest.compose import add_utm
-    from digest.events import record_sent_edition
+    from digest.store import record_sent_edition
 
     utm = run.composer.utm(run.edition)
     record_sent_edition(run.config, run.edition, run.pool, lambda a: add_utm(a.url, utm))

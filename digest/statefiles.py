@@ -414,7 +414,7 @@ def _read_backup(source: Path) -> dict[str, object]:
 
 
 def _live_runs(state_dir: Path) -> list[str]:
-    from digest.recovery import run_alive
+    from digest.store.runlock import run_alive
 
     runs = state_dir / "runs"
     names = [p.stem for p in runs.glob("*.lock")] if runs.is_dir() else []

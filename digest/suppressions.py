@@ -23,20 +23,15 @@ lifting one (a SendGrid group resubscribe) must not lift the other. Rows that ca
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Literal, Protocol
 
-from digest.errors import DigestError, LedgerError
+from digest.errors import LedgerError
 from digest.models import Subscriber
-from digest.subscribers import SubscriberList, write_list
-
-if TYPE_CHECKING:
-    from digest.config import Config
+from digest.subscribers import SubscriberList
 
 STATE_NAME = "subscribers.sqlite3"
 
@@ -148,18 +143,6 @@ class Overlay:
 EMPTY = Overlay({}, {})
 
 
-def read_overlay(where: Any) -> Overlay:
-    """The state as of now (`where`: a Config or a store Location); empty when there is none yet
-    (reading must not create the state folder, or a dry run or a preview would)."""
-    from digest.store import open_existing_state
-
-    state = open_existing_state(where)
-    if state is None:
-        return EMPTY
-    with state:
-        return Overlay(state.optouts(), state.preferences(), state.frequencies())
-
-
 def optout_status(optouts: Sequence[OptOut]) -> str:
     reasons = {o.reason for o in optouts}
     worst = next(r for r in _SEVERITY if r in reasons)
@@ -190,49 +173,3 @@ def effective_subscribers(subscribers: SubscriberList, overlay: Overlay) -> Subs
     if not overlay.optouts and not overlay.preferences and not overlay.frequencies:
         return subscribers
     return replace(subscribers, subscribers=tuple(apply_overlay(s, overlay) for s in subscribers.subscribers))
-
-
-def load_effective(config: Config) -> SubscriberList:
-    """The list as the next send sees it: the list the config names (its file, or the subscribers
-    table) plus confirmed signups, less forgotten addresses (digest.signup.merge), with the state's
-    opt-outs, preferences and cadences laid over."""
-    from digest.signup.merge import merge_signups, read_signup_state  # the signup layer builds on this one
-    from digest.store import load_list
-
-    return effective_subscribers(merge_signups(load_list(config), read_signup_state(config)), read_overlay(config))
-
-
-# ---------------------------------------------------------------- digest subscribers export
-
-
-@dataclass(frozen=True)
-class ExportReport:
-    written: int
-    changed: int  #: rows that differ from the list (status or topics)
-    skipped_rows: int  #: invalid rows of the list, not exported
-    signups: int = 0  #: confirmed signups that are not on the list, exported after its rows
-
-
-def export_subscribers(config: Config, out: Path | None) -> tuple[ExportReport, str]:
-    """The merged list as CSV, with each subscriber's latest consent record; written to `out`, or
-    returned as text when `out` is None."""
-    from digest.signup.consent import consent_cells
-    from digest.signup.merge import merge_signups, read_signup_state
-    from digest.store import load_list
-
-    if out is not None and out.resolve() == config.subscribers.path.resolve():
-        raise DigestError(f"{out}: refusing to overwrite the subscriber list; export to another file")
-    original = load_list(config)
-    merged = effective_subscribers(merge_signups(original, read_signup_state(config)), read_overlay(config))
-    buffer = io.StringIO()
-    # formula-looking cells neutralised (digest.csvfile)
-    write_list(merged.subscribers, buffer, extra=consent_cells(config))
-    listed = len(original.subscribers)
-    changed = sum(1 for a, b in zip(original.subscribers, merged.subscribers[:listed], strict=True) if a != b)
-    skipped = sum(1 for p in original.problems if p.severity == "error")
-    report = ExportReport(len(merged.subscribers), changed, skipped, len(merged.subscribers) - listed)
-    if out is None:
-        return report, buffer.getvalue()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(buffer.getvalue(), encoding="utf-8")
-    return report, ""

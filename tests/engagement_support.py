@@ -53,7 +53,7 @@ def engagement(delivered: dict[str, Any], kind: str, **extra: Any) -> dict[str, 
 
 def state_rows(config: Config, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Rows of a query on the state's tables, on whichever engine the test runs (`?` placeholders)."""
-    from digest.events import open_events
+    from digest.store import open_events
 
     with open_events(config) as store, store._read() as db:  # type: ignore[attr-defined]
         return [tuple(r) for r in db.execute(sql, args).fetchall()]

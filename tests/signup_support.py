@@ -15,8 +15,8 @@ from typing import Any
 from public_support import BASE_URL, client_for, public_config
 from starlette.testclient import TestClient
 
+from digest.audience import load_effective
 from digest.config import Config
-from digest.suppressions import load_effective
 
 SIGNUP = "[signup]\nenabled = true\n"
 NEW = "new.reader@example.org"

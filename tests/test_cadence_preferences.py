@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from public_support import BASE_URL, SECRET, app_for, public_config, real_server, token
 from starlette.testclient import TestClient
 
+from digest.audience import read_overlay
 from digest.cli import main
 from digest.config import Config
-from digest.suppressions import STATE_NAME, read_overlay
+from digest.suppressions import STATE_NAME
 
 CADENCES = '\n[schedule]\ndaily = "0 7 * * *"\nweekly = "0 9 * * MON"\n'
 CHLOE = "chloe.dubois@example.net"

@@ -153,8 +153,8 @@ def test_eml_bytes_match_the_stdlib_message(sample_config):
 
 
 def test_eml_names_never_collide():
+    from digest.message import eml_name
     from digest.models import Subscriber
-    from digest.pipeline import eml_name
 
     names = {eml_name(Subscriber(email=e)) for e in ("a!b@x.org", "a#b@x.org", "a_b@x.org", "A_B@x.org")}
     assert len(names) == 3  # the last two are one address, case aside

@@ -16,7 +16,7 @@ from public_support import SECRET, Signer, head_of, raw_request, real_server, to
 from send_support import SAMPLE_RECIPIENTS
 
 from digest.config import Config
-from digest.events import open_events
+from digest.store import open_events
 from digest.tokens import make_link_token, make_token, new_token_id, read_link_token
 from digest.web.public import PublicSettings, create_public_app
 

@@ -13,9 +13,11 @@ from engagement_support import engagement, newsletter, post, public_client, send
 from public_support import Signer
 from send_support import SAMPLE_RECIPIENTS, FakeSendGrid, ledger_for
 
+from digest.audience import read_overlay
 from digest.config import Config
-from digest.events import canonical_link, from_sendgrid, open_events
-from digest.suppressions import STATE_NAME, read_overlay
+from digest.events import canonical_link, from_sendgrid
+from digest.store import open_events
+from digest.suppressions import STATE_NAME
 
 NOW = 1_790_000_000
 EDITION = "2026-W49"

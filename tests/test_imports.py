@@ -13,11 +13,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import DATA
 
+from digest.audience import read_overlay
 from digest.cli import main
 from digest.imports import CsvListStore, import_subscribers
 from digest.store import open_state
 from digest.subscribers import load_subscribers
-from digest.suppressions import EMPTY, read_overlay
+from digest.suppressions import EMPTY
 
 IMPORTS = DATA / "imports"
 MAILCHIMP = sorted((IMPORTS / "mailchimp").glob("*.csv"))

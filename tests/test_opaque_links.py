@@ -16,10 +16,11 @@ from click.testing import CliRunner
 from public_support import BASE_URL, ENDPOINT, SECRET, client_for, public_config
 from send_support import AT, SAMPLE_RECIPIENTS, FakeSendGrid, copy_sample, load, sendgrid_toml
 
+from digest.audience import read_overlay
 from digest.cli import main
 from digest.config import Config
 from digest.store import open_state
-from digest.suppressions import STATE_NAME, read_overlay
+from digest.suppressions import STATE_NAME
 
 TOKEN = re.compile(r"token=([^\s<>\"&]+)")
 

@@ -13,9 +13,10 @@ import pytest
 from public_support import BASE_URL, SECRET, legacy, token, token_id
 from starlette.testclient import TestClient
 
+from digest.audience import load_effective, read_overlay
 from digest.config import Config, load_config
 from digest.subscribers import load_subscribers
-from digest.suppressions import STATE_NAME, load_effective, read_overlay
+from digest.suppressions import STATE_NAME
 from digest.web.public import PublicSettings, create_public_app
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from public_support import BASE_URL, SECRET, Signer, app_for, client_for, public_config, token
 from starlette.testclient import TestClient
 
+from digest.audience import read_overlay
 from digest.config import Config
-from digest.suppressions import read_overlay
 from digest.web.public import PublicSettings
 
 NOW = 1_790_000_000

@@ -41,8 +41,8 @@ from digest.content import load_articles
 from digest.errors import ConfigError, LedgerError, TemplateError
 from digest.ledger import ClaimItem, Ledger
 from digest.pipeline import open_run
-from digest.recovery import RunLock
 from digest.send import SendOptions, SendReport, _recipient, send_edition
+from digest.store.runlock import RunLock
 from digest.store.sqlite_ledger import SqliteLedger
 from digest.store.sqlite_state import SqliteSubscriberState
 from digest.suppressions import StateError

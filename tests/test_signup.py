@@ -296,7 +296,7 @@ def test_an_unsubscribed_reader_comes_back_through_the_form(config, client, cloc
     client.post(link(msg))
     assert status_of(config, "grace@example.org") == "active"
     # the list's row is still the record; the topics are the ones chosen now
-    from digest.suppressions import load_effective
+    from digest.audience import load_effective
 
     grace = next(s for s in load_effective(config).subscribers if s.id == "grace@example.org")
     assert grace.name == "Grace Hopper" and grace.tags == ("Security",)
@@ -483,8 +483,8 @@ def test_a_full_worker_queue_refuses_everyone_alike(config, client, clock) -> No
 
 
 def test_the_form_offers_the_configs_cadences_and_the_choice_reaches_the_send(tmp_path: Path, clock: Clock) -> None:
+    from digest.audience import load_effective
     from digest.cadences import Cadences
-    from digest.suppressions import load_effective
 
     config = signup_config(tmp_path, '[schedule]\ndaily = "0 7 * * *"\nweekly = "0 9 * * MON"\n')
     with signup_client(config, clock) as client:
@@ -579,7 +579,8 @@ def test_an_unreachable_captcha_provider_lets_nothing_through(tmp_path, clock, m
 
 
 def test_the_welcome_shows_the_last_editions_most_clicked_articles(config, client, clock) -> None:
-    from digest.events import Event, open_events
+    from digest.events import Event
+    from digest.store import open_events
 
     runner = CliRunner()
     env = {"DIGEST_SECRET": "public-support-secret-7c1e9a3b5d"}

@@ -27,9 +27,9 @@ from signup_support import (
 
 from digest.cli import main
 from digest.config import Config
-from digest.events import Event, open_events
+from digest.events import Event
 from digest.signup.store import address_key
-from digest.store import open_ledger, open_signups, open_state
+from digest.store import open_events, open_ledger, open_signups, open_state
 from digest.subscribers import load_subscribers
 
 AT = "2026-11-30T00:00"

@@ -126,7 +126,7 @@ def test_nothing_to_back_up_before_the_first_send(tmp_path: Path) -> None:
 
 
 def test_no_restore_while_a_send_runs(sent: Path, tmp_path: Path) -> None:
-    from digest.recovery import RunLock
+    from digest.store.runlock import RunLock
 
     folder = tmp_path / "backup"
     assert digest(sent, "state", "backup", str(folder))[0] == 0

@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 from send_support import AT, AT_DT, SAMPLE_RECIPIENTS, copy_sample, ledger_for, load
 
+from digest.audience import read_overlay
 from digest.cli import main
 from digest.errors import ConfigError
 from digest.send import SendOptions, send
 from digest.store import DATABASE_URL_ENV, Location, locate, open_state, open_subscriber_table
 from digest.store.schema import MIGRATIONS, SchemaError, latest
-from digest.suppressions import read_overlay
 
 EDITION = "2026-W49"
 

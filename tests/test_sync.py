@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 from send_support import AT, FakeSendGrid, copy_sample, load, sendgrid_toml
 
+from digest.audience import read_overlay
 from digest.cli import main
 from digest.config import Config
 from digest.errors import AuthError, SendError
 from digest.store import open_state
-from digest.suppressions import read_overlay
 from digest.sync import sync
 
 

@@ -13,9 +13,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from starlette.testclient import TestClient
 
+from digest.audience import read_overlay
 from digest.config import Config, load_config
 from digest.errors import ConfigError
-from digest.suppressions import STATE_NAME, read_overlay
+from digest.suppressions import STATE_NAME
 from digest.web.public import PublicSettings, create_public_app, load_webhook_key
 
 SECRET = b"webhook-tests-secret-0123456789"

@@ -18,6 +18,7 @@ to whoever asked; they age out with your backup rotation).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -27,10 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from digest.audience import load_effective, read_overlay
 from digest.config import Config
 from digest.csvfile import Header, read_rows
 from digest.errors import DigestError
 from digest.models import Problem, Subscriber
+from digest.signup.merge import merge_signups, read_signup_state
 from digest.signup.store import Consent, Signup, address_key
 from digest.store import (
     ledger_exists,
@@ -40,8 +43,8 @@ from digest.store import (
     open_ledger,
     open_signups,
 )
-from digest.subscribers import CONSENT_COLUMNS, is_valid_email
-from digest.suppressions import OptOut, Preference, load_effective
+from digest.subscribers import CONSENT_COLUMNS, is_valid_email, write_list
+from digest.suppressions import OptOut, Preference, effective_subscribers
 
 #: Suppressions a forgotten address keeps, most serious first.
 _KEPT_REASONS = ("complained", "bounced", "invalid", "suppressed")
@@ -234,7 +237,7 @@ def forget(config: Config, email: str, *, now: datetime | None = None) -> Forget
     reason = _kept_reason(config, key)
     with open_signups(config) as store:
         erased = store.forget(email, reason, now)
-    from digest.events import open_events
+    from digest.store import open_events
 
     with open_events(config) as events:  # type: ignore[attr-defined]
         event_rows = events.forget(key, pseudonym(email))
@@ -257,7 +260,7 @@ def reapply_erasures(where: Any, now: datetime | None = None) -> int:
     """After a restore: every address erased (kept as a hash) that the restored rows name again
     (the backup was older than the erasure) is erased again, from the state, the events and the
     ledger. Returns how many addresses that was."""
-    from digest.events import open_events
+    from digest.store import open_events
 
     store = open_existing_signups(where)
     if store is None:
@@ -381,7 +384,7 @@ def _erase_files(folder: Path, subscriber: str) -> int:
     """The .eml files written for the address (the outbox's and `digest build`'s)."""
     if not folder.is_dir():
         return 0
-    from digest.pipeline import eml_name
+    from digest.message import eml_name
 
     name = eml_name(Subscriber(email=subscriber))
     count = 0
@@ -444,3 +447,35 @@ def record_imports(where: Any, source: str, files: Sequence[Path], added: Sequen
     ]
     with open_signups(where) as store:
         return store.record_consents(records)
+
+
+# ---------------------------------------------------------------- digest subscribers export
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    written: int
+    changed: int  #: rows that differ from the list (status or topics)
+    skipped_rows: int  #: invalid rows of the list, not exported
+    signups: int = 0  #: confirmed signups that are not on the list, exported after its rows
+
+
+def export_subscribers(config: Config, out: Path | None) -> tuple[ExportReport, str]:
+    """The merged list as CSV, with each subscriber's latest consent record; written to `out`, or
+    returned as text when `out` is None."""
+    if out is not None and out.resolve() == config.subscribers.path.resolve():
+        raise DigestError(f"{out}: refusing to overwrite the subscriber list; export to another file")
+    original = load_list(config)
+    merged = effective_subscribers(merge_signups(original, read_signup_state(config)), read_overlay(config))
+    buffer = io.StringIO()
+    # formula-looking cells neutralised (digest.csvfile)
+    write_list(merged.subscribers, buffer, extra=consent_cells(config))
+    listed = len(original.subscribers)
+    changed = sum(1 for a, b in zip(original.subscribers, merged.subscribers[:listed], strict=True) if a != b)
+    skipped = sum(1 for p in original.problems if p.severity == "error")
+    report = ExportReport(len(merged.subscribers), changed, skipped, len(merged.subscribers) - listed)
+    if out is None:
+        return report, buffer.getvalue()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(buffer.getvalue(), encoding="utf-8")
+    return report, ""

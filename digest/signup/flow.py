@@ -24,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
-from urllib.parse import urljoin
 
 from digest.config import Config
 from digest.models import Subscriber
+from digest.signup.form import consent_text, signup_url
 from digest.signup.merge import listed_status, one_subscriber
 from digest.signup.notices import Notices, Story
 from digest.signup.store import BLOCKING_STATUSES, LIFTABLE, Consent, PurgeCounts, SignupRequest
@@ -41,14 +41,6 @@ Verdict = Literal["sent", "already", "suppressed", "limited", "failed"]
 ConfirmOutcome = Literal["confirmed", "used", "expired", "unknown", "suppressed"]
 #: The window of the per-address limit on confirmation emails.
 DAY = timedelta(days=1)
-
-
-def signup_url(config: Config) -> str:
-    """`signup.url`, else `subscribe` next to the unsubscribe endpoint."""
-    s = config.signup
-    if s.url:
-        return s.url
-    return urljoin(config.sending.unsubscribe_url, "subscribe") if config.sending.unsubscribe_url else ""
 
 
 @dataclass(frozen=True)
@@ -196,7 +188,7 @@ class SignupFlow:
         wanted = self.config.signup.welcome_articles
         if not wanted:
             return "", []
-        from digest.events import open_existing_events
+        from digest.store import open_existing_events
 
         events = open_existing_events(self.config)
         if events is None:
@@ -238,8 +230,6 @@ def resubscribe(config: Config, current: Subscriber, listed: Subscriber | None, 
     """Subscribe again from the preferences page (its signed link proves the address): the
     person's own unsubscribes lifted, a consent record kept. False for a suppression no form
     may lift (a bounce, a complaint, an invalid address)."""
-    from digest.signup.form import consent_text
-
     key = current.id
     with open_state(config) as state:
         overlay = state.overlay_for(key)

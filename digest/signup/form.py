@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
+from urllib.parse import urljoin
 
 from digest.config import Config
 from digest.models import Article
@@ -87,6 +88,14 @@ def topics_of(articles: Sequence[Article], limit: int, exclude_tags: Sequence[st
 def content_topics(config: Config, articles: Sequence[Article]) -> Topics:
     """The topics a config's form offers from these articles."""
     return topics_of(articles, config.signup.topics, config.selection.exclude_tags)
+
+
+def signup_url(config: Config) -> str:
+    """`signup.url`, else `subscribe` next to the unsubscribe endpoint."""
+    s = config.signup
+    if s.url:
+        return s.url
+    return urljoin(config.sending.unsubscribe_url, "subscribe") if config.sending.unsubscribe_url else ""
 
 
 def consent_text(config: Config) -> str:
@@ -202,7 +211,6 @@ def form_snippet(config: Config) -> str:
     """`digest form`: the snippet for this config, its topics read from the content."""
     from digest.content import load_articles
     from digest.errors import ConfigError
-    from digest.signup.flow import signup_url
 
     if not config.signup.enabled:
         raise ConfigError("signup.enabled is false: `digest serve` has no /subscribe page for the form to post to")

@@ -19,13 +19,14 @@ SQLite, for the run lock files.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from digest.events import EditionRecord, EventLog, edition_articles
 from digest.ledger import LEDGER_NAME, Ledger
-from digest.models import Subscriber
+from digest.models import Article, Edition, Subscriber
 from digest.subscribers import SubscriberList
 from digest.suppressions import STATE_NAME, SubscriberState
 
@@ -182,3 +183,33 @@ def load_list(config: Config) -> SubscriberList:
         return SubscriberList((), ())
     with open_subscriber_table(config) as table:
         return SubscriberList(tuple(table.stream()), ())
+
+
+# ---------------------------------------------------------------- events
+
+
+def record_sent_edition(where: Any, edition: Edition, pool: Sequence[Article], link: Callable[[Article], str]) -> None:
+    """Before a real send: the edition and every article it may carry, so clicks map back to
+    articles and first-party click links resolve (to these URLs and no others)."""
+    with open_events(where) as store:
+        store.record_edition(
+            EditionRecord(edition.id, edition.label, edition.at), edition_articles(edition.id, pool, link)
+        )
+
+
+def open_events(where: Any) -> EventLog:
+    """The event store of `where` (a Config, a store Location or a state folder), on its engine."""
+    loc = locate(where)
+    if loc.url:
+        from digest.store.pg_state import PgEvents
+
+        return PgEvents(loc.url)  # type: ignore[return-value]
+    from digest.store.sqlite_state import SqliteEvents
+
+    return SqliteEvents(loc.folder / STATE_NAME)  # type: ignore[return-value]
+
+
+def open_existing_events(where: Any) -> EventLog | None:
+    """The store if there is a state; None before anything was recorded (reading must not
+    create the state folder, or a report or a preview would)."""
+    return open_events(where) if state_exists(where) else None

@@ -29,8 +29,8 @@ from digest.ledger import (
     fold_histories,
     stamp,
 )
-from digest.recovery import RunLock, run_alive
 from digest.selection import History
+from digest.store.runlock import RunLock, run_alive
 from digest.store.sqlite import open_store
 
 #: Rows whose run and error planning reports; the others share one RowState per state.

@@ -7,9 +7,8 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from digest.message import message_id, to_bytes
-from digest.pipeline import eml_name
-from digest.transports import Batch, Outcome, Unschedulable, render_failed
+from digest.message import eml_name, message_id, to_bytes
+from digest.transports.base import Batch, Outcome, Unschedulable, render_failed
 
 
 class OutboxTransport(Unschedulable):

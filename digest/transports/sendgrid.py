@@ -34,7 +34,7 @@ from sendgrid import SendGridAPIClient
 from digest import personalize
 from digest.config import Config
 from digest.errors import AuthError, SendError
-from digest.transports import Batch, Outcome, Recipient, render_failed
+from digest.transports.base import Batch, Outcome, Recipient, render_failed
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503})
 #: A gateway timed out waiting for SendGrid, which may have queued the request all the same.

@@ -17,7 +17,7 @@ from datetime import datetime
 from digest.config import Config
 from digest.errors import AuthError, NotSentError
 from digest.message import to_mime
-from digest.transports import Batch, Outcome, Unschedulable, render_failed
+from digest.transports.base import Batch, Outcome, Unschedulable, render_failed
 
 
 class SmtpTransport(Unschedulable):

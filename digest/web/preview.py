@@ -132,7 +132,7 @@ class PreviewApp:
         return PlainTextResponse(email.text, headers={"Cache-Control": "no-store"})
 
     def eml(self, request: Request) -> Response:
-        from digest.pipeline import eml_name
+        from digest.message import eml_name
 
         snap, email = self._email(request)
         body = to_bytes(email, date=snap.run.at, edition_id=snap.run.edition.id)

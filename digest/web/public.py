@@ -30,13 +30,10 @@ import binascii
 import contextlib
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
-import jinja2
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -47,15 +44,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from digest.audience import read_overlay
 from digest.cadences import Cadences, offered
 from digest.config import Config
 from digest.errors import ConfigError
-from digest.events import from_sendgrid, open_events
+from digest.events import from_sendgrid
 from digest.links import preferences_base
 from digest.signup.form import consent_text
-from digest.store import open_state
+from digest.store import open_events, open_state
 from digest.subscribers import split_terms
-from digest.suppressions import Change, Reason, read_overlay
+from digest.suppressions import Change, Reason
 from digest.tokens import read_token
 from digest.web.guards import (
     SECURITY_HEADERS,
@@ -70,6 +68,7 @@ from digest.web.guards import (
 )
 from digest.web.lookup import LinkResolver, current_subscriber, subscriber_index
 from digest.web.redirect import ClickRedirect
+from digest.web.settings import PAGES, PublicSettings
 from digest.web.signup import SignupViews, signup_hosts
 
 log = logging.getLogger("digest.public")
@@ -89,14 +88,6 @@ ADDRESS_DROPS: dict[str, Reason] = {
     "spam reporting address": "complained",
     "invalid": "invalid",
 }
-
-_templates = jinja2.Environment(
-    loader=jinja2.PackageLoader("digest.web", "templates"),
-    autoescape=True,  # names, topics and addresses are untrusted
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 
 
 def load_webhook_key(env_name: str, environ: dict[str, str] | None = None) -> ec.EllipticCurvePublicKey | None:
@@ -170,29 +161,8 @@ def changes_for(event: dict[str, Any], asm_group_id: int) -> list[Change]:
     return []
 
 
-@dataclass(frozen=True)
-class PublicSettings:
-    """What the public app needs; the secrets stay in here and never reach a page or a log line."""
-
-    config: Config
-    secret: bytes
-    webhook_key: ec.EllipticCurvePublicKey | None
-    now: Callable[[], float] = time.time
-    #: secrets that still verify after a rotation (links are signed with `secret` only)
-    previous_secrets: tuple[bytes, ...] = ()
-    #: the rate limiters' clock
-    monotonic: Callable[[], float] = time.monotonic
-
-    @property
-    def secrets(self) -> tuple[bytes, ...]:
-        return (self.secret, *self.previous_secrets)
-
-    def __repr__(self) -> str:
-        return "PublicSettings(<secrets hidden>)"
-
-
 def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(_templates.get_template(name).render(**context), status_code=status, headers=SECURITY_HEADERS)
+    return HTMLResponse(PAGES.get_template(name).render(**context), status_code=status, headers=SECURITY_HEADERS)
 
 
 async def _body(request: Request, limit: int) -> bytes:

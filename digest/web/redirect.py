@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from digest.events import Event, open_existing_events
+from digest.events import Event
+from digest.store import open_existing_events
 from digest.tokens import read_link_token, read_token
 from digest.web.guards import RateLimiter, client_key
 from digest.web.lookup import LinkResolver
-
-if TYPE_CHECKING:
-    from digest.web.public import PublicSettings
+from digest.web.settings import PublicSettings
 
 log = logging.getLogger("digest.public")
 

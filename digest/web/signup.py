@@ -40,7 +40,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from digest.cadences import Cadences, offered
-from digest.signup.flow import SignupFlow, signup_url
+from digest.signup.flow import SignupFlow
 from digest.signup.form import (
     CAPTCHA_FIELDS,
     CAPTCHA_ORIGINS,
@@ -50,6 +50,7 @@ from digest.signup.form import (
     STAMP_MAX_AGE,
     TopicIndex,
     consent_text,
+    signup_url,
     verify_captcha,
 )
 from digest.signup.store import SignupRequest
@@ -65,6 +66,7 @@ from digest.web.guards import (
     read_body,
     retry_after,
 )
+from digest.web.settings import PAGES
 
 log = logging.getLogger("digest.signup")
 
@@ -239,9 +241,7 @@ class SignupViews:
     # ---- helpers
 
     def _page(self, name: str, status: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Response:
-        from digest.web.public import _templates
-
-        html = _templates.get_template(name).render(newsletter=self.newsletter, **context)
+        html = PAGES.get_template(name).render(newsletter=self.newsletter, **context)
         return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
     def _stamp(self) -> str:

@@ -34,11 +34,12 @@ from send_support import AT_DT
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
+from digest.audience import read_overlay
 from digest.config import Config
 from digest.errors import ConfigError
 from digest.pipeline import open_run
 from digest.store import open_state
-from digest.suppressions import STATE_NAME, read_overlay
+from digest.suppressions import STATE_NAME
 from digest.tokens import make_token, read_token
 from digest.web.guards import SECURITY_HEADERS, RateLimiter, client_key
 from digest.web.public import create_public_app, public_settings
