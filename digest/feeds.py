@@ -33,13 +33,13 @@ from zoneinfo import ZoneInfo
 
 import feedparser
 
-from digest import __version__
 from digest.config import Config
 from digest.errors import FeedError
 from digest.fetch import fetch
 from digest.fields import is_web_url, normalise_terms, parse_date
 from digest.models import Article, ContentIndex, Problem
 from digest.text import body_to_text, clean_excerpt, cut_words, one_line
+from digest.version import __version__
 
 USER_AGENT = f"newsletter-digest/{__version__} (feed reader)"
 ACCEPT = "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5"

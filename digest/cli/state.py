@@ -1,13 +1,12 @@
-"""`digest state ...` and the own-format half of `digest subscribers import`: thin wrappers over digest/store/."""
+"""`digest state migrate|info|copy|backup|restore`: thin wrappers over digest/store/."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from digest.cli import Context, main, pass_ctx
+from digest.cli.base import Context, main, pass_ctx
 
 
 @main.group()
@@ -100,25 +99,3 @@ def state_restore(obj: Context, path: Path) -> None:
     if report.erased_again:
         click.echo(f"erased again {report.erased_again} address(es) erased after the backup was taken")
     click.echo(f"the files it replaced are in {report.aside}")
-
-
-def import_own_format(config: Any, files: tuple[Path, ...], *, into: Path | None, dry_run: bool) -> None:
-    """`digest subscribers import FILE...` without --from: lists in digest's own CSV/JSON format,
-    upserted into the subscribers table (for `[subscribers] source = "database"`)."""
-    from digest.errors import UsageError
-    from digest.store.importing import import_file
-
-    if into is not None or dry_run:
-        raise UsageError("--into and --dry-run go with --from TOOL; a list in digest's own format goes into the table")
-    for file in files:
-        if not file.is_file():
-            raise UsageError(f"{file}: no such file")
-        report = import_file(config, file)
-        for problem in report.problems[:20]:
-            click.echo(str(problem), err=True)
-        if len(report.problems) > 20:
-            click.echo(f"... and {len(report.problems) - 20} more", err=True)
-        click.echo(
-            f"{file}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-            f"{report.invalid} invalid row(s) skipped; the table holds {report.total}"
-        )
