@@ -219,10 +219,6 @@ class Cadences:
         )
         return merged[:count]
 
-    def last_slots(self, at: datetime) -> list[Slot]:
-        """Each cadence's most recent slot at or before `at`."""
-        return [table.last_slot(at) for table in self.tables]
-
     def reach(self, cadence: str, at: datetime) -> timedelta:
         """The longest a subscriber of `cadence` can have waited since their last delivery at a
         slot at `at`, articles permitting: a period of theirs, plus one of the slowest cadence

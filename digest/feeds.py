@@ -108,9 +108,6 @@ class FeedStore:
         except OSError:
             pass  # a read-only state folder costs a full download next time, nothing else
 
-    def body_path(self, url: str) -> Path:
-        return self.folder / f"{self.key(url)}.body"
-
 
 def _well_typed(stored: Stored) -> bool:
     """A metadata file edited by hand or cut short must not crash a run: wrong types read as none."""

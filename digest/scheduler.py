@@ -47,7 +47,8 @@ class LateError(DigestError):
     """The most recent slot passed longer ago than the grace period and its edition never went out."""
 
 
-Outcome = Literal["sent", "nothing", "already", "failed"]
+#: What a scheduled slot came to (a transport's per-request answer is transports.base.Outcome).
+SlotOutcome = Literal["sent", "nothing", "already", "failed"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class ScheduledResult:
     late: timedelta  #: how long after the slot the run happened
     #: sent: someone got it now; nothing: nobody gets an article; already: nothing left to send;
     #: failed: nothing accepted, something failed or is ambiguous (the report says what)
-    outcome: Outcome
+    outcome: SlotOutcome
     message: str
     report: SendReport | None = None
 
@@ -176,7 +177,7 @@ def _label(cadences: Cadences, slot: Slot, noun: str = "") -> str:
     return noun if cadences.legacy else f"{slot.cadence} {noun}"
 
 
-def _outcome(report: SendReport, where: str, late: timedelta) -> tuple[Outcome, str]:
+def _outcome(report: SendReport, where: str, late: timedelta) -> tuple[SlotOutcome, str]:
     timing = f"{hours(late)} after the slot" if late >= timedelta(minutes=1) else "on time"
     if report.accepted or (report.dry_run and report.recipients):
         verb = "would send to" if report.dry_run else "sent to"

@@ -181,11 +181,6 @@ class RacingLedger:
             with ledger_for(self.cfg) as other:
                 other.settle(EDITION, ["ada@example.com"], "accepted", run_id="other")
 
-    def states(self, edition: str):  # type: ignore[no-untyped-def]
-        out = self.real.states(edition)
-        self._other_process_settles()
-        return out
-
     def row_states(self, edition: str):  # type: ignore[no-untyped-def]
         out = self.real.row_states(edition)
         self._other_process_settles()

@@ -153,11 +153,6 @@ class PgLedger:
         ).fetchone()
         return datetime.fromisoformat(oldest) if oldest else None
 
-    def states(self, edition: str) -> dict[str, State]:
-        names: dict[str, State] = {s: s for s in STATES}
-        cur = self._q("SELECT subscriber, state FROM deliveries WHERE edition = %s", (edition,))
-        return {subscriber: names[state] for subscriber, state in cur}
-
     def row_states(self, edition: str) -> dict[str, RowState]:
         """See SqliteLedger.row_states: one read, details only where planning reports them."""
         plain: dict[str, RowState] = {s: RowState(s) for s in STATES}

@@ -124,12 +124,6 @@ class SqliteLedger:
         (oldest,) = cur.fetchone()
         return datetime.fromisoformat(oldest) if oldest else None
 
-    def states(self, edition: str) -> dict[str, State]:
-        """subscriber -> state for an edition: what planning needs, without loading whole rows."""
-        names: dict[str, State] = {s: s for s in STATES}
-        cur = self._db.execute("SELECT subscriber, state FROM deliveries WHERE edition = ?", (edition,))
-        return {subscriber: names[state] for subscriber, state in cur}
-
     def row_states(self, edition: str) -> dict[str, RowState]:
         """subscriber -> (state, run_id, error) for an edition, in ONE read: what planning needs.
 

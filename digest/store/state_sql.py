@@ -34,12 +34,6 @@ class Session(Protocol):
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> Any: ...
 
 
-class Sessions(Protocol):
-    def _read(self) -> AbstractContextManager[Session]: ...
-
-    def _write(self) -> AbstractContextManager[Session]: ...
-
-
 class SqlSubscriberState:
     """suppressions.SubscriberState over `_read`/`_write` sessions (see the engines)."""
 
