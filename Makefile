@@ -10,7 +10,7 @@ help:
 	@echo "make test-quick  the tests without the slow ones: pytest -m 'not slow'"
 	@echo "make test        every test, as CI runs them"
 	@echo "make lint        ruff check + ruff format --check   (make format fixes)"
-	@echo "make type        mypy digest"
+	@echo "make type        mypy --strict digest"
 	@echo "make docs        regenerate the config reference, then mkdocs build --strict"
 	@echo "make docs-serve  the docs site with live reload on http://127.0.0.1:8000/"
 	@echo "make bench       the benchmarks at the sizes docs/performance.md quotes"
@@ -28,7 +28,7 @@ format:
 	$(PY) -m ruff check --fix $(SOURCES)
 
 type:
-	$(PY) -m mypy digest
+	$(PY) -m mypy --strict digest
 
 test:
 	$(PY) -m pytest

@@ -209,7 +209,8 @@ def atom_feed(config: Config, editions: Sequence[ArchivedEdition]) -> bytes:
         sub(entry, "updated", _stamp(edition.at))
         sub(entry, "link", rel="alternate", type="text/html", href=archived.url)
         sub(entry, "summary", " · ".join(a.title for a in archived.articles), type="text")
-    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+    data: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+    return data
 
 
 def _stamp(moment: datetime) -> str:

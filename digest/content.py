@@ -26,6 +26,7 @@ from urllib.parse import urljoin
 
 import frontmatter
 import yaml
+from frontmatter.default_handlers import YAMLHandler
 
 from digest.config import Config
 from digest.feeds import load_feeds
@@ -355,7 +356,7 @@ def _classify_meta(meta: dict[str, Any]) -> None:
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _SafeYAMLHandler(frontmatter.YAMLHandler):
+class _SafeYAMLHandler(YAMLHandler):
     """python-frontmatter's YAML handler, refusing aliases (`*name`).
 
     Nested anchors expand exponentially (a 13-line "billion laughs" file grows past gigabytes as
@@ -367,8 +368,9 @@ class _SafeYAMLHandler(frontmatter.YAMLHandler):
         if "*" in fm:  # no alias without one: most front matter skips the scan
             for event in yaml.parse(fm, Loader=_YAML_LOADER):
                 if isinstance(event, yaml.AliasEvent):
+                    mark: Any = event.start_mark  # the C and pure-Python loaders' marks: both read alike
                     raise yaml.composer.ComposerError(
-                        None, None, f"aliases (*{event.anchor}) are not allowed in front matter", event.start_mark
+                        None, None, f"aliases (*{event.anchor}) are not allowed in front matter", mark
                     )
         return yaml.load(fm, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
 
@@ -376,7 +378,7 @@ class _SafeYAMLHandler(frontmatter.YAMLHandler):
 def _front_matter_handler(text: str) -> Any:
     """python-frontmatter's own choice of format, with YAML read by `_NoAliasLoader`."""
     handler = frontmatter.detect_format(text, frontmatter.handlers)
-    return _SafeYAMLHandler() if isinstance(handler, frontmatter.YAMLHandler) else handler
+    return _SafeYAMLHandler() if isinstance(handler, YAMLHandler) else handler
 
 
 def build_article(

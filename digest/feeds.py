@@ -348,7 +348,10 @@ def _load_feed(
 ) -> tuple[list[Article], list[Problem]]:
     c = config.content
     previous = store.load(url) if store is not None else None
-    warn = lambda message: Problem(url, message, severity="warning")  # noqa: E731
+
+    def warn(message: str) -> Problem:
+        return Problem(url, message, severity="warning")
+
     if previous is not None and now - previous[0].fetched_at < c.feed_refresh_minutes * 60:
         return _articles(previous[0], previous[1], config)
     headers = {"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip"}

@@ -56,7 +56,8 @@ class _Policy(EmailPolicy):
     def fold(self, name: str, value: Any) -> str:
         if name.lower() in LIST_HEADERS:
             return fold_list_header(name, str(value), self.linesep)
-        return super().fold(name, value)
+        folded: str = super().fold(name, value)
+        return folded
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         if name.lower() in LIST_HEADERS:

@@ -494,4 +494,5 @@ def _keep_rows(live: Path, replaced: Path) -> dict[str, int]:
     if not replaced.is_file() or not replaced.stat().st_size:
         return {}
     with SubscriberState(live) as state:
-        return state.merge_kept_rows_from(replaced)
+        kept: dict[str, int] = state.merge_kept_rows_from(replaced)
+        return kept

@@ -239,7 +239,7 @@ def forget(config: Config, email: str, *, now: datetime | None = None) -> Forget
         erased = store.forget(email, reason, now)
     from digest.store import open_events
 
-    with open_events(config) as events:  # type: ignore[attr-defined]
+    with open_events(config) as events:
         event_rows = events.forget(key, pseudonym(email))
     deliveries = 0
     if ledger_exists(config):
@@ -278,7 +278,7 @@ def reapply_erasures(where: Any, now: datetime | None = None) -> int:
     for subscriber in hits:
         with open_signups(where) as store:
             store.forget(subscriber, forgotten[address_key(subscriber)], now)
-        with open_events(where) as events:  # type: ignore[attr-defined]
+        with open_events(where) as events:
             events.forget(subscriber, pseudonym(subscriber))
         if ledger_exists(where):
             with open_ledger(where) as ledger:  # type: ignore[attr-defined]

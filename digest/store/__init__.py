@@ -203,10 +203,10 @@ def open_events(where: Any) -> EventLog:
     if loc.url:
         from digest.store.pg_state import PgEvents
 
-        return PgEvents(loc.url)  # type: ignore[return-value]
+        return PgEvents(loc.url)
     from digest.store.sqlite_state import SqliteEvents
 
-    return SqliteEvents(loc.folder / STATE_NAME)  # type: ignore[return-value]
+    return SqliteEvents(loc.folder / STATE_NAME)
 
 
 def open_existing_events(where: Any) -> EventLog | None:

@@ -115,7 +115,7 @@ def pool(url: str, error: type[LedgerError] = LedgerError) -> Any:
             raise error(f"{masked(url)}: cannot connect to the state database: {one_line(exc)}") from None
         with made.connection() as conn:
             for store in ("ledger", "state"):
-                check_version(masked(url), store, versions(conn).get(store, 0))  # type: ignore[arg-type]
+                check_version(masked(url), store, versions(conn).get(store, 0))
         _pools[url] = made
         return made
 
@@ -192,7 +192,7 @@ def migrate(url: str) -> tuple[dict[str, int], list[Migration]]:
             before = versions(conn)
         applied: list[Migration] = []
         for store in ("ledger", "state"):
-            for step in steps(store):  # type: ignore[arg-type]
+            for step in steps(store):
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _MIGRATE_LOCK))
                     if step.version <= versions(conn).get(store, 0):
@@ -220,4 +220,4 @@ def describe_versions(url: str) -> dict[str, tuple[int, int]]:
         found = versions(conn)
     finally:
         conn.close()
-    return {store: (found.get(store, 0), latest(store)) for store in WHAT}  # type: ignore[arg-type]
+    return {store: (found.get(store, 0), latest(store)) for store in WHAT}
