@@ -15,6 +15,8 @@ Two layers:
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -86,3 +88,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             f"CI=true: {len(_SKIPPED)} test(s) skipped, which CI does not allow: {', '.join(_SKIPPED[:10])}",
             red=True,
         )
+
+
+def quick_start_commands(page: Path) -> list[str]:
+    """The shell commands under a page's "## Quick start" heading (README.md and the docs' getting
+    started page show the same two; CI runs the second)."""
+    text = page.read_text(encoding="utf-8")
+    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.+?)\n```", quick)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import random
 import shutil
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +17,7 @@ from zoneinfo import ZoneInfo
 from digest.config import Config, load_config
 from digest.ledger import Ledger
 from digest.store import open_ledger
+from digest.transports.sendgrid import SendGridTransport
 
 try:  # pytest puts tests/ on sys.path (rootdir-relative imports, no package)
     from sendgrid_fake import FakeSendGrid
@@ -22,7 +25,7 @@ except ImportError:  # pragma: no cover
     from tests.sendgrid_fake import FakeSendGrid
 
 ROOT = Path(__file__).resolve().parent.parent
-FAKE_SCRIPT = Path(__file__).with_name("sendgrid_fake.py")
+FAKE_SCRIPT = Path(__file__).with_name("sendgrid_fake_process.py")
 AT = "2026-11-30T00:00"
 AT_DT = datetime(2026, 11, 30, tzinfo=ZoneInfo("Europe/London"))
 #: Who gets a digest in the sample newsletter at AT (the others are inactive or have no match).
@@ -87,6 +90,49 @@ def ledger_for(config: Config) -> Ledger:
 
 def load(config_path: Path) -> Config:
     return load_config(config_path)
+
+
+class Sleeps(list[float]):
+    """Records waits instead of sleeping, so retries cost no wall time."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def setup(tmp_path: Path, fake: FakeSendGrid, extra: str = "", **sendgrid: object) -> Config:
+    return load(copy_sample(tmp_path, sendgrid_toml(fake.url, **sendgrid) + extra))
+
+
+def transport(cfg: Config, key: str = "SG.test-key", **kwargs: object) -> SendGridTransport:
+    """The real SendGrid transport pointed at the fake, with sleeps recorded instead of slept."""
+    sg = cfg.sendgrid
+    settings: dict[str, object] = {
+        "host": sg.host,
+        "from_email": cfg.newsletter.from_email,
+        "from_name": cfg.from_name,
+        "reply_to": cfg.newsletter.reply_to,
+        "categories": tuple(sg.categories),
+        "asm_group_id": sg.asm_group_id,
+        "timeout": sg.timeout,
+        "max_batch": sg.max_per_request,
+        "sleep": Sleeps(),
+    }
+    return SendGridTransport(key, **{**settings, **kwargs})  # type: ignore[arg-type]
+
+
+def start_fake(log: Path) -> tuple[subprocess.Popen[str], str]:
+    # Every answer takes 30 ms: a send of ~60 requests lasts long enough for each planned kill to
+    # land mid-send, however fast the machine (concurrent requests overlap, so still >= 0.5 s).
+    slow = ",".join(["slow:0.03"] * 400)
+    proc = subprocess.Popen(
+        [sys.executable, str(FAKE_SCRIPT), "--port", "0", "--log", str(log), "--script", slow],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("READY "), line
+    return proc, line.split()[1]
 
 
 __all__ = ["FakeSendGrid", "FAKE_SCRIPT"]

@@ -206,3 +206,18 @@ def test_the_graph_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None:
 def test_each_layer_is_drawn_in_the_architecture_page(layer: str) -> None:
     text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     assert f"| {layer} |" in text, f"docs/architecture.md's module map has no row for the {layer!r} layer"
+
+
+def test_no_test_module_imports_another() -> None:
+    # shared helpers live in the *_support modules, conftest.py and sendgrid_fake/: a test file
+    # that imports another runs that file's fixtures and module code as a side effect
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[-1].startswith("test_")]
+    assert not offenders, offenders

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from ci_support import quick_start_commands
 from conftest import ROOT
-from test_readme import quick_start_commands
 
 TESTS = Path(__file__).resolve().parent
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 from send_support import AT, SAMPLE_RECIPIENTS, copy_sample, ledger_for, load
-from test_transports_smtp import smtp_peer
+from smtp_support import smtp_peer
 
 from digest.cli import main
 from digest.errors import TemplateError

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from send_support import AT, AT_DT, FAKE_SCRIPT, FakeSendGrid, ledger_for, load, many_subscribers
-from test_send_crash import start_fake
+from send_support import AT, AT_DT, FAKE_SCRIPT, FakeSendGrid, ledger_for, load, many_subscribers, start_fake
 
 from digest.send import SendOptions, send
 from digest.store import open_state

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
+from ci_support import quick_start_commands
 from conftest import ROOT
-
-
-def quick_start_commands(page: Path) -> list[str]:
-    text = page.read_text(encoding="utf-8")
-    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.+?)\n```", quick)
 
 
 def test_ci_runs_exactly_readmes_test_command():

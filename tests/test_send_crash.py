@@ -18,33 +18,18 @@ import pytest
 from send_support import (
     AT,
     AT_DT,
-    FAKE_SCRIPT,
     FakeSendGrid,
     copy_sample,
     ledger_for,
     load,
     many_subscribers,
     sendgrid_toml,
+    start_fake,
 )
 
 from digest.send import SendOptions, send
 
 EDITION = "2026-W49"
-
-
-def start_fake(log: Path) -> tuple[subprocess.Popen[str], str]:
-    # Every answer takes 30 ms: a send of ~60 requests lasts long enough for each planned kill to
-    # land mid-send, however fast the machine (concurrent requests overlap, so still >= 0.5 s).
-    slow = ",".join(["slow:0.03"] * 400)
-    proc = subprocess.Popen(
-        [sys.executable, str(FAKE_SCRIPT), "--port", "0", "--log", str(log), "--script", slow],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("READY "), line
-    return proc, line.split()[1]
 
 
 def digest_send(config: Path) -> subprocess.Popen[bytes]:

@@ -1,4 +1,4 @@
-"""The real `sendgrid` client against FakeSendGrid (tests/sendgrid_fake.py): bodies valid under
+"""The real `sendgrid` client against FakeSendGrid (tests/sendgrid_fake/): bodies valid under
 SendGrid's documented limits, one request per distinct content, retries, failures, ambiguity."""
 
 from __future__ import annotations
@@ -9,7 +9,19 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from send_support import AT, AT_DT, SAMPLE_RECIPIENTS, FakeSendGrid, copy_sample, ledger_for, load, sendgrid_toml
+from send_support import (
+    AT,
+    AT_DT,
+    SAMPLE_RECIPIENTS,
+    FakeSendGrid,
+    Sleeps,
+    copy_sample,
+    ledger_for,
+    load,
+    sendgrid_toml,
+    setup,
+    transport,
+)
 
 from digest.cli import main
 from digest.config import Config
@@ -25,34 +37,6 @@ EDITION = "2026-W49"
 def fake() -> Iterator[FakeSendGrid]:
     with FakeSendGrid() as server:
         yield server
-
-
-class Sleeps(list[float]):
-    """Records waits instead of sleeping, so retries cost no wall time."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-def setup(tmp_path: Path, fake: FakeSendGrid, extra: str = "", **sendgrid: object) -> Config:
-    return load(copy_sample(tmp_path, sendgrid_toml(fake.url, **sendgrid) + extra))
-
-
-def transport(cfg: Config, key: str = "SG.test-key", **kwargs: object) -> SendGridTransport:
-    """The real SendGrid transport pointed at the fake, with sleeps recorded instead of slept."""
-    sg = cfg.sendgrid
-    settings: dict[str, object] = {
-        "host": sg.host,
-        "from_email": cfg.newsletter.from_email,
-        "from_name": cfg.from_name,
-        "reply_to": cfg.newsletter.reply_to,
-        "categories": tuple(sg.categories),
-        "asm_group_id": sg.asm_group_id,
-        "timeout": sg.timeout,
-        "max_batch": sg.max_per_request,
-        "sleep": Sleeps(),
-    }
-    return SendGridTransport(key, **{**settings, **kwargs})  # type: ignore[arg-type]
 
 
 def send(cfg: Config, t: SendGridTransport, **options: object) -> SendReport:

@@ -39,7 +39,7 @@ try:  # pytest puts tests/ on sys.path unless tests/ becomes a package
 except ImportError:  # pragma: no cover
     from tests.sendgrid_fake import FakeSendGrid, parse_fault
 
-FAKE_SCRIPT = Path(__file__).with_name("sendgrid_fake.py")
+FAKE_SCRIPT = Path(__file__).with_name("sendgrid_fake_process.py")
 NOW = 1_800_000_000  # a fixed clock for send_at rules
 
 

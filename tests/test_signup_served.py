@@ -15,7 +15,7 @@ import pytest
 from browser_support import ARTIFACTS, chromium
 from public_support import app_for, public_config, real_server
 from signup_support import NEW, link, outbox_messages, parse, stamp_of, status_of, text_of
-from test_transports_smtp import smtp_peer
+from smtp_support import smtp_peer
 
 from digest.config import Config
 

@@ -225,7 +225,7 @@ def test_all_segments_skips_an_empty_segment_and_says_so(tmp_path: Path) -> None
 
 def test_over_smtp_only_the_testers_receive(tmp_path: Path) -> None:
     """test-send works with every transport: over a real SMTP peer (aiosmtpd) too."""
-    from test_transports_smtp import smtp_config, smtp_peer
+    from smtp_support import smtp_config, smtp_peer
 
     with smtp_peer() as (inbox, port):
         config = smtp_config(tmp_path, port)

@@ -1,7 +1,8 @@
-"""Fixes to the send path found in review: claims only for requests ready to leave, rendering
-errors that sent nothing, one read to plan, cancel cut-offs and a live clock, paused batches,
-504s, SMTP connections closed, failed commits, dry runs and status that write nothing, sandbox
-sends that cancel nothing, lock and cache files.
+"""How a send behaves when something goes wrong around it: claims only for requests ready to
+leave, rendering errors that sent nothing, a row settled by another process while planning, cancel
+cut-offs and a live clock, paused batches, 504s, SMTP connections closed, failed commits and full
+disks, dry runs and status that write nothing, sandbox sends that cancel nothing, lock and cache
+files.
 
 Real parts only: the real sendgrid client against FakeSendGrid, aiosmtpd, SQLite in tmp_path.
 """
@@ -25,15 +26,17 @@ from send_support import (
     AT_DT,
     SAMPLE_RECIPIENTS,
     FakeSendGrid,
+    Sleeps,
     copy_sample,
     hold_run,
     ledger_for,
     load,
     sendgrid_toml,
+    setup,
+    transport,
 )
 from sendgrid import SendGridAPIClient
-from test_send_sendgrid import Sleeps, setup, transport
-from test_transports_smtp import smtp_peer
+from smtp_support import smtp_peer
 
 from digest.cli import main
 from digest.config import Config
