@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 import re
 import tomllib
 from collections import Counter
@@ -29,6 +28,7 @@ import yaml
 from frontmatter.default_handlers import YAMLHandler
 
 from digest.config import Config
+from digest.content_cache import ContentCache, scan
 from digest.feeds import load_feeds
 from digest.fields import (
     FILENAME_DATE,
@@ -41,6 +41,7 @@ from digest.fields import (
 )
 from digest.models import Article, ContentIndex, Problem, Skipped
 from digest.text import BODY_HEAD_CHARS, clean_excerpt, one_line, word_count
+from digest.timings import gc_paused
 
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".html", ".htm"})
 DATE_KEYS = ("date", "pubDate", "publishDate", "published", "pubdate", "publish_date", "created")
@@ -126,21 +127,28 @@ def _same_key(article: Article) -> tuple[str, datetime]:
 def load_folder(config: Config, cache_dir: Path | None = None, *, save: bool = True) -> ContentIndex:
     """Read every article of the configured content folder.
 
-    With `cache_dir`, each file's result (article or problem) is kept keyed by path, size and
-    mtime, so an unchanged 12,000-article folder loads without parsing any YAML. `save=False` reads
-    the cache but never writes it (a dry run writes nothing).
+    With `cache_dir`, each file's result (article, problem or skipped page) is kept keyed by path,
+    size and mtime (see content_cache.py), so an unchanged 12,000-article folder loads without
+    parsing any YAML. `save=False` reads the cache but never writes it (a dry run writes nothing).
     """
     folder = config.content.path
     if not folder.is_dir():
         return ContentIndex((), (Problem(str(folder), "content folder not found"),))
-    cache = ContentCache.open(cache_dir, config) if cache_dir is not None else None
+    with gc_paused():
+        return _load_folder(config, folder, cache_dir, save)
+
+
+def _load_folder(config: Config, folder: Path, cache_dir: Path | None, save: bool) -> ContentIndex:
+    files = scan(folder, ARTICLE_SUFFIXES)
+    cache = ContentCache.open(cache_dir, config, files=len(files)) if cache_dir is not None else None
     articles: list[Article] = []
     problems: list[Problem] = []
     skipped: list[Skipped] = []
-    seen: dict[tuple[str, datetime], Path] = {}
-    for path in iter_article_files(folder):
-        cached = cache.get(path) if cache is not None else None
+    seen: dict[tuple[str, datetime], str] = {}
+    for file in files:
+        cached = cache.get(file, config) if cache is not None else None
         if cached is None:
+            path = Path(file.path)
             warnings: list[Problem] = []
             try:
                 cached = (read_article(path, folder, config, warnings), tuple(warnings))
@@ -149,7 +157,7 @@ def load_folder(config: Config, cache_dir: Path | None = None, *, save: bool = T
             except NotAnArticle as exc:
                 cached = (Skipped(str(path), exc.reason, exc.detail), ())
             if cache is not None:
-                cache.put(path, cached)
+                cache.put(file, cached)
         result, file_warnings = cached
         problems.extend(file_warnings)
         if isinstance(result, Problem):
@@ -161,91 +169,13 @@ def load_folder(config: Config, cache_dir: Path | None = None, *, save: bool = T
         article = result
         key = _same_key(article)
         if key in seen:
-            problems.append(Problem(str(path), f"same title and date as {seen[key]}; counted once", severity="warning"))
+            problems.append(Problem(file.path, f"same title and date as {seen[key]}; counted once", severity="warning"))
             continue
-        seen[key] = path
+        seen[key] = file.path
         articles.append(article)
     if cache is not None and save:
         cache.save()
     return ContentIndex(canonical_spellings(articles), tuple(problems), tuple(skipped))
-
-
-#: One file's outcome: the article (or why there is none), and warnings about what was kept.
-Read = tuple[Article | Problem | Skipped, tuple[Problem, ...]]
-
-
-class ContentCache:
-    """Parsed articles keyed by (path, size, mtime_ns), in one pickle file in the state folder.
-
-    The file is ours (written by this class into the user's own state folder), so pickle's
-    trust model holds. Any change to the settings that shape an `Article` (zone, site URL, link
-    pattern, excerpt length) or to this code's cache format starts a fresh cache.
-    """
-
-    VERSION = 4  #: 2: entries hold (article or problem, warnings); 3: articles carry a word count; 4: or a Skipped page
-
-    def __init__(self, path: Path, fingerprint: tuple[object, ...], entries: dict[str, tuple[int, int, object]]):
-        self.path = path
-        self.fingerprint = fingerprint
-        self.entries = entries
-        self.used: dict[str, tuple[int, int, object]] = {}
-        self.dirty = False
-
-    @classmethod
-    def open(cls, folder: Path, config: Config) -> ContentCache:
-        c = config.content
-        fingerprint = (
-            cls.VERSION,
-            str(c.path),
-            c.article_url,
-            c.excerpt_chars,
-            config.newsletter.timezone,
-            config.newsletter.site_url,
-        )
-        path = folder / "content-index.pickle"
-        entries: dict[str, tuple[int, int, object]] = {}
-        try:
-            with path.open("rb") as f:
-                stored_fingerprint, stored = pickle.load(f)
-            if stored_fingerprint == fingerprint:
-                entries = stored
-        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError):
-            pass  # no cache, or an unreadable one: parse everything and write a fresh one
-        return cls(path, fingerprint, entries)
-
-    def get(self, path: Path) -> Read | None:
-        key = str(path)
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        entry = self.entries.get(key)
-        if entry is not None and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
-            self.used[key] = entry
-            return entry[2]  # type: ignore[return-value]
-        return None
-
-    def put(self, path: Path, result: Read) -> None:
-        try:
-            st = path.stat()
-        except OSError:
-            return
-        self.used[str(path)] = (st.st_size, st.st_mtime_ns, result)
-        self.dirty = True
-
-    def save(self) -> None:
-        # only files still present are kept, so deleted articles do not accumulate
-        if not self.dirty and len(self.used) == len(self.entries):
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # one temp file per process: two runs saving at once must not write into the same one
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            with tmp.open("wb") as f:
-                pickle.dump((self.fingerprint, self.used), f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, self.path)  # atomic: a crash never leaves half a cache
-        except OSError:
-            pass  # a read-only state folder only costs speed
 
 
 def read_article(path: Path, folder: Path, config: Config, warnings: list[Problem] | None = None) -> Article:

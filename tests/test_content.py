@@ -269,7 +269,7 @@ def test_content_cache_is_dropped_when_settings_change(tmp_path):
         cache_dir=cache,
     )
     assert two.articles[0].cover_url == "https://other.example.org/x.png"
-    (cache / "content-index.pickle").write_bytes(b"garbage")
+    (cache / "content-index.json").write_bytes(b"garbage")
     assert load_articles(make_config(tmp_path, content={"path": "content"}), cache_dir=cache).articles
 
 

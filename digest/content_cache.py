@@ -1,0 +1,337 @@
+"""The content index cache: each article file's parse result, keyed by path, size and mtime, as JSON.
+
+A 12,000-article folder parses in seconds but loads from here in a fraction of one, so a weekly
+run starts warm. The cache lives in the state folder, and its format is plain data on purpose: a
+pickle there would run code as whoever loads it (the user holding the SendGrid key), and one bad
+byte in it would stop every run until someone deleted the folder.
+
+So nothing here trusts the file. Every entry is checked field by field against what the reader
+itself produces (types, one-line titles and tags, http(s) links, aware dates); anything else, a
+truncated or corrupted file, nesting too deep to parse or a file far larger than the folder could
+explain, is ignored and that article is parsed again. A cache can make a run slower, never stop it,
+and never change what an article says beyond what its own file could.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zlib
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from digest.config import Config
+from digest.fields import is_web_url
+from digest.models import Article, Problem, Skipped
+from digest.text import one_line
+
+NAME = "content-index.json"
+#: Cache files of earlier versions: removed when a new cache is written (a pickle is a liability).
+LEGACY_NAMES = ("content-index.pickle",)
+FORMAT = "newsletter-digest content index"
+VERSION = 4  #: 4: articles carry a word count; a file may be a Skipped page
+#: Bytes a cache entry may take, on average, before the whole file is thought implausible.
+MAX_ENTRY_BYTES = 64 * 1024
+
+#: One file's outcome: the article (or why there is none), and warnings about what was kept.
+Read = tuple[Article | Problem | Skipped, tuple[Problem, ...]]
+
+
+class FileStat(NamedTuple):
+    """An article file found by `scan`: where it is and the stat fields the cache is keyed by."""
+
+    path: str
+    rel: str  #: relative to the content folder, '/'-separated
+    size: int
+    mtime_ns: int
+
+
+def scan(folder: Path, suffixes: frozenset[str]) -> list[FileStat]:
+    """Article files under `folder` (hidden files and folders skipped), in the order
+    `sorted(Path...)` gives: by path components, so 'a/b.md' comes before 'a-c.md'."""
+    found: list[tuple[tuple[str, ...], FileStat]] = []
+
+    def walk(directory: str, prefix: tuple[str, ...]) -> None:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    walk(entry.path, (*prefix, entry.name))
+                    continue
+                if os.path.splitext(entry.name)[1].lower() not in suffixes or not entry.is_file():
+                    continue
+                st = entry.stat()
+            except OSError:
+                continue
+            parts = (*prefix, entry.name)
+            found.append((parts, FileStat(entry.path, "/".join(parts), st.st_size, st.st_mtime_ns)))
+
+    walk(str(folder), ())
+    found.sort(key=lambda item: item[0])
+    return [stat for _, stat in found]
+
+
+class ContentCache:
+    """Parse results keyed by relative path, each valid while the file's size and mtime match.
+
+    The file holds one line per article file, each prefixed with a CRC-32 of itself: random damage
+    (a flipped bit, a truncated write, a disk error) costs the entries it touched, not the whole
+    cache, and can never turn into a different title or link. Any change to the settings that
+    shape an `Article` (zone, site URL, link pattern, excerpt length) or to this format starts a
+    fresh cache.
+    """
+
+    def __init__(self, path: Path, fingerprint: list[object], entries: dict[str, list[Any]]):
+        self.path = path
+        self.fingerprint = fingerprint
+        self._stored = entries  #: rel -> [rel, size, mtime_ns, result, warnings], checked on use
+        self._used: dict[str, list[Any]] = {}
+        self.dirty = False
+
+    @classmethod
+    def open(cls, folder: Path, config: Config, *, files: int = 0) -> ContentCache:
+        """The cache in `folder` (empty when missing, unreadable, stale or implausible).
+        `files`: how many article files there are, to bound a plausible cache size."""
+        c = config.content
+        fingerprint: list[object] = [
+            str(c.path),
+            c.article_url,
+            c.excerpt_chars,
+            config.newsletter.timezone,
+            config.newsletter.site_url,
+        ]
+        path = folder / NAME
+        return cls(path, fingerprint, _read(path, fingerprint, limit=(files + 16) * MAX_ENTRY_BYTES))
+
+    def get(self, file: FileStat, config: Config) -> Read | None:
+        """The cached result for an unchanged file, or None (missing, changed or not valid)."""
+        raw = self._stored.get(file.rel)
+        if raw is None or raw[1] != file.size or raw[2] != file.mtime_ns:
+            return None
+        try:
+            result = _decode(raw[3], file, config)
+            warnings = tuple(_problem(w, file.path) for w in _items(raw[4]))
+        except _Invalid:
+            return None
+        self._used[file.rel] = raw
+        return result, warnings
+
+    def put(self, file: FileStat, result: Read) -> None:
+        article, warnings = result
+        self._used[file.rel] = [file.rel, file.size, file.mtime_ns, _encode(article), [_encode(w) for w in warnings]]
+        self.dirty = True
+
+    def save(self) -> None:
+        """Write what this load used (deleted articles drop out); never fails the run."""
+        if not self.dirty and len(self._used) == len(self._stored):
+            return
+        header = {"format": FORMAT, "version": VERSION, "fingerprint": self.fingerprint}
+        lines = [_line(header), *(_line(entry) for entry in self._used.values())]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # one temp file per process: two runs saving at once must not write into the same one
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(b"".join(lines))
+            os.replace(tmp, self.path)  # atomic: a crash never leaves half a cache
+            for name in LEGACY_NAMES:
+                (self.path.parent / name).unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only state folder only costs speed
+
+
+def _line(value: object) -> bytes:
+    body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def _read(path: Path, fingerprint: list[object], *, limit: int) -> dict[str, list[Any]]:
+    """The entries whose line is intact, unchecked otherwise; {} when the file is not ours."""
+    try:
+        if path.stat().st_size > limit:
+            return {}
+        lines = path.read_bytes().split(b"\n")
+    except OSError:
+        return {}
+    header = _parse(lines[0])
+    if not isinstance(header, dict) or header != {"format": FORMAT, "version": VERSION, "fingerprint": fingerprint}:
+        return {}
+    entries: dict[str, list[Any]] = {}
+    for line in lines[1:]:
+        entry = _parse(line)
+        if isinstance(entry, list) and len(entry) == 5 and isinstance(entry[0], str):
+            entries[entry[0]] = entry
+    return entries
+
+
+def _parse(line: bytes) -> Any:
+    """A line's JSON value, or None when its checksum or its JSON is broken."""
+    crc, _, body = line.partition(b" ")
+    if len(crc) != 8 or crc != b"%08x" % zlib.crc32(body):
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+# ---------------------------------------------------------------- entries
+
+
+class _Invalid(Exception):
+    """A cache entry that is not what the reader writes: ignored, the file is parsed again."""
+
+
+_ARTICLE_FIELDS = 15
+
+
+def _encode(result: Article | Problem | Skipped) -> list[Any]:
+    if isinstance(result, Problem):
+        return ["p", result.message, result.line, result.severity, result.field]
+    if isinstance(result, Skipped):
+        return ["s", result.reason, result.detail]
+    a = result
+    return [
+        "a",
+        a.title,
+        a.date.isoformat(),
+        a.url,
+        a.slug,
+        a.author,
+        list(a.tags),
+        list(a.categories),
+        a.cover_url,
+        a.cover_alt,
+        a.draft,
+        a.summary,
+        a.body_head,
+        a.body_is_html,
+        a.excerpt_chars,
+        a.words,
+    ]
+
+
+def _decode(raw: Any, file: FileStat, config: Config) -> Article | Problem | Skipped:
+    if isinstance(raw, list) and raw and raw[0] == "p":
+        return _problem(raw, file.path)
+    if isinstance(raw, list) and len(raw) == 3 and raw[0] == "s":
+        _one_line(raw[1])
+        _text(raw[2])
+        return Skipped(file.path, raw[1], raw[2])
+    if not isinstance(raw, list) or len(raw) != _ARTICLE_FIELDS + 1 or raw[0] != "a":
+        raise _Invalid
+    (
+        _,
+        title,
+        date,
+        url,
+        slug,
+        author,
+        tags,
+        categories,
+        cover_url,
+        cover_alt,
+        draft,
+        summary,
+        head,
+        is_html,
+        chars,
+        words,
+    ) = raw
+    _text(slug, head)
+    if not (type(words) is int and words >= 0):
+        raise _Invalid
+    _one_line(title, author, cover_alt, summary)  # shown as they are: a control character breaks MJML
+    if not title:
+        raise _Invalid
+    if not (isinstance(draft, bool) and isinstance(is_html, bool) and chars == config.content.excerpt_chars):
+        raise _Invalid
+    if not _web(url) or (cover_url != "" and not _web(cover_url)):
+        raise _Invalid
+    try:
+        when = datetime.fromisoformat(date)
+    except (TypeError, ValueError):
+        raise _Invalid from None
+    if when.tzinfo is None:
+        raise _Invalid
+    suffix = os.path.splitext(file.rel)[1]
+    return Article(
+        # derived from where the file is, not from the cache
+        id=file.rel[: len(file.rel) - len(suffix)],
+        path=Path(file.path),
+        title=title,
+        date=when,
+        url=url,
+        slug=slug,
+        author=author,
+        tags=_terms(tags),
+        categories=_terms(categories),
+        cover_url=cover_url,
+        cover_alt=cover_alt,
+        draft=draft,
+        summary=summary,
+        body_head=head,
+        body_is_html=is_html,
+        excerpt_chars=chars,
+        words=words,
+    )
+
+
+def _problem(raw: Any, source: str) -> Problem:
+    if not (isinstance(raw, list) and len(raw) == 5 and raw[0] == "p"):
+        raise _Invalid
+    _, message, line, severity, field = raw
+    if not isinstance(message, str) or severity not in ("error", "warning"):
+        raise _Invalid
+    if not (line is None or (type(line) is int and line > 0)) or not (field is None or isinstance(field, str)):
+        raise _Invalid
+    return Problem(source, message, line=line, severity=severity, field=field)
+
+
+def _items(raw: Any) -> Sequence[Any]:
+    if not isinstance(raw, list):
+        raise _Invalid
+    return raw
+
+
+def _text(*values: Any) -> None:
+    for value in values:
+        if not isinstance(value, str):
+            raise _Invalid
+
+
+def _one_line(*values: Any) -> None:
+    for value in values:
+        if not (isinstance(value, str) and one_line(value) == value):
+            raise _Invalid
+
+
+def _terms(raw: Any) -> tuple[str, ...]:
+    """Tags or categories as the reader keeps them: one-line, non-empty, distinct ignoring case."""
+    terms = tuple(_items(raw))
+    for term in terms:
+        if not (isinstance(term, str) and term and one_line(term) == term):
+            raise _Invalid
+    if len({t.casefold() for t in terms}) != len(terms):
+        raise _Invalid
+    return terms
+
+
+#: URLs whose parse cannot fail or surprise: ASCII host, no brackets, spaces or control characters.
+_PLAIN_WEB_URL = re.compile(r"(?i)https?://[a-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)?")
+
+
+def _web(url: Any) -> bool:
+    """What the reader's `is_web_url` says, with the common case decided without urlsplit."""
+    if not isinstance(url, str):
+        return False
+    if _PLAIN_WEB_URL.fullmatch(url):
+        return True
+    return is_web_url(url)
