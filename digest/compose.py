@@ -1,24 +1,55 @@
 """Composition: templates -> MJML -> HTML (+ text part, subject, preheader).
 
-Two paths produce byte-identical HTML:
+Two paths produce byte-identical emails:
 
-* `Composer.prepare(pool, edition)` compiles ONE document holding every candidate article, with a
-  marker before each article block, and cuts it into a frame and per-article blocks. Each
-  subscriber's email is then assembled from those pieces: MJML and premailer run once per edition,
-  not once per subscriber (premailer alone costs ~18 ms an email).
+* The fast path (assembly.py): `Composer.prepare(pool, edition)` renders ONE document holding
+  every candidate article, a contents line for each and a heading for each topic group, with
+  markers between them (layout.py), compiles it once and cuts it into pieces: the frame, article
+  blocks, contents lines and group headings. Each distinct layout (story order, groups, contents
+  list) is then assembled from those pieces: MJML and premailer run once per edition, not once
+  per subscriber (premailer alone costs ~18 ms an email). Article views (links with UTM, dates)
+  are computed once per article and edition, and the text part's folded paragraphs once per text.
 * `Composer.compose_direct(selection, ...)` renders one subscriber's email from scratch. It is the
-  reference the fast path is tested against, and the benchmark's naive baseline.
+  reference the fast path is tested against (tests/test_fast_path.py: random selections, configs,
+  components and segment templates) and the benchmark's naive baseline.
+
+What keeps the two identical, and what the fast path checks before it trusts itself:
+
+* The frame must not depend on the selection, and a piece must not depend on its neighbours or
+  its position except through placeholders (below). Both are checked on the rendered source when
+  an edition is prepared; a template that breaks either still gets exact emails, compiled whole
+  once per distinct layout, and `digest check` and `send --dry-run` name it and say why.
+* MJML adds a component's CSS to the <head> only when the document uses it (mj-image's mobile
+  rules, a 50% column's media query), in the order it first meets them. Each piece is therefore
+  classed by the head CSS it brings, and a digest's head belongs to the sequence of its pieces'
+  classes in first-seen order (a "head variant": a handful per edition, e.g. with and without a
+  cover when there is no logo). The first digest of each variant is compiled whole; its head,
+  tail and contents frame serve the variant from then on, provided the digest assembled from
+  them equals that whole compile (else the variant stays whole-compiled and is reported).
+
+Extension point: per-position values and more kinds of pieces. A piece may carry per-position
+placeholders, filled at assembly for the position its story takes in a digest: `item.number`
+renders as `layout.NUMBER_TOKEN` in the pool document and as the real number in a direct render,
+so numbered stories and contents lines are still compiled once. A new value must print the same
+in HTML text, attributes and plain text (digits do), or be tagged per context like the recipient
+tokens (personalize.py), and must not pass through a filter that measures text (wrap, truncate).
+A new kind of piece (say, a "most read" line per article) needs: a marker the template prints
+before each one (layout.MARKERS and Composer.MARKERS), its place in the pool document
+(`render_pool_mjml`) and in `Pieces.cut`, its place in a layout (`Layout`, and
+`PreparedEdition._assemble_html` / `_variant_key` in assembly.py, which class it like the others),
+and the same position check (`PreparedEdition._independent`). Pieces per article are cut in pool
+order; pieces keyed otherwise (group headings, one per label) are cut in the order of their keys.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formataddr
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import jinja2
@@ -40,15 +71,15 @@ from digest.layout import (
     MARKERS,
     NUMBER_TOKEN,
     Layout,
-    Pieces,
-    group_labels,
-    numbered,
 )
 from digest.links import web_version_url
 from digest.models import Article, Edition, Email, Selection, Subscriber
 from digest.selection import topic_groups
-from digest.text import one_line, wrap
+from digest.text import TEXT_WIDTH, one_line, wrap
 from digest.theme import Theme
+
+if TYPE_CHECKING:
+    from digest.assembly import PreparedEdition
 
 MJML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -117,9 +148,15 @@ class Composer:
             autoescape=_autoescape,
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
+            # a composer lives for one run (the preview makes a new one on every edit): without this,
+            # every render stats each template file to see whether it changed
+            auto_reload=False,
         )
-        self.env.filters["wrap"] = wrap
+        # folding is a pure function of the text: each excerpt is folded once per run, not per digest
+        self.env.filters["wrap"] = _memo_wrap
         self.env.globals["web_version"] = False  # the archive's composer renders its pages with True
+        #: (article id, reader's click token) -> (the article, the edition, its view without a number)
+        self._views: dict[tuple[str, str], tuple[Article, Edition, dict[str, Any]]] = {}
 
     # --- template context ----------------------------------------------------------------------
 
@@ -152,6 +189,20 @@ class Composer:
             "utm_medium": t.utm_medium,
             "utm_campaign": t.utm_campaign.replace("{edition}", edition.id),
         }
+
+    def view(
+        self, article: Article, edition: Edition, number: int | str, recipient: personalize.RecipientView | None
+    ) -> dict[str, Any]:
+        """`article_view`, computed once per article, edition and reader's click token (the same
+        for everyone but with first-party clicks tracked) and copied with its number."""
+        token = recipient.click_token if recipient is not None and self.clicks.enabled else ""
+        key = (article.id, token)
+        cached = self._views.get(key)
+        if cached is None or cached[0] is not article or cached[1] is not edition:
+            if len(self._views) >= 65_536:
+                self._views.clear()  # a whole-compile send with clicks tracked: one per reader
+            cached = self._views[key] = (article, edition, self.article_view(article, edition, 0, recipient))
+        return {**cached[2], "number": number}
 
     def article_view(
         self,
@@ -211,7 +262,7 @@ class Composer:
     ) -> dict[str, Any]:
         views: dict[str, dict[str, Any]] = {}
         for number, article in enumerate(layout.articles, 1):
-            views[article.id] = self.article_view(article, edition, number, recipient)
+            views[article.id] = self.view(article, edition, number, recipient)
         return self._context_of(
             [views[a.id] for a in layout.articles],
             [{"label": label, "articles": [views[a.id] for a in group]} for label, group in layout.groups],
@@ -260,11 +311,11 @@ class Composer:
             self.mjml_template, **self._context(layout, edition, recipient, preheader=preheader, **self.MARKERS)
         )
 
-    def _render_pool_mjml(self, pool: Sequence[Article], edition: Edition, labels: Sequence[str]) -> str:
+    def render_pool_mjml(self, pool: Sequence[Article], edition: Edition, labels: Sequence[str]) -> str:
         """The whole edition in one document, for the fast path: every candidate article (numbered
         with NUMBER_TOKEN), a contents line for each when any email can have a contents list, and
         one heading for each group label any email can have."""
-        views = [self.article_view(a, edition, Markup(NUMBER_TOKEN), personalize.TOKENS) for a in pool]
+        views = [self.view(a, edition, Markup(NUMBER_TOKEN), personalize.TOKENS) for a in pool]
         groups = [{"label": label, "articles": []} for label in labels] + [{"label": "", "articles": views}]
         contents = 0 < self.config.templates.contents_min_articles <= len(pool)
         context = self._context_of(views, groups, contents, edition, personalize.TOKENS, preheader=PREHEADER_TOKEN)
@@ -323,36 +374,12 @@ class Composer:
 
     # --- the fast path -------------------------------------------------------------------------
 
-    def _compile_pieces(self, pool: Sequence[Article], edition: Edition, labels: Sequence[str]) -> Pieces:
-        html = self.compile_mjml(self._render_pool_mjml(pool, edition, labels))
-        return Pieces.cut(html, len(pool), len(labels), self.mjml_template)
-
     def prepare(self, pool: Sequence[Article], edition: Edition) -> PreparedEdition:
-        """Compile the frame, every candidate article, contents line and group heading once for this edition.
+        """Compile the frame, every candidate article, contents line and group heading once for
+        this edition (see assembly.py)."""
+        from digest.assembly import PreparedEdition
 
-        MJML adds a component's CSS to the <head> only when the document uses it (mj-image's
-        mobile rules, for one). If the frame alone lacks CSS that some block brings, the head would
-        depend on the selection and assembled emails would differ from direct ones; so the frame is
-        also compiled with no articles, and when the two heads differ every distinct content is
-        compiled on its own instead (still once per content, never per subscriber).
-        """
-        labels = group_labels(pool) if self.config.templates.group_by == "tag" else ()
-        pieces = self._compile_pieces(pool, edition, labels)
-        exact = True
-        if pool:
-            empty = self._compile_pieces((), edition, ())
-            exact = (empty.head, empty.tail) == (pieces.head, pieces.tail)
-        return PreparedEdition(
-            self,
-            edition,
-            personalize.tag_html(pieces.head),
-            {a.id: personalize.tag_html(b) for a, b in zip(pool, pieces.articles, strict=True)},
-            personalize.tag_html(pieces.tail),
-            exact=exact,
-            contents=tuple(personalize.tag_html(p) for p in pieces.contents),
-            items={a.id: personalize.tag_html(b) for a, b in zip(pool, pieces.items, strict=False)},
-            group_heads={label: personalize.tag_html(b) for label, b in zip(labels, pieces.groups, strict=True)},
-        )
+        return PreparedEdition.compile(self, pool, edition)
 
     # --- the reference path --------------------------------------------------------------------
 
@@ -433,75 +460,13 @@ def list_headers(config: Config, values: Mapping[str, str]) -> dict[str, str]:
     return headers
 
 
-@dataclass
-class PreparedEdition:
-    """An edition's compiled frame and article blocks; assembles each distinct content once."""
+@functools.lru_cache(maxsize=4096)
+def _wrap(text: str, width: int) -> str:
+    return wrap(text, width)
 
-    composer: Composer
-    edition: Edition
-    head: str
-    blocks: Mapping[str, str]
-    tail: str
-    exact: bool = True  #: False: the frame depends on the selection; compile each content whole
-    contents: tuple[str, ...] = ()  #: (opening, closing) of the contents list; () when no email has one
-    items: Mapping[str, str] = field(default_factory=dict)  #: each article's contents line
-    group_heads: Mapping[str, str] = field(default_factory=dict)  #: each group label's heading
-    _cache: OrderedDict[tuple[str, ...], Content] = field(default_factory=OrderedDict, repr=False)
-    #: Distinct contents kept: a send takes each content's subscribers together, so a small LRU
-    #: hits as well as an unbounded dict, and memory stays flat with thousands of contents.
-    cache_size: int = 256
 
-    def assemble(self, layout: Layout) -> str:
-        """The HTML of `layout` from the compiled pieces: what a direct compile would give."""
-        parts = [self.head]
-        if layout.contents and self.contents:
-            parts.append(self.contents[0])
-            parts += (numbered(self.items[a.id], n) for n, a in enumerate(layout.articles, 1))
-            parts.append(self.contents[1])
-        number = 0
-        for label, group in layout.groups:
-            if label:
-                parts.append(self.group_heads[label])
-            for article in group:
-                number += 1
-                parts.append(numbered(self.blocks[article.id], number))
-        parts.append(self.tail)
-        return "".join(parts)
-
-    def content(self, selection: Selection) -> Content:
-        c = self.composer
-        layout = c.layout(selection)
-        key = layout.key
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached
-        tokens = personalize.TOKENS
-        preheader = c.render_line(PREHEADER_TEMPLATE, layout, self.edition, tokens)
-        if self.exact:
-            html = self.assemble(layout)
-        else:
-            source = c.render_mjml(layout, self.edition, tokens, PREHEADER_TOKEN)
-            html = personalize.tag_html(MARKERS.sub("", c.compile_mjml(source)))
-        # The preheader sits in the frame but depends on the articles: it is a content-level token,
-        # escaped as the text node it is (its own recipient tokens are then tagged as HTML text).
-        html = html.replace(PREHEADER_TOKEN, personalize.tag_html(personalize.escape_text(preheader)))
-        content = Content(
-            key=key,
-            article_ids=selection.content_key,
-            subject=personalize.tag_plain(c.render_line(SUBJECT_TEMPLATE, layout, self.edition, tokens)),
-            preheader=personalize.tag_plain(preheader),
-            html=html,
-            text=personalize.tag_plain(c.render_text(layout, self.edition, tokens)),
-        )
-        self._cache[key] = content
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return content
-
-    def email(self, selection: Selection, values: Mapping[str, str]) -> Email:
-        """One subscriber's final email: shared content with their fields filled in."""
-        return self.composer.personalize(self.content(selection), selection.subscriber, values)
+def _memo_wrap(text: Any, width: int = TEXT_WIDTH) -> str:
+    return _wrap(str(text), width)
 
 
 def _template_line(exc: BaseException, template: jinja2.Template) -> int | None:

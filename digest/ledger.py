@@ -121,7 +121,11 @@ class Ledger(Protocol):
         also_from: Iterable[State] = (),
         batch_id: str = "",
         send_at: int | None = None,
-    ) -> tuple[str, ...]: ...
+        settled: Sequence[tuple[Sequence[str], State, str, str]] = (),
+    ) -> tuple[str, ...]:
+        """Claim rows for `run_id` (see the engines); `settled`: that run's answers to earlier
+        requests, as `settle_many` takes them, recorded in the same transaction first."""
+        ...
 
     def settle(
         self,
@@ -132,7 +136,11 @@ class Ledger(Protocol):
         run_id: str | None = None,
         message_id: str = "",
         error: str = "",
-    ) -> int: ...
+        only: Sequence[State] = (),
+    ) -> int:
+        """Record an outcome; with `run_id`, only rows that run still holds; with `only`, only
+        rows in one of those states (recovery settles a dead run's rows still `claimed`)."""
+        ...
 
     def settle_many(
         self,
@@ -140,6 +148,7 @@ class Ledger(Protocol):
         outcomes: Sequence[tuple[Sequence[str], State, str, str]],
         *,
         run_id: str | None = None,
+        only: Sequence[State] = (),
     ) -> int: ...
 
     def summary(self, edition: str) -> Counter[str]: ...

@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 from digest.config import Config
 from digest.models import Subscriber
 from digest.store import open_existing_state, open_state
-from digest.tokens import make_token, new_token_id, secret_from_env
+from digest.tokens import Signer, new_token_id, secret_from_env
 
 
 def preferences_base(config: Config) -> str:
@@ -55,19 +55,34 @@ class Links:
             return None
         return self._secret or secret_from_env(self.config.sending.secret_env)
 
+    @cached_property
+    def _signer(self) -> Signer | None:
+        return Signer(self.secret) if self.secret is not None else None
+
+    @cached_property
+    def _bases(self) -> tuple[str, str]:
+        """The unsubscribe and preferences URLs, each up to where its token goes ('' for none):
+        worked out once, not twice per recipient."""
+        s = self.config.sending
+        prefs = preferences_base(self.config)
+        return (
+            _with_token(s.unsubscribe_url, "") if s.unsubscribe_url else "",
+            _with_token(prefs, "") if prefs else "",
+        )
+
     def unsubscribe_url(self, subscriber: Subscriber) -> str:
         """The signed one-click URL when an endpoint is configured, else a mailto to the sender."""
-        base = self.config.sending.unsubscribe_url
-        if base and self.secret is not None:
-            return _with_token(base, make_token(self.token_id(subscriber.id), self.secret, "unsubscribe"))
+        base = self._bases[0]
+        if base and self._signer is not None:
+            return base + self._signer.token(self.token_id(subscriber.id), "unsubscribe")
         return f"mailto:{self.config.newsletter.from_email}?subject=unsubscribe"
 
     def preferences_url(self, subscriber: Subscriber) -> str:
         """The signed preferences page URL (its own token purpose), or '' without an endpoint."""
-        base = preferences_base(self.config)
-        if not base or self.secret is None:
+        base = self._bases[1]
+        if not base or self._signer is None:
             return ""
-        return _with_token(base, make_token(self.token_id(subscriber.id), self.secret, "preferences"))
+        return base + self._signer.token(self.token_id(subscriber.id), "preferences")
 
     def click_token(self, subscriber: Subscriber) -> str:
         """The reader's part of a first-party click link (clicks.py), or '' when clicks are not tracked.
@@ -82,7 +97,8 @@ class Links:
         else:
             with self._lock:
                 token_id = self._throwaway.setdefault(subscriber.id, new_token_id())
-        return make_token(token_id, self.secret, "click")
+        assert self._signer is not None
+        return self._signer.token(token_id, "click")
 
     def token_id(self, subscriber_id: str) -> str:
         with self._lock:

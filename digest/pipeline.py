@@ -13,9 +13,10 @@ from functools import cached_property
 from pathlib import Path
 
 from digest import personalize
+from digest.assembly import PreparedEdition
 from digest.audience import load_effective
 from digest.cadences import Cadences
-from digest.compose import Composer, Content, PreparedEdition
+from digest.compose import Composer, Content
 from digest.config import Config
 from digest.content import load_articles
 from digest.errors import SubscriberError
@@ -92,10 +93,15 @@ class Run:
         return Selector(self.pool, self.at, self.config.selection)
 
     def select(self, subscriber: Subscriber, history: History = NO_HISTORY) -> Selection:
+        return self.variant(subscriber).selector(subscriber, self._with_clicks(subscriber, history))
+
+    def select_shared(self, subscriber: Subscriber, history: History = NO_HISTORY) -> Selection:
+        """`select`, as shared by everyone with the same preferences (see `Selector.shared`)."""
+        return self.variant(subscriber).selector.shared(subscriber, self._with_clicks(subscriber, history))
+
+    def _with_clicks(self, subscriber: Subscriber, history: History) -> History:
         clicks = self.clicks.get(subscriber.id) if self.config.selection.rank == "engagement" else None
-        if clicks:
-            history = replace(history, clicks=clicks)
-        return self.variant(subscriber).selector(subscriber, history)
+        return replace(history, clicks=clicks) if clicks else history
 
     @cached_property
     def clicks(self) -> Mapping[str, tuple[Clicked, ...]]:
@@ -154,7 +160,7 @@ class Run:
 
     def group_key(self, selection: Selection) -> tuple[str, ...]:
         """Who may share one request: the same articles (and groups, with group_by) AND the same segment overrides."""
-        overrides = self.segments.overrides_for(selection.subscriber)
+        overrides = self.segments.overrides_for(selection.subscriber) if self.segments.segments else None
         # grouped by topic, two subscribers with the same articles can still get different emails
         key = self.composer.layout(selection).key if self.config.templates.group_by else selection.content_key
         return (f"\0{overrides.describe()}", *key) if overrides else key
@@ -169,6 +175,8 @@ class Run:
 
     def variant(self, subscriber: Subscriber) -> Run:
         """This run as `subscriber` gets it: their segments' overrides applied (see segments.py)."""
+        if not self.segments.segments:
+            return self  # the common case, asked once or twice per subscriber
         overrides = self.segments.overrides_for(subscriber)
         return self.with_overrides(overrides) if overrides else self
 

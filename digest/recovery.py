@@ -26,14 +26,19 @@ def free_dead_leases(ledger: Ledger, edition: str) -> int:
 
 def settle_dead_claims(ledger: Ledger, transport: Transport, edition: str, now: Callable[[], float]) -> None:
     """Settle claims left by runs that are gone: cancel them when still possible, else ambiguous;
-    free their leases."""
+    free their leases.
+
+    Who is gone is decided before the rows to settle are read, and only rows still `claimed` are
+    settled: a run that answers its last requests and ends between a read and a liveness check
+    would otherwise see what it had just settled (accepted) overwritten as ambiguous. A dead run's
+    rows cannot change any more, so reading them after the check is reading them as it left them.
+    """
     free_dead_leases(ledger, edition)
+    runs = {row.run_id for row in ledger.rows(edition, states=("claimed",)).values()}
+    dead = {run for run in runs if not ledger.run_alive(run)}
     by_run: dict[tuple[str, str, int | None], list[Delivery]] = {}
-    alive: dict[str, bool] = {}
     for row in ledger.rows(edition, states=("claimed", "ambiguous")).values():
-        if row.state == "claimed" and row.run_id not in alive:
-            alive[row.run_id] = ledger.run_alive(row.run_id)
-        stale = row.state == "claimed" and not alive[row.run_id]
+        stale = row.state == "claimed" and row.run_id in dead
         retry_cancel = row.state == "ambiguous" and bool(row.batch_id)
         if stale or retry_cancel:
             by_run.setdefault((row.run_id, row.batch_id, row.send_at), []).append(row)
@@ -41,10 +46,10 @@ def settle_dead_claims(ledger: Ledger, transport: Transport, edition: str, now: 
         ids = [r.subscriber for r in group]
         if batch_id and send_at and transport.can_schedule and send_at - now() > CANCEL_CUTOFF_SECONDS:
             if transport.cancel(batch_id):
-                ledger.settle(edition, ids, "cancelled", run_id=run_id, error=f"scheduled batch {batch_id} cancelled")
+                error = f"scheduled batch {batch_id} cancelled"
+                ledger.settle(edition, ids, "cancelled", run_id=run_id, error=error, only=("claimed", "ambiguous"))
                 continue
         if any(r.state == "claimed" for r in group):
             note = f"claimed by run {run_id}, which ended before the answer: the request may have left"
-            ledger.settle(
-                edition, [r.subscriber for r in group if r.state == "claimed"], "ambiguous", run_id=run_id, error=note
-            )
+            claimed = [r.subscriber for r in group if r.state == "claimed"]
+            ledger.settle(edition, claimed, "ambiguous", run_id=run_id, error=note, only=("claimed",))

@@ -65,6 +65,8 @@ def window_start(at: datetime, settings: SelectionConfig, history: History) -> d
 
 def match(article: Article, subscriber: Subscriber) -> tuple[str, ...]:
     """The article's tags and categories that the subscriber asked for, in display form."""
+    if not (article.tag_keys & subscriber.tag_keys or article.category_keys & subscriber.category_keys):
+        return ()  # the common answer, decided on the case-folded sets
     return tuple(t for t in article.tags if t.casefold() in subscriber.tag_keys) + tuple(
         c for c in article.categories if c.casefold() in subscriber.category_keys
     )
@@ -141,6 +143,13 @@ class Selector:
         self._memo: dict[tuple[object, ...], Selection] = {}
 
     def __call__(self, subscriber: Subscriber, history: History = NO_HISTORY) -> Selection:
+        # reasons name the article's tags that match the key's preferences: shareable as they are
+        return self.shared(subscriber, history).for_subscriber(subscriber)
+
+    def shared(self, subscriber: Subscriber, history: History = NO_HISTORY) -> Selection:
+        """The selection every subscriber with these preferences and this history gets, as made
+        for the first of them (its `subscriber` may be someone else: `for_subscriber` fixes that).
+        A send keeps these instead of a selection per subscriber."""
         key = (
             subscriber.active,
             subscriber.status,
@@ -155,8 +164,7 @@ class Selector:
             if len(self._memo) >= self.MAX_MEMO:
                 self._memo.clear()
             hit = self._memo[key] = select(subscriber, self.pool, self.at, self.settings, history)
-        # reasons name the article's tags that match the key's preferences: shareable as they are
-        return hit.for_subscriber(subscriber)
+        return hit
 
 
 def topic_groups(selection: Selection) -> tuple[tuple[str, tuple[Article, ...]], ...]:

@@ -15,8 +15,10 @@ SQLite transaction) *before* its request leaves, and settled after the answer. S
 Several senders share an edition through the ledger's queue (see ledger.py): each one plans,
 enqueues what it may send, then takes windows of queued rows (an exclusive lease), composes them,
 claims them and sends them. A lease is not a claim: nothing has left for a leased row, so a sender
-that dies while composing leaves nothing ambiguous. `--workers N` forks N such senders after one
-plan (POSIX), each with its own connection, run id and run lock.
+that dies while composing leaves nothing ambiguous. Within a sender, each request is claimed by the
+thread that sends it, right before it leaves, while the driving thread composes the next ones
+(dispatch.py): a crash leaves at most the requests in flight ambiguous. `--workers N` forks N such
+senders after one plan (POSIX), each with its own connection, run id and run lock.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from digest.compose import list_headers
 from digest.config import Config
 from digest.db import explain
+from digest.dispatch import Dispatcher, Tally, recipient, serialized, settled_state
 from digest.errors import NotSentError, SendError
 from digest.ledger import (
     ClaimItem,
@@ -44,7 +46,12 @@ from digest.models import Edition, Selection
 from digest.pipeline import Run
 from digest.recovery import CANCEL_CUTOFF_SECONDS, free_dead_leases, settle_dead_claims
 from digest.selection import NO_HISTORY, history_horizon
-from digest.transports import Batch, Outcome, Recipient, Schedule, Transport, make_transport
+from digest.timings import Timings, gc_paused
+from digest.transports import Batch, Outcome, Schedule, Transport, make_transport
+
+#: Kept under their old names: tests and digest/workers.py use them.
+_recipient = recipient
+_Tally = Tally
 
 #: Attempts of one batch in scheduled mode (each ambiguous try is cancelled before the next).
 SCHEDULED_ATTEMPTS = 3
@@ -82,6 +89,9 @@ class SendReport:
     skipped: tuple[tuple[str, str], ...] = ()  #: (address, why)
     failed: tuple[tuple[str, str], ...] = ()
     ambiguous: tuple[tuple[str, str], ...] = ()
+    #: Templates off the fast path and why (see compose.py): exact, but compiled whole per content.
+    notes: tuple[str, ...] = ()
+    timings: str = ""  #: where the time went (Timings.describe)
 
     @property
     def exit_code(self) -> int:
@@ -153,15 +163,6 @@ def _plan(run: Run, ledger: Ledger, options: SendOptions) -> _Plan:
 # ---------------------------------------------------------------- sending
 
 
-@dataclass
-class _Tally:
-    accepted: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    ambiguous: list[tuple[str, str]] = field(default_factory=list)
-    requests: int = 0
-
-
 def _send_chunk(
     run: Run,
     ledger: Ledger,
@@ -170,7 +171,7 @@ def _send_chunk(
     chunk: list[Selection],
     options: SendOptions,
     now: Callable[[], float],
-    tally: _Tally,
+    tally: Tally,
 ) -> None:
     edition = run.edition.id
     # Everything that can fail on our side (a template, a missing DIGEST_SECRET) runs before
@@ -245,12 +246,12 @@ def _record(
     claimed: tuple[str, ...],
     emails: list[str],
     outcome: Outcome,
-    tally: _Tally,
+    tally: Tally,
 ) -> None:
     ledger.settle(
-        edition, claimed, _settled_state(outcome), run_id=run_id, message_id=outcome.message_id, error=outcome.error
+        edition, claimed, settled_state(outcome), run_id=run_id, message_id=outcome.message_id, error=outcome.error
     )
-    _tally_outcome(tally, emails, outcome)
+    tally.add(emails, outcome)
 
 
 def queue_key(group: tuple[tuple[str, ...], int | None]) -> str:
@@ -277,61 +278,80 @@ def _drain(
     by_id: Mapping[str, tuple[str, Selection]],
     options: SendOptions,
     now: Callable[[], float],
-    tally: _Tally,
+    tally: Tally,
     progress: Callable[[int], None] | None,
     pool: ThreadPoolExecutor,
+    timings: Timings | None = None,
 ) -> set[str]:
     """Take windows of the queue until it is empty; returns the subscribers this run took.
 
-    A window's rows are leased (`take`), composed, claimed and sent; whatever fails before the
-    claim gives its leases back. At the end of the queue, leases of senders that are gone are
-    freed and the queue is walked once more from the top for them.
+    A window's rows are leased (`take`), composed, and handed to the sender threads, each of which
+    claims its request right before sending it (dispatch.py); the driving thread meanwhile takes
+    and composes the next window. What is never claimed stays leased: the caller releases it. At
+    the end of the queue, leases of senders that are gone are freed and the queue is walked once
+    more from the top for them.
     """
     edition = run.edition.id
+    ledger = serialized(ledger)  # the sender threads share it
+    timings = timings or Timings()
     scheduled = bool(options.scheduled or options.send_at)
     workers = max(1, options.concurrency) if getattr(transport, "concurrent", False) else 1
-    # two requests per worker: the pool stays busy while the main thread prepares, and the
-    # window's claim and settle commits are shared by more requests; transports that send one
-    # recipient per request (outbox, SMTP) still claim in bulk
+    # two requests per worker: the senders stay busy while the driving thread composes; transports
+    # that send one recipient per request (outbox, SMTP) still lease in bulk
     window = max(2 * workers, 50 // max(1, transport.max_batch))
-    # The first window is one request: a refused key or a broken config stops the run after one
-    # request, not after a window of them. Scheduled mode sends one request at a time (each may
-    # be cancelled and re-issued before the next).
+    also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
+    dispatcher = Dispatcher(
+        run,
+        ledger,
+        transport,
+        run_id,
+        pool,
+        workers=workers,
+        also_from=also_from,
+        tally=tally,
+        timings=timings,
+        progress=progress,
+    )
+    # The first window is one request, answered before anything else is claimed: a refused key or
+    # a broken config stops the run after one request. Scheduled mode sends one request at a time
+    # (each may be cancelled and re-issued before the next).
     size = transport.max_batch
     after, swept, first = ("", ""), False, True
     taken_by_me: set[str] = set()
-    while True:
-        taken = ledger.take(edition, run_id, size, after)
-        if not taken:
-            if swept:
-                return taken_by_me
-            free_dead_leases(ledger, edition)
-            after, swept = ("", ""), True
-            continue
-        chunks = _chunks([by_id[sub] for _, sub in taken], transport.max_batch)
-        if first and not scheduled and len(chunks) > 1:
-            # one request first (see above): the rest of the window goes back to the queue
-            keep = {s.subscriber.id for s in chunks[0]}
-            ledger.release(edition, run_id, [sub for _, sub in taken if sub not in keep])
-            taken, chunks = [t for t in taken if t[1] in keep], chunks[:1]
-        first = False
-        after = taken[-1]
-        size = transport.max_batch if scheduled else window * transport.max_batch
-        ids = [sub for _, sub in taken]
-        taken_by_me.update(ids)
-        try:
+    try:
+        while True:
+            with timings.stage("ledger"):
+                taken = ledger.take(edition, run_id, size, after)
+            if not taken:
+                if swept:
+                    dispatcher.settle_all()
+                    return taken_by_me
+                with timings.stage("ledger"):
+                    free_dead_leases(ledger, edition)
+                after, swept = ("", ""), True
+                continue
+            chunks = _chunks([by_id[sub] for _, sub in taken], transport.max_batch)
+            if first and not scheduled and len(chunks) > 1:
+                # one request first (see above): the rest of the window goes back to the queue
+                keep = {s.subscriber.id for s in chunks[0]}
+                ledger.release(edition, run_id, [sub for _, sub in taken if sub not in keep])
+                taken, chunks = [t for t in taken if t[1] in keep], chunks[:1]
+            after = taken[-1]
+            size = transport.max_batch if scheduled else window * transport.max_batch
+            taken_by_me.update(sub for _, sub in taken)
             if scheduled:
                 for chunk in chunks:
                     _send_chunk(run, ledger, transport, run_id, chunk, options, now, tally)
                     if progress is not None:
                         progress(len(chunk))
             else:
-                _send_window(run, ledger, transport, run_id, chunks, options, tally, pool)
-                if progress is not None:
-                    progress(len(ids))
-        except BaseException:
-            ledger.release(edition, run_id, ids)  # what was not claimed yet had nothing sent
-            raise
+                for chunk in chunks:
+                    dispatcher.submit(chunk)
+                if first:
+                    dispatcher.settle_all()
+            first = False
+    finally:
+        dispatcher.close()  # what is in flight is recorded; what never started stays leased
 
 
 def _chunks(taken: list[tuple[str, Selection]], size: int) -> list[list[Selection]]:
@@ -346,79 +366,6 @@ def _chunks(taken: list[tuple[str, Selection]], size: int) -> list[list[Selectio
     return out
 
 
-def _send_window(
-    run: Run,
-    ledger: Ledger,
-    transport: Transport,
-    run_id: str,
-    chunks: list[list[Selection]],
-    options: SendOptions,
-    tally: _Tally,
-    pool: ThreadPoolExecutor,
-) -> None:
-    edition = run.edition.id
-    also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
-    # Contents and recipients are built before the claim (here, in one thread: the composer is not
-    # shared). Whatever fails on our side (a template, a missing DIGEST_SECRET) then stops the run
-    # with nothing claimed, instead of leaving rows `claimed` that a later run calls ambiguous.
-    ready = [(chunk, run.content_for(chunk[0]), [_recipient(run, s) for s in chunk]) for chunk in chunks]
-    items = [ClaimItem(s.subscriber.id, s.subscriber.email, s.content_key, run.at) for c in chunks for s in c]
-    claimed = set(ledger.claim(edition, run_id, items, transport=transport.name, also_from=also_from))
-    for item in items:
-        if item.subscriber not in claimed:
-            tally.skipped.append((item.email, "claimed by another run"))
-    batches: list[tuple[Batch, list[Selection]]] = []
-    for chunk, content, recipients in ready:
-        kept = [(s, r) for s, r in zip(chunk, recipients, strict=True) if s.subscriber.id in claimed]
-        if kept:
-            batch = Batch(edition, content, tuple(r for _, r in kept), lambda r: run.email(r.selection), None)
-            batches.append((batch, [s for s, _ in kept]))
-    futures = [pool.submit(transport.send, batch) for batch, _ in batches]
-    tally.requests += len(batches)
-    results: list[tuple[tuple[str, ...], list[str], Outcome]] = []
-    stop: BaseException | None = None
-    for (_, mine), future in zip(batches, futures, strict=True):
-        ids = tuple(s.subscriber.id for s in mine)
-        emails = [s.subscriber.email for s in mine]
-        try:
-            outcome = future.result()
-        except NotSentError as exc:
-            # refused before anything was queued; the run stops after this window is recorded
-            outcome, stop = Outcome("failed", error=str(exc)), stop or exc
-        except BaseException as exc:  # a bug or an interrupt mid-request: it may have left
-            outcome, stop = Outcome("ambiguous", error=f"interrupted: {type(exc).__name__}"), stop or exc
-        results.append((ids, emails, outcome))
-    ledger.settle_many(
-        edition,
-        [(ids, _settled_state(outcome), outcome.message_id, outcome.error) for ids, _, outcome in results],
-        run_id=run_id,
-    )
-    for _, emails, outcome in results:
-        _tally_outcome(tally, emails, outcome)
-    if stop is not None:
-        raise stop
-
-
-def _settled_state(outcome: Outcome) -> State:
-    if outcome.kind in ("accepted", "ambiguous"):
-        return outcome.kind  # type: ignore[return-value]
-    return "failed"  # refused for good, or known never sent: nothing went out, retried next run
-
-
-def _tally_outcome(tally: _Tally, emails: list[str], outcome: Outcome) -> None:
-    if outcome.kind == "accepted":
-        tally.accepted.extend(emails)
-    elif outcome.kind == "ambiguous":
-        tally.ambiguous.extend((e, outcome.error) for e in emails)
-    else:
-        tally.failed.extend((e, outcome.error) for e in emails)
-
-
-def _recipient(run: Run, selection: Selection) -> Recipient:
-    values = run.values(selection.subscriber)
-    return Recipient(selection, values, list_headers(run.config, values))
-
-
 def send_edition(
     run: Run,
     ledger: Ledger,
@@ -431,6 +378,7 @@ def send_edition(
     run_id: str | None = None,
     recover: bool = True,
     reopen: Callable[[], tuple[Ledger, Transport]] | None = None,
+    timings: Timings | None = None,
 ) -> SendReport:
     """Send the edition to every eligible subscriber not yet sent it. See the module docstring.
 
@@ -438,9 +386,11 @@ def send_edition(
     `recover=False` (a sandbox send): leave other runs' claims alone; recovery cancels real
     scheduled batches through the real API, which a run that records nothing must never do.
     `reopen`: a fresh ledger and transport, for each of `options.workers` forked senders.
+    `timings`: where the stages' seconds are added up (the report's `timings`).
     """
     run_id = run_id or uuid.uuid4().hex[:12]
     edition = run.edition.id
+    timings = timings or Timings()
     if (options.scheduled or options.send_at) and not transport.can_schedule:
         raise SendError(f"scheduled mode needs the sendgrid transport, not {transport.name}")
     try:
@@ -449,8 +399,10 @@ def send_edition(
         raise SendError(f"{ledger}: cannot create this run's lock file: {explain(exc)} (nothing was sent)") from None
     try:
         if recover and not options.dry_run:
-            settle_dead_claims(ledger, transport, edition, now)
-        plan = _plan(run, ledger, options)
+            with timings.stage("ledger"):
+                settle_dead_claims(ledger, transport, edition, now)
+        with timings.stage("plan"), gc_paused():
+            plan = _plan(run, ledger, options)
         selections = plan.selections
         planned = SendReport(
             edition=run.edition,
@@ -465,7 +417,10 @@ def send_edition(
             ambiguous=tuple(plan.ambiguous),
         )
         if options.dry_run or not selections:
-            return _replace(planned, dry_run=options.dry_run)
+            if options.dry_run and selections:
+                with timings.stage("compose"):
+                    planned = _replace(planned, notes=tuple(_fast_path_notes(run, plan)))
+            return _replace(planned, dry_run=options.dry_run, timings=timings.describe())
         if confirm is not None and not confirm(planned):
             raise SendError("send cancelled: nothing was sent")
         # What fails on our side for every email (a template, a missing DIGEST_SECRET) fails
@@ -473,9 +428,10 @@ def send_edition(
         run.content_for(selections[0])
         _recipient(run, selections[0])
         also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
-        items, by_id = _queue_items(run, plan)
-        ledger.enqueue(edition, items, also_from=also_from)
-        tally = _Tally()
+        with timings.stage("ledger"):
+            items, by_id = _queue_items(run, plan)
+            ledger.enqueue(edition, items, also_from=also_from)
+        tally = Tally()
         if options.workers > 1:
             from digest.workers import send_in_workers
 
@@ -484,7 +440,7 @@ def send_edition(
             try:
                 threads = max(1, options.concurrency) if getattr(transport, "concurrent", False) else 1
                 with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
-                    mine = _drain(run, ledger, transport, run_id, by_id, options, now, tally, progress, pool)
+                    mine = _drain(run, ledger, transport, run_id, by_id, options, now, tally, progress, pool, timings)
             finally:
                 ledger.release(edition, run_id)
         others = _by_others(ledger, edition, [i for i in items if i.subscriber not in mine])
@@ -496,10 +452,24 @@ def send_edition(
             skipped=tuple(plan.skipped + tally.skipped + others),
             failed=tuple(tally.failed),
             ambiguous=tuple(plan.ambiguous + tally.ambiguous),
+            notes=tuple(_fast_path_notes(run, plan, check=False)),
+            timings=timings.describe(),
         )
     finally:
         if lock is not None:
             lock.release()
+
+
+def _fast_path_notes(run: Run, plan: _Plan, *, check: bool = True) -> list[str]:
+    """Why a template is off the fast path. A dry run assembles one digest per head variant the
+    plan needs (and compares it with a whole compile, as the send would); a send reports what it
+    met."""
+    from digest.check import FAST_PATH_OFF, check_fast_path
+
+    if check:
+        return [p.message for p in check_fast_path(run, [group[0] for group in plan.groups.values()])]
+    variants = {id(v): v for v in (run.variant(group[0].subscriber) for group in plan.groups.values())}
+    return [f"{FAST_PATH_OFF}: {why}" for v in variants.values() for why in v.prepared.fast_path_off]
 
 
 def _by_others(ledger: Ledger, edition: str, items: list[ClaimItem]) -> list[tuple[str, str]]:
@@ -566,12 +536,15 @@ def send(
     on_postgresql = bool(locate(config).url)
     if not on_postgresql:
         guard_send(config.state.path, fresh=options.fresh_state, records=not (options.dry_run or sandbox))
-    # Before the run loads the list: SendGrid's suppressions must be in the state it reads.
-    sync_before_send(config, transport_name, dry_run=options.dry_run, sandbox=sandbox)
-    # A dry run writes nothing: it reads the content cache but does not save it.
-    content = load_articles(config, cache_dir=config.state.path / "cache", save=False) if options.dry_run else None
-    run = open_run(config, at, edition_id, content=content, cadence=cadence)
-    transport = make_transport(config, at=at, name=transport_name, sandbox=sandbox, dry_run=options.dry_run)
+    timings = Timings()
+    with timings.stage("load"):
+        # Before the run loads the list: SendGrid's suppressions must be in the state it reads.
+        sync_before_send(config, transport_name, dry_run=options.dry_run, sandbox=sandbox)
+        # A dry run writes nothing: it reads the content cache but does not save it.
+        cache = config.state.path / "cache"
+        content = load_articles(config, cache_dir=cache, save=False) if options.dry_run else None
+        run = open_run(config, at, edition_id, content=content, cadence=cadence)
+        transport = make_transport(config, at=at, name=transport_name, sandbox=sandbox, dry_run=options.dry_run)
     try:
         # A sandbox send validates the requests a real send would make (so it reads the real
         # history) but must not mark anyone as sent: it records into a scratch copy. A dry run
@@ -585,10 +558,12 @@ def send(
             return open_ledger(config), make_transport(config, at=at, name=transport_name, sandbox=sandbox)
 
         with ledger:  # type: ignore[attr-defined]
-            horizon = history_horizon(run.at, run.config.selection)  # the run's: a cadence may reach further
-            run = run.reaching_back(ledger.oldest_last_delivery(run.edition.id, since=horizon))
+            with timings.stage("plan"):
+                horizon = history_horizon(run.at, run.config.selection)  # the run's: a cadence may reach further
+                run = run.reaching_back(ledger.oldest_last_delivery(run.edition.id, since=horizon))
             if not (sandbox or options.dry_run):
-                _record_edition(run)
+                with timings.stage("ledger"):
+                    _record_edition(run)
             try:
                 return send_edition(
                     run,
@@ -600,6 +575,7 @@ def send(
                     now=now,
                     recover=not sandbox,
                     reopen=None if sandbox else reopen,
+                    timings=timings,
                 )
             finally:
                 if not (sandbox or options.dry_run or on_postgresql):

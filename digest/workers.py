@@ -27,8 +27,9 @@ from digest.models import Selection
 from digest.transports import Transport
 
 if TYPE_CHECKING:
+    from digest.dispatch import Tally as _Tally
     from digest.pipeline import Run
-    from digest.send import SendOptions, _Tally
+    from digest.send import SendOptions
 
 
 def _write(fd: int, message: object) -> None:
@@ -54,8 +55,9 @@ def send_in_workers(
 ) -> set[str]:
     """Fork `options.workers` senders over the queue `items` (already enqueued); fold their
     tallies into `tally`; returns the subscribers they (and this process) took."""
+    from digest.dispatch import Tally as _Tally
     from digest.recovery import settle_dead_claims
-    from digest.send import _drain, _Tally
+    from digest.send import _drain
     from digest.store import pg
 
     if reopen is None:

@@ -97,6 +97,9 @@ def test_preview_shows_each_subscribers_cadence_and_next_edition(config: Path, i
     assert f'<td><b>daily</b></td><td><code>0 7 * * *</code></td><td class="num">{daily}</td>' in out
     assert "2026-06-02 <span" in out and "2026-W23 <span" in out  # the next daily is tomorrow's
     reader = sorted(by_cadence(items)["daily"])[0]
+    # the subscriber table is paged (100 a page): the reader is found by the server's search
+    code, out = digest(config, "preview", "--at", "2026-06-01T08:00", "--get", f"/?q={reader}")
+    assert code == 0, out
     row = out[out.index(f">{reader}<") :]
     row = row[: row.index("</tr>")]
     assert '<td class="cadence">daily<br><span class="muted">next 2026-06-02, Tue 02 Jun 07:00</span>' in row

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import lxml.html
 import pytest
+from click.testing import CliRunner
 from conftest import SAMPLE_AT, make_config, write_article
 
+from digest.cli import main
 from digest.compose import NUMBER_TOKEN, add_utm
 from digest.config import load_config
 from digest.errors import TemplateError
@@ -126,7 +128,7 @@ def test_recipient_fields_are_escaped_in_html_and_raw_in_text(sample_config):
 
 def test_fast_path_is_byte_identical_to_direct_compile(run):
     """The per-article compile-once path equals rendering each subscriber from scratch."""
-    assert run.prepared.exact
+    assert run.prepared.fast
     for sub in run.subscribers.subscribers:
         selection = run.select(sub)
         if not selection.gets_email:
@@ -142,10 +144,10 @@ def test_fast_path_is_byte_identical_to_direct_compile(run):
         ), sub.email
 
 
-def test_frame_depending_on_selection_falls_back_to_whole_compiles(sample):
+def test_covers_as_mj_image_give_head_variants_and_stay_on_the_fast_path(sample):
     # A cover as an mj-image brings mj-image's CSS into the head only when a chosen article has a
-    # cover: the frame then depends on the selection, and the composer must notice and stay exact.
-    # (The shipped templates write covers as plain <img> to keep the frame fixed.)
+    # cover (the shipped templates write covers as plain <img>, and have no logo by default): the
+    # frame is compiled per head variant, and every digest stays assembled and exact.
     partial = sample.parent / "templates" / "partials" / "article.mjml.j2"
     partial.write_text(
         partial.read_text().replace(
@@ -154,11 +156,67 @@ def test_frame_depending_on_selection_falls_back_to_whole_compiles(sample):
             1,
         )
     )
+    sample.write_text(sample.read_text().replace('logo_url = "https://circuit.example.com/images/logo.png"\n', ""))
     run = open_run(load_config(sample), SAMPLE_AT)
-    assert not run.prepared.exact
-    sel = selection_for(run, "jo.mueller@example.com")  # one article, no cover
+    kinds = set()
+    for sub in run.subscribers.subscribers:
+        sel = run.select(sub)
+        if sel.gets_email:
+            kinds.add(tuple(sorted({bool(a.cover_url) for a in sel.articles})))
+            values = run.values(sel.subscriber)
+            assert run.prepared.email(sel, values).html == run.composer.compose_direct(sel, run.edition, values).html
+    assert {(False,), (False, True)} <= kinds  # digests with and without covers
+    assert run.prepared.fast and run.prepared.head_variants >= 2
+
+
+def test_a_frame_depending_on_the_selection_is_compiled_whole_and_reported(sample):
+    tpl = sample.parent / "templates" / "digest.mjml.j2"
+    tpl.write_text(
+        tpl.read_text().replace(
+            "<mj-text>Hi {{ recipient.first_name }},</mj-text>",
+            "<mj-text>Hi {{ recipient.first_name }}, {{ articles | length }} stories</mj-text>",
+        )
+    )
+    run = open_run(load_config(sample), SAMPLE_AT)
+    assert not run.prepared.fast
+    assert "frame around the stories depends on which articles are chosen" in run.prepared.fast_path_off[0]
+    for address in ("jo.mueller@example.com", "ada@example.com"):
+        sel = selection_for(run, address)
+        values = run.values(sel.subscriber)
+        email = run.prepared.email(sel, values)
+        assert email.html == run.composer.compose_direct(sel, run.edition, values).html
+        assert f"{len(sel.articles)} stories" in email.html
+
+
+def test_check_names_a_template_off_the_fast_path_and_says_why(sample):
+    tpl = sample.parent / "templates" / "digest.mjml.j2"
+    result = CliRunner().invoke(main, ["--config", str(sample), "check", "--at", "2026-11-30T00:00"])
+    assert result.exit_code == 0 and "not compiled once" not in result.output, result.output
+    tpl.write_text(
+        tpl.read_text().replace(
+            "{{ edition.label }}</mj-text>", "{{ edition.label }}: {{ articles[0].title }}</mj-text>"
+        )
+    )
+    result = CliRunner().invoke(main, ["--config", str(sample), "check", "--at", "2026-11-30T00:00"])
+    assert result.exit_code == 0, result.output
+    assert "warning: not compiled once per edition" in result.output
+    assert "the frame around the stories depends on which articles are chosen" in result.output
+
+
+def test_a_block_depending_on_its_position_is_compiled_whole_and_reported(sample):
+    tpl = sample.parent / "templates" / "digest.mjml.j2"
+    divider = "{%- if not loop.last %}<mj-section><mj-column><mj-divider /></mj-column></mj-section>{% endif %}"
+    include = '{%- include "partials/article.mjml.j2" %}'
+    tpl.write_text(tpl.read_text().replace(include, include + divider))
+    run = open_run(load_config(sample), SAMPLE_AT)
+    assert "depends on its position or its neighbours" in " ".join(run.prepared.fast_path_off)
+    sel = selection_for(run, "ada@example.com")
     values = run.values(sel.subscriber)
-    assert run.prepared.email(sel, values).html == run.composer.compose_direct(sel, run.edition, values).html
+    html = run.prepared.email(sel, values).html
+    assert html == run.composer.compose_direct(sel, run.edition, values).html
+    # a divider between stories, none after the last
+    last = html.rindex(sel.articles[-1].title.replace("&", "&amp;"))
+    assert "border-top:solid 4px" in html[:last] and "border-top:solid 4px" not in html[last:]
 
 
 def test_ten_article_digest_stays_under_the_clip_limit(run):

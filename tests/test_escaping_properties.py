@@ -237,7 +237,7 @@ def run(request, tmp_path_factory):
             path = dest / "templates" / name
             path.write_text(line + path.read_text(encoding="utf-8"), encoding="utf-8")
     run = open_run(load_config(dest / "digest.toml"), SAMPLE_AT)
-    assert run.prepared.exact
+    assert run.prepared.fast
     return run
 
 
@@ -285,6 +285,7 @@ def test_assembled_equals_direct_and_no_value_adds_markup(
     sub, values = _values(run, name, company, unsubscribe_url, preferences_url)
     selection = Selection(sub, tuple(Choice(a, "x") for a in chosen), SAMPLE_AT, SAMPLE_AT)
     fast = run.prepared.email(selection, values)
+    assert run.prepared.fast, run.prepared.fast_path_off  # assembled, not compiled whole
     direct = run.composer.compose_direct(selection, run.edition, values)
     assert (fast.html, fast.text, fast.subject, fast.preheader) == (
         direct.html,

@@ -383,3 +383,41 @@ def test_preview_help_lists_its_flags():
     for flag in ("--at", "--port", "--host", "--no-open", "--get"):
         assert flag in result.output
     assert "8025" in result.output and "127.0.0.1" in result.output
+
+
+# ---------------------------------------------------------------- a large list: paged and searched
+
+
+def test_a_large_list_is_paged_and_searched_on_the_server_and_every_subscriber_is_reachable(sample: Path) -> None:
+    from send_support import many_subscribers
+
+    from digest.web.pages import PAGE_SIZE
+
+    emails = many_subscribers(sample, 1050)
+    _, c = make_client(sample)
+    first = c.get("/").text
+    assert first.count('class="subscriber"') == PAGE_SIZE
+    assert "1–100 of 1,050 · 1,050 subscribers in all" in first and re.search(r"of 11\s*</form>", first)
+    # following "next" from page 1 visits every subscriber exactly once
+    seen: list[str] = []
+    path: str | None = "/"
+    while path is not None:
+        page = c.get(path).text
+        seen += re.findall(r'<tr class="subscriber"[^>]*>\s*<td><a href="/subscribers/([^"]+)"', page)
+        found = re.search(r'<a href="([^"]+)" rel="next">', page)
+        path = found.group(1).replace("&amp;", "&") if found else None
+    assert seen == emails
+    # any page by number, out-of-range numbers clamp
+    assert "1,001–1,050 of 1,050" in c.get("/?page=11").text
+    assert "1,001–1,050 of 1,050" in c.get("/?page=999").text and "1–100 of" in c.get("/?page=x").text
+    # the search covers the whole list, not only the page shown
+    hit = c.get("/", params={"q": "READER1049@example"}).text
+    assert hit.count('class="subscriber"') == 1 and 'href="/subscribers/reader1049@example.com"' in hit
+    assert "1–1 of 1 matching" in hit
+    expected = [e for e in emails if "reader10" in e]  # reader1000 ... reader1049
+    many = c.get("/", params={"q": "reader10", "page": "2"}).text  # one page of them: page 2 is page 1
+    assert f"1–{len(expected)} of {len(expected)} matching" in many and 'rel="prev"' not in many
+    assert "No subscriber matches" in c.get("/", params={"q": "nobody-at-all"}).text
+    # every subscriber's own page, with previous/next through the whole list
+    last = c.get(f"/subscribers/{emails[-1]}")
+    assert last.status_code == 200 and emails[-2] in last.text

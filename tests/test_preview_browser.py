@@ -125,3 +125,38 @@ def test_missing_chromium_skips_locally_and_fails_in_ci(monkeypatch, tmp_path):
     monkeypatch.setenv("CI", "")
     with pytest.raises(pytest.skip.Exception, match="not found"):
         browser_support.require_chromium()
+
+
+def test_a_large_list_is_paged_and_searched_on_the_server_in_the_browser(page, sample):
+    """The index of a long list shows one page of it; Enter in the search box searches the whole
+    list on the server, "next" and the page number reach the rest, and a row leads to its page."""
+    from send_support import many_subscribers
+
+    from digest.web.pages import PAGE_SIZE
+
+    emails = many_subscribers(sample, 2 * PAGE_SIZE + 17)
+    with running_server(create_app(PreviewState(sample, AT), watch=False)) as url:
+        page.goto(f"{url}/")
+        rows = page.locator("tr.subscriber")
+        assert rows.count() == PAGE_SIZE
+        assert f"1–{PAGE_SIZE} of {len(emails)}" in page.locator("#counts").inner_text()
+        # a subscriber on the last page is not on this one: Enter asks the server
+        wanted = emails[-1]
+        assert page.locator(f"tr.subscriber a[href='/subscribers/{wanted}']").count() == 0
+        page.fill("#filter", wanted.upper())
+        page.press("#filter", "Enter")
+        page.wait_for_url("**q=*")
+        assert rows.count() == 1 and "1–1 of 1 matching" in page.locator("#counts").inner_text()
+        shot(page, "index-search")
+        # the whole list, page by page: next, then a page typed by number
+        page.goto(f"{url}/")
+        page.locator("a[rel='next']").first.click()
+        page.wait_for_url("**page=2*")
+        assert rows.first.locator("a").inner_text() == emails[PAGE_SIZE]
+        page.locator(".goto input[name='page']").first.fill("3")
+        page.locator(".goto input[name='page']").first.press("Enter")
+        page.wait_for_url("**page=3*")
+        assert rows.count() == 17 and page.locator("a[rel='next']").count() == 0
+        page.locator("tr.subscriber a", has_text=emails[-1]).click()
+        page.wait_for_url(f"**/subscribers/{emails[-1]}")
+        page.frame_locator("#email").locator("text=Hi Reader").first.wait_for()

@@ -16,6 +16,8 @@ from schedule_support import WEEKLY, scheduled_sample, utc, write_week
 from send_support import SAMPLE_RECIPIENTS, FakeSendGrid, ledger_for, load, many_subscribers, sendgrid_toml
 
 from digest.cli import main
+from digest.recovery import RunLock
+from digest.store.sqlite_ledger import SqliteLedger
 
 SLOT = "2026-11-30T09:00"  # Monday, 09:00 GMT: edition 2026-W49
 
@@ -156,6 +158,49 @@ def test_two_processes_at_once_send_each_subscriber_once(tmp_path: Path) -> None
         accepted = ledger.summary("2026-W49")["accepted"]
     assert accepted > 50 and len(delivered) == accepted
     assert set(delivered.values()) == {1}
+
+
+class _FinishesDuringRecovery:
+    """The real ledger, with run A finishing (its rows settled, its lock released) right after the
+    n-th time recovery reads the rows: the interleaving that made the test above fail now and
+    then. Everything else is the real SqliteLedger."""
+
+    def __init__(self, ledger: SqliteLedger, lock: RunLock, after_read: int):
+        self._ledger, self._lock, self._after = ledger, lock, after_read
+        self.reads = 0
+
+    def rows(self, *args: object, **kwargs: object) -> dict:
+        rows = self._ledger.rows(*args, **kwargs)  # type: ignore[arg-type]
+        self.reads += 1
+        if self.reads == self._after:
+            self._ledger.settle("2026-W49", list(rows), "accepted", run_id="run-a")
+            self._lock.release()
+        return rows
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ledger, name)
+
+
+@pytest.mark.parametrize("after_read", [1, 2])
+def test_recovery_never_overwrites_what_a_finishing_run_settled(tmp_path: Path, after_read: int) -> None:
+    """Why two runs at once sometimes exited non-zero: run B's recovery read run A's rows while A
+    was alive, A then settled them and exited, and B, finding A's lock free, marked A's accepted
+    rows ambiguous (exit 3). Recovery now decides who is dead before it reads the rows it settles,
+    and only ever touches rows still claimed."""
+    from digest.ledger import ClaimItem
+    from digest.recovery import settle_dead_claims
+    from digest.transports.outbox import OutboxTransport
+
+    state = tmp_path / "state"
+    lock = RunLock(state, "run-a")
+    with SqliteLedger(state / "ledger.sqlite3") as ledger:
+        items = [ClaimItem(f"r{i}@example.com", f"r{i}@example.com", ("a",), utc(2026, 11, 30, 9)) for i in range(5)]
+        ledger.claim("2026-W49", "run-a", items, transport="outbox")
+        racing = _FinishesDuringRecovery(ledger, lock, after_read)
+        transport = OutboxTransport(tmp_path / "outbox", date=utc(2026, 11, 30, 9))
+        settle_dead_claims(racing, transport, "2026-W49", lambda: 0.0)  # type: ignore[arg-type]
+        assert racing.reads >= after_read
+        assert ledger.summary("2026-W49") == {"accepted": 5}
 
 
 # ---------------------------------------------------------------- local-time delivery

@@ -410,13 +410,13 @@ def test_dry_run_reads_an_existing_content_cache_and_leaves_it_alone(tmp_path: P
     config = copy_sample(tmp_path)
     cfg = load(config)
     load_articles(cfg, cache_dir=cfg.state.path / "cache")  # a real send left a cache
-    cache = cfg.state.path / "cache" / "content-index.pickle"
+    cache = cfg.state.path / "cache" / "content-index.json"
     before = cache.stat().st_mtime_ns, cache.read_bytes()
     (config.parent / "content" / "extra.md").write_text("---\ntitle: Extra\ndate: 2026-11-27\n---\nNew.\n")
     result = CliRunner().invoke(main, ["--config", str(config), "send", "--dry-run", "--at", AT])
     assert result.exit_code == 0, result.output
     assert (cache.stat().st_mtime_ns, cache.read_bytes()) == before
-    assert sorted(p.name for p in cache.parent.iterdir()) == ["content-index.pickle"]
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["content-index.json"]
 
 
 def test_status_before_any_send_creates_nothing(tmp_path: Path) -> None:
@@ -482,7 +482,7 @@ def test_the_content_cache_temp_file_is_this_processs_own(tmp_path: Path) -> Non
     cache_dir = cfg.state.path / "cache"
     (cache_dir / "content-index.tmp").mkdir(parents=True)
     load_articles(cfg, cache_dir=cache_dir)
-    assert (cache_dir / "content-index.pickle").is_file()
+    assert (cache_dir / "content-index.json").is_file()
     assert (cache_dir / "content-index.tmp").is_dir()
     assert not any(p.name.endswith(".tmp") and p.is_file() for p in cache_dir.iterdir())
 

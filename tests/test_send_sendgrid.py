@@ -236,8 +236,8 @@ def test_scheduled_mode_cancels_and_reissues_a_lost_request(tmp_path: Path, fake
 
 def test_scheduled_mode_recovers_a_crashed_runs_batch(tmp_path: Path, fake: FakeSendGrid) -> None:
     """A run that died after its request left: the next run cancels that batch and sends again."""
+    from digest.dispatch import recipient as _recipient
     from digest.ledger import ClaimItem
-    from digest.send import _recipient
     from digest.transports import Batch, Schedule
 
     cfg = setup(tmp_path, fake)
@@ -319,6 +319,67 @@ def test_sandbox_reads_the_real_history_and_leaves_the_ledger_as_it_was(
     sandboxed = {p["to"][0]["email"] for r in fake.requests for p in r.body["personalizations"]}
     assert sandboxed == SAMPLE_RECIPIENTS - {"ada@example.com"} and fake.delivered_to() == {}
     assert states(load(config)) == before and (engine == "postgresql" or ledger_file.exists())
+
+
+# ---------------------------------------------------------------- pooled connections
+
+
+def test_requests_reuse_a_few_kept_alive_connections(tmp_path: Path, fake: FakeSendGrid) -> None:
+    """The official client opens a connection per request; ours keeps them alive: many requests,
+    at most one connection per request in flight."""
+    cfg = setup(tmp_path, fake, max_per_request=1)
+    t = transport(cfg, max_batch=1)
+    report = send(cfg, t, concurrency=2)
+    assert set(report.accepted) == SAMPLE_RECIPIENTS and fake.delivered_to() == {e: 1 for e in SAMPLE_RECIPIENTS}
+    mail = [r for r in fake.requests if r.path == "/v3/mail/send"]
+    assert len(mail) == len(SAMPLE_RECIPIENTS)
+    assert len({r.connection for r in mail}) == t.pool.opened <= 2 < len(mail)
+    t.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_not_failed(tmp_path: Path) -> None:
+    with FakeSendGrid(handler_timeout=0.3) as fake:  # the fake drops an idle connection after 0.3 s
+        cfg = setup(tmp_path, fake)
+        sleeps = Sleeps()
+        t = transport(cfg, sleep=sleeps)
+        assert send(cfg, t, limit=1).accepted and t.pool.opened == 1
+        time.sleep(0.8)
+        report = send(cfg, t, concurrency=1)
+        assert report.exit_code == 0 and fake.delivered_to() == {e: 1 for e in SAMPLE_RECIPIENTS}
+        # the stale one was noticed before use: a new connection, and nothing had to be retried
+        assert t.pool.opened >= 2 and sleeps == []
+        t.close()
+
+
+def test_the_pooled_client_keeps_the_librarys_error_classes(fake: FakeSendGrid) -> None:
+    from python_http_client.exceptions import BadRequestsError, HTTPError, UnauthorizedError
+    from sendgrid import SendGridAPIClient
+
+    from digest.transports.pool import pooled
+
+    client = SendGridAPIClient("SG.wrong", host=fake.url)
+    pool = pooled(client, timeout=5)
+    with pytest.raises(UnauthorizedError) as refused:
+        client.client.mail.send.post(request_body={"personalizations": []})
+    assert refused.value.status_code == 401 and b"authorization grant" in refused.value.body
+    client = SendGridAPIClient(fake.api_key, host=fake.url)
+    pooled(client, timeout=5, pool=pool)
+    with pytest.raises(BadRequestsError):
+        client.client.mail.send.post(request_body={"personalizations": []})
+    mail = {
+        "personalizations": [{"to": [{"email": "a@example.com"}]}],
+        "from": {"email": "news@example.com"},
+        "subject": "Hi",
+        "content": [{"type": "text/plain", "value": "Hi"}],
+    }
+    fake.script(["502"])
+    with pytest.raises(HTTPError) as bad_gateway:
+        client.client.mail.send.post(request_body=mail)
+    assert bad_gateway.value.status_code == 502 and type(bad_gateway.value) is HTTPError
+    answer = client.client.mail.send.post(request_body=mail)
+    assert answer.status_code == 202 and answer.headers.get("X-Message-Id")
+    assert pool.opened == 1
+    pool.close()
 
 
 #: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.

@@ -37,6 +37,8 @@ def _echo_send_report(report: Any) -> None:
             click.echo(f"  ... and {len(rows) - 20} more")
     if report.ambiguous:
         click.echo("ambiguous: they may have received it; rerun with --on-ambiguous=resend to send again anyway")
+    for note in report.notes:
+        click.echo(f"note: {note}")
 
 
 class _SendProgress:
@@ -112,6 +114,7 @@ class _SendProgress:
     show_default=True,
     help="Senders forked after planning, sharing the edition through the ledger's queue (POSIX).",
 )
+@click.option("--timings", is_flag=True, help="Print where the time went (load, plan, compose, ledger, send).")
 @pass_ctx
 def send_command(
     obj: Context,
@@ -131,6 +134,7 @@ def send_command(
     fresh_state: bool,
     cadence: str | None,
     workers: int,
+    timings: bool,
 ) -> None:
     """Send each eligible subscriber this edition's digest, exactly once."""
     from digest.errors import UsageError
@@ -171,7 +175,15 @@ def send_command(
         if edition_id or sandbox:
             raise UsageError("--scheduled names the edition from the slot: no --edition or --sandbox with it")
         _send_scheduled(
-            config, at, options, cadence, force=force, transport=transport, confirm=confirm, progress=progress
+            config,
+            at,
+            options,
+            cadence,
+            force=force,
+            transport=transport,
+            confirm=confirm,
+            progress=progress,
+            timings=timings,
         )
         return
     from digest.cadences import cadence_for_send
@@ -191,6 +203,8 @@ def send_command(
     finally:
         progress.finish()
     _echo_send_report(report)
+    if timings:
+        click.echo(report.timings)
     if report.exit_code:
         sys.exit(report.exit_code)
 
@@ -205,6 +219,7 @@ def _send_scheduled(
     transport: str | None,
     confirm: Any,
     progress: _SendProgress,
+    timings: bool = False,
 ) -> None:
     """`send --scheduled`: each cadence's due edition (or the named cadence's). One cadence's
     trouble (late, failed) is one line and sets the exit code; the others still go out."""
@@ -234,6 +249,8 @@ def _send_scheduled(
             continue
         if result.report is not None and result.outcome != "nothing":
             _echo_send_report(result.report)
+        if timings and result.report is not None:
+            click.echo(result.report.timings)
         click.echo(result.message)
         if result.report is not None:
             codes.append(result.report.exit_code)

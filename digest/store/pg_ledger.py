@@ -234,6 +234,7 @@ class PgLedger:
         also_from: Iterable[State] = (),
         batch_id: str = "",
         send_at: int | None = None,
+        settled: Sequence[tuple[Sequence[str], State, str, str]] = (),
     ) -> tuple[str, ...]:
         """See SqliteLedger.claim. The rows looked at are locked first (FOR UPDATE): a concurrent
         claimer of the same row waits, then sees this claim and leaves it."""
@@ -241,6 +242,7 @@ class PgLedger:
         now = now_stamp()
         by_id = {item.subscriber: item for item in items}
         with self._transaction():
+            self._settle_rows(edition, settled, run_id, ())
             existing = {
                 sub: (state, owner)
                 for sub, state, owner in self._conn.execute(
@@ -313,8 +315,9 @@ class PgLedger:
         run_id: str | None = None,
         message_id: str = "",
         error: str = "",
+        only: Sequence[State] = (),
     ) -> int:
-        return self.settle_many(edition, [(tuple(subscribers), state, message_id, error)], run_id=run_id)
+        return self.settle_many(edition, [(tuple(subscribers), state, message_id, error)], run_id=run_id, only=only)
 
     @pg.retrying
     def settle_many(
@@ -323,7 +326,22 @@ class PgLedger:
         outcomes: Sequence[tuple[Sequence[str], State, str, str]],
         *,
         run_id: str | None = None,
+        only: Sequence[State] = (),
     ) -> int:
+        if not any(subscribers for subscribers, *_ in outcomes):
+            return 0
+        with self._transaction():
+            self._relaxed()
+            return self._settle_rows(edition, outcomes, run_id, only)
+
+    def _settle_rows(
+        self,
+        edition: str,
+        outcomes: Sequence[tuple[Sequence[str], State, str, str]],
+        run_id: str | None,
+        only: Sequence[State],
+    ) -> int:
+        """The UPDATE of `settle_many`, inside the caller's transaction."""
         subs, states, mids, errors = [], [], [], []
         for subscribers, state, message_id, error in outcomes:
             for subscriber in subscribers:
@@ -334,15 +352,24 @@ class PgLedger:
         if not subs:
             return 0
         guard = " AND d.run_id = %(run)s" if run_id is not None else ""
-        with self._transaction():
-            self._relaxed()
-            cur = self._conn.execute(
-                "UPDATE deliveries AS d SET state = u.st, message_id = u.m, error = u.er, updated_at = %(now)s"
-                " FROM unnest(%(s)s::text[], %(st)s::text[], %(m)s::text[], %(er)s::text[]) AS u(s, st, m, er)"
-                f" WHERE d.edition = %(e)s AND d.subscriber = u.s{guard}",
-                {"now": now_stamp(), "s": subs, "st": states, "m": mids, "er": errors, "e": edition, "run": run_id},
-            )
-            return int(cur.rowcount)
+        if only:
+            guard += " AND d.state = ANY(%(only)s::text[])"
+        cur = self._conn.execute(
+            "UPDATE deliveries AS d SET state = u.st, message_id = u.m, error = u.er, updated_at = %(now)s"
+            " FROM unnest(%(s)s::text[], %(st)s::text[], %(m)s::text[], %(er)s::text[]) AS u(s, st, m, er)"
+            f" WHERE d.edition = %(e)s AND d.subscriber = u.s{guard}",
+            {
+                "now": now_stamp(),
+                "s": subs,
+                "st": states,
+                "m": mids,
+                "er": errors,
+                "e": edition,
+                "run": run_id,
+                "only": list(only),
+            },
+        )
+        return int(cur.rowcount)
 
     # ---- the queue
 

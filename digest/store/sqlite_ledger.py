@@ -48,7 +48,9 @@ class SqliteLedger:
         self.path = path
         #: where run lock files live (the state folder; a scratch copy names the real one)
         self.state_dir = state_dir if state_dir is not None else path.parent
-        self._db = open_store(path, "ledger", busy_timeout=busy_timeout, error=LedgerError)
+        # threads: a sender's threads claim and settle their own requests, one call at a time
+        # (dispatch.Serialized)
+        self._db = open_store(path, "ledger", busy_timeout=busy_timeout, threads=True, error=LedgerError)
         self._scope_edition: str | None = None
 
     @classmethod
@@ -222,16 +224,19 @@ class SqliteLedger:
         also_from: Iterable[State] = (),
         batch_id: str = "",
         send_at: int | None = None,
+        settled: Sequence[tuple[Sequence[str], State, str, str]] = (),
     ) -> tuple[str, ...]:
         """Claim rows for this run, atomically; returns the subscribers actually claimed.
 
         A new row is claimed; an existing one only when its state is retryable (or in `also_from`,
         e.g. ambiguous with --on-ambiguous=resend), or queued and free or leased by this run.
-        Anything else belongs to someone else.
+        Anything else belongs to someone else. `settled`: this run's answers to earlier requests
+        (as `settle_many` takes them), recorded in the same transaction: one disk sync for both.
         """
         takeable = set(RETRYABLE) | set(also_from)
         now = now_stamp()
         with self._transaction():
+            self._settle_rows(edition, settled, run_id, ())
             # One SELECT per slice and executemany for the writes: a few statements per request
             # instead of three per subscriber (the ledger was most of a 100,000-subscriber send).
             existing: dict[str, tuple[str, str]] = {}
@@ -289,9 +294,11 @@ class SqliteLedger:
         run_id: str | None = None,
         message_id: str = "",
         error: str = "",
+        only: Sequence[State] = (),
     ) -> int:
-        """Record the outcome for rows; with `run_id`, only rows that run still holds."""
-        return self.settle_many(edition, [(tuple(subscribers), state, message_id, error)], run_id=run_id)
+        """Record the outcome for rows; with `run_id`, only rows that run still holds; with `only`,
+        only rows in one of those states."""
+        return self.settle_many(edition, [(tuple(subscribers), state, message_id, error)], run_id=run_id, only=only)
 
     def settle_many(
         self,
@@ -299,26 +306,40 @@ class SqliteLedger:
         outcomes: Sequence[tuple[Sequence[str], State, str, str]],
         *,
         run_id: str | None = None,
+        only: Sequence[State] = (),
     ) -> int:
         """Several `settle`s, (subscribers, state, message_id, error) each, in one transaction."""
-        guard = " AND run_id = ?" if run_id is not None else ""
-        tail = (run_id,) if run_id is not None else ()
-        now = now_stamp()
         # A settle need not wait for the disk (one fsync per window saved): if a power cut loses
         # it, its rows are still `claimed` (that commit WAS synced before anything was sent) and
         # become ambiguous, never resent; the next synced commit carries it to disk anyway.
         with self._relaxed(), self._transaction():
-            before = self._db.total_changes
-            self._db.executemany(
-                "UPDATE deliveries SET state = ?, message_id = ?, error = ?, updated_at = ?"
-                f" WHERE edition = ? AND subscriber = ?{guard}",
-                [
-                    (state, message_id, error, now, edition, subscriber, *tail)
-                    for subscribers, state, message_id, error in outcomes
-                    for subscriber in subscribers
-                ],
-            )
-            return self._db.total_changes - before
+            return self._settle_rows(edition, outcomes, run_id, only)
+
+    def _settle_rows(
+        self,
+        edition: str,
+        outcomes: Sequence[tuple[Sequence[str], State, str, str]],
+        run_id: str | None,
+        only: Sequence[State],
+    ) -> int:
+        """The UPDATE of `settle_many`, inside the caller's transaction."""
+        guard = " AND run_id = ?" if run_id is not None else ""
+        tail: tuple[object, ...] = (run_id,) if run_id is not None else ()
+        if only:
+            guard += f" AND state IN ({','.join('?' * len(only))})"
+            tail += tuple(only)
+        now = now_stamp()
+        before = self._db.total_changes
+        self._db.executemany(
+            "UPDATE deliveries SET state = ?, message_id = ?, error = ?, updated_at = ?"
+            f" WHERE edition = ? AND subscriber = ?{guard}",
+            [
+                (state, message_id, error, now, edition, subscriber, *tail)
+                for subscribers, state, message_id, error in outcomes
+                for subscriber in subscribers
+            ],
+        )
+        return self._db.total_changes - before
 
     # ---- the queue (several senders, --workers)
 

@@ -35,6 +35,7 @@ from digest import personalize
 from digest.config import Config
 from digest.errors import AuthError, SendError
 from digest.transports.base import Batch, Outcome, Recipient, render_failed
+from digest.transports.pool import ConnectionPool, pooled
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503})
 #: A gateway timed out waiting for SendGrid, which may have queued the request all the same.
@@ -52,8 +53,10 @@ def api_key(config: Config, *, required: bool = True, what: str = "") -> str:
 
 
 def make_client(config: Config, key: str) -> SendGridAPIClient:
+    """The official client with keep-alive connections and a timeout (the library default is to
+    wait forever)."""
     client = SendGridAPIClient(key, host=config.sendgrid.host)
-    client.client.timeout = config.sendgrid.timeout  # the library default is to wait forever
+    pooled(client, timeout=config.sendgrid.timeout)
     return client
 
 
@@ -69,6 +72,9 @@ class SendGridTransport:
     name = "sendgrid"
     can_schedule = True
     concurrent = True  #: send() may run in several threads at once
+    #: send() is mostly CPU of its own (a JSON body of up to 1000 personalizations): worth a
+    #: process, so that it runs beside the composing (dispatch.Senders)
+    processes = True
 
     def __init__(
         self,
@@ -91,8 +97,24 @@ class SendGridTransport:
         now: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ):
+        #: how to make this transport again in a sender process (see `__reduce__`); never printed
+        self._recipe = {
+            "api_key": api_key,
+            "host": host,
+            "from_email": from_email,
+            "from_name": from_name,
+            "reply_to": reply_to,
+            "categories": categories,
+            "asm_group_id": asm_group_id,
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "max_wait": max_wait,
+            "max_batch": max_batch,
+            "sandbox": sandbox,
+        }
         self._client = SendGridAPIClient(api_key, host=host)
-        self._client.client.timeout = timeout  # the library default is to wait forever
+        # keep-alive connections shared by the sending threads; a timeout (the default is none)
+        self.pool = pooled(self._client, timeout=timeout, pool=ConnectionPool(keep=16))
         self.host = host
         self.from_email = from_email
         self.from_name = from_name
@@ -234,7 +256,12 @@ class SendGridTransport:
         return str(statuses[0]) if len(statuses) == 1 and statuses[0] else ""
 
     def close(self) -> None:
-        pass
+        self.pool.close()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled as its settings (for a sender process, which makes its own connections); the
+        key travels with them, through the pipe to that child, and nowhere else."""
+        return (_remade, (self._recipe,))
 
     def _call(self, what: str, request: Callable[[], Any]) -> Any:
         """One API call with bounded retries. Raises AuthError, _Fatal, _NotSent or _Lost."""
@@ -279,6 +306,10 @@ class SendGridTransport:
         if wait is None:  # exponential backoff with full jitter
             wait = self._rng.uniform(0, min(self.max_wait, 0.5 * 2**attempt))
         return min(self.max_wait, wait)
+
+
+def _remade(recipe: dict[str, Any]) -> SendGridTransport:
+    return SendGridTransport(**recipe)
 
 
 class _SendGridFailure(Exception):

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from digest.errors import DigestError
 from digest.models import Email, Problem, Selection
 from digest.pipeline import Run
 from digest.schedule import Slot
+from digest.timings import gc_paused
 
 log = logging.getLogger("digest.web")
 
@@ -57,7 +59,7 @@ class Snapshot:
                 self._emails[key] = cached
         return cached
 
-    @property
+    @cached_property
     def article_counts(self) -> Counter[str]:
         """How many subscribers get each article this edition."""
         counts: Counter[str] = Counter()
@@ -65,6 +67,38 @@ class Snapshot:
             if selection.gets_email:
                 counts.update(a.id for a in selection.articles)
         return counts
+
+    @cached_property
+    def getting(self) -> int:
+        """How many subscribers get a digest this edition."""
+        return sum(1 for s in self.selections.values() if s.gets_email)
+
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Each subscriber's place in the list (for the previous/next links)."""
+        return {sid: i for i, sid in enumerate(self.selections)}
+
+    @cached_property
+    def search_index(self) -> list[tuple[str, Selection]]:
+        """(what the search box matches, the selection) per subscriber, in list order. Made once
+        per build: a search of 100,000 subscribers is then a scan of prepared strings."""
+        cadences = self.cadences
+        out = []
+        for selection in self.selections.values():
+            s = selection.subscriber
+            prefs = ", ".join(s.tags + s.categories)
+            cadence = cadences.cadence_of(s) if cadences is not None else ""
+            # lower(), as the page's own filter (JavaScript's toLowerCase) does
+            text = " ".join([s.email, s.name, s.status, prefs, cadence, selection.skipped or ""]).lower()
+            out.append((text, selection))
+        return out
+
+    @cached_property
+    def cadence_counts(self) -> dict[str, int]:
+        """Active subscribers per cadence (with a schedule); once per build."""
+        if self.cadences is None:
+            return {}
+        return self.cadences.counts(s.subscriber for s in self.selections.values())
 
 
 @dataclass(frozen=True)
@@ -155,8 +189,9 @@ class PreviewState:
             # Compile the edition now: a template error must fail the whole preview (HTTP 500 with
             # its file and line), not hide as one line in check's list.
             run.prepared  # noqa: B018 - a cached_property; evaluated for its error
-            problems = tuple(check(run))
-            selections = {s.subscriber.id: s for s in run.selections()}
+            with gc_paused():
+                selections = {s.subscriber.id: s for s in run.selections()}
+            problems = tuple(check(run, selections.values()))
         except Exception as exc:  # noqa: BLE001 - a bug in a template or our code must not stop the server
             if not isinstance(exc, DigestError):
                 log.exception("preview build failed")

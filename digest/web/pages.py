@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from digest.config import Config
 from digest.errors import DigestError
@@ -51,6 +51,7 @@ class SubscriberRow:
 
     @property
     def search_text(self) -> str:
+        """What the page's own filter matches (the rows of this page), as the server's search does."""
         s = self.subscriber
         # lower(), not casefold(): the page filters with JavaScript's toLowerCase
         parts = [s.email, s.name, s.status, self.preferences, self.cadence, self.selection.skipped or ""]
@@ -65,21 +66,67 @@ def cadence_of(snap: Snapshot, subscriber: Subscriber) -> tuple[str, Slot | None
     return cadence, snap.next_editions.get(cadence)
 
 
-def index_context(snap: Snapshot) -> dict[str, object]:
+#: Subscribers on one page of the index: a 100,000-subscriber list is searched and paged on the
+#: server, never sent whole (it was a 37 MB page).
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class SubscriberPage:
+    """One page of the subscriber table: the rows, and where they sit in the (searched) list."""
+
+    rows: list[SubscriberRow]
+    query: str
+    page: int  #: from 1
+    pages: int
+    matching: int  #: subscribers the query matches (all of them without one)
+    total: int
+
+    @property
+    def first(self) -> int:
+        return (self.page - 1) * PAGE_SIZE + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.rows) - 1 if self.rows else 0
+
+    def link(self, page: int) -> str:
+        """The index at another page of the same search."""
+        query = urlencode({"q": self.query, "page": page} if self.query else {"page": page})
+        return f"/?{query}#subscribers"
+
+
+def subscriber_page(snap: Snapshot, query: str = "", page: int = 1) -> SubscriberPage:
+    """The subscribers whose text holds every word of `query` (all without one), page `page`."""
+    words = query.lower().split()
+    index = snap.search_index
+    if words:
+        index = [(text, sel) for text, sel in index if all(w in text for w in words)]
+    pages = max(1, -(-len(index) // PAGE_SIZE))
+    page = min(max(1, page), pages)
+    shown = index[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    rows = [
+        SubscriberRow(
+            sel.subscriber,
+            sel,
+            subscriber_url(sel.subscriber),
+            preferences(sel.subscriber),
+            *cadence_of(snap, sel.subscriber),
+        )
+        for _, sel in shown
+    ]
+    return SubscriberPage(rows, query, page, pages, len(index), len(snap.selections))
+
+
+def index_context(snap: Snapshot, query: str = "", page: int = 1) -> dict[str, object]:
     run = snap.run
     config = run.config
     tz = config.tz
     counts = snap.article_counts
     articles = [ArticleRow(a, a.date.astimezone(tz), counts[a.id], a.date >= run.window_start) for a in run.pool]
-    rows = [
-        SubscriberRow(
-            s.subscriber, s, subscriber_url(s.subscriber), preferences(s.subscriber), *cadence_of(snap, s.subscriber)
-        )
-        for s in snap.selections.values()
-    ]
     cadence_rows = []
     if snap.cadences is not None:
-        tally = snap.cadences.counts(r.subscriber for r in rows)
+        tally = snap.cadence_counts
         cadence_rows = [
             (t.cadence, t.cron.expr, tally[t.cadence], snap.next_editions[t.cadence]) for t in snap.cadences.tables
         ]
@@ -90,8 +137,9 @@ def index_context(snap: Snapshot) -> dict[str, object]:
         "window_start": run.window_start.astimezone(tz),
         "at": run.at.astimezone(tz),
         "articles": articles,
-        "subscribers": rows,
-        "getting": sum(1 for r in rows if r.selection.gets_email),
+        "subscribers": subscriber_page(snap, query, page),
+        "total": len(snap.selections),
+        "getting": snap.getting,
         "problems": sorted(snap.problems, key=lambda p: (p.severity != "error", p.source, p.line or 0)),
         "input_problems": [p for p in snap.problems if p.severity == "error"],
         "segments": segment_rows(snap),
@@ -149,13 +197,17 @@ class SegmentRow:
 
 
 def segment_rows(snap: Snapshot) -> list[SegmentRow]:
-    """Each segment with its members and an example digest (that member's page)."""
+    """Each segment with its members and an example digest (that member's page); once per build."""
+    cached = snap.__dict__.get("segment_rows")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     rows = []
     for segment in snap.run.segments:
         members = segment.members(snap.run.subscribers.subscribers)
         picks = (snap.selections.get(m.id) for m in members)
         example = next((s for s in picks if s is not None and s.gets_email), None)
         rows.append(SegmentRow(segment, members, example))
+    snap.__dict__["segment_rows"] = rows
     return rows
 
 
@@ -255,10 +307,10 @@ def subscriber_context(snap: Snapshot, subscriber: Subscriber) -> dict[str, obje
     run = snap.run
     config = run.config
     selection = snap.selections[subscriber.id]
-    ids = list(snap.selections)
-    i = ids.index(subscriber.id)
-    prev_sub = snap.selections[ids[i - 1]].subscriber if i > 0 else None
-    next_sub = snap.selections[ids[i + 1]].subscriber if i + 1 < len(ids) else None
+    index = snap.search_index
+    i = snap.positions[subscriber.id]
+    prev_sub = index[i - 1][1].subscriber if i > 0 else None
+    next_sub = index[i + 1][1].subscriber if i + 1 < len(index) else None
     context: dict[str, object] = {
         "config": config,
         "edition": run.edition,

@@ -108,7 +108,12 @@ class PreviewApp:
     # Sync handlers: Starlette runs them in its thread pool, so a slow rebuild never blocks /events.
     def index(self, request: Request) -> Response:
         snap = self._snapshot()
-        return _page("index.html", token=snap.token, **pages.index_context(snap))
+        query = request.query_params.get("q", "")[:200]
+        try:
+            page = int(request.query_params.get("page", "1"))
+        except ValueError:
+            page = 1
+        return _page("index.html", token=snap.token, **pages.index_context(snap, query, page))
 
     def subscriber(self, request: Request) -> Response:
         snap = self._snapshot()

@@ -163,6 +163,7 @@ class Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
             size=size,
+            connection=(str(self.client_address[0]), int(self.client_address[1])),
         )
         self.fake._record(rec)
         return rec, raw, too_large

@@ -21,6 +21,7 @@ class RequestRecord:
     fault: str | None = None
     status: int | None = None  # None: the connection was dropped without an answer
     message_id: str | None = None
+    connection: tuple[str, int] | None = None  #: the client's address: one per TCP connection
 
 
 @dataclass
