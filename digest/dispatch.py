@@ -177,6 +177,8 @@ class Dispatcher:
         """Wait until every request handed over has been sent and recorded; raise what stopped
         the run, if anything did."""
         while self._reported < self._handed:
+            if self.stop is not None and all(sender.done() for sender in self._senders):
+                break  # every sender ended on an error: what they never took has no answer coming
             with self.timings.stage("send"):
                 self._collect(wait=0.05)
         self._raise_stop()

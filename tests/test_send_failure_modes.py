@@ -501,3 +501,57 @@ def test_row_states_is_one_consistent_read(new_ledger) -> None:
 
 #: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
 pytestmark = pytest.mark.usefixtures("engine")
+
+
+# ---------------------------------------------------------------- 5. the ledger failing mid-send
+
+
+class FailingClaims:
+    """The real ledger, whose claims fail (a full disk) after the first one."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.real = ledger_for(cfg)
+        self.claims = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def claim(self, *args: object, **kwargs: object) -> tuple[str, ...]:
+        self.claims += 1
+        if self.claims > 1:
+            raise LedgerError("ledger.sqlite3: cannot write the send ledger: database or disk is full")
+        return self.real.claim(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+def test_a_ledger_failing_in_every_sender_thread_stops_the_run_instead_of_hanging(tmp_path: Path) -> None:
+    """Every sender thread meets the failed claim and ends; the requests still waiting for a
+    thread must not keep the run waiting for answers that can never come."""
+    import threading
+
+    from send_support import many_subscribers
+
+    config = copy_sample(tmp_path)
+    many_subscribers(config, 4)  # a few requests: all handed over before any thread fails
+    cfg = load(config)
+    ledger = FailingClaims(cfg)
+    outcome: list[BaseException | SendReport] = []
+
+    def send() -> None:
+        try:
+            outcome.append(run_send(cfg, OutboxTransport(cfg.output.path, date=AT_DT), ledger))  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - what the run raised is the result
+            outcome.append(exc)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    try:
+        assert not thread.is_alive(), "the run hung after its sender threads failed"
+        assert len(outcome) == 1 and isinstance(outcome[0], LedgerError), outcome
+        assert "disk is full" in str(outcome[0])
+        states = rows(cfg)
+        # the first request was claimed and settled; nothing after it was claimed or sent
+        assert sorted(states.values()).count("accepted") == 1 and "claimed" not in states.values()
+        assert len(list(cfg.output.path.rglob("*.eml"))) == 1
+    finally:
+        ledger.real.close()
