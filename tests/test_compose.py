@@ -201,6 +201,11 @@ def test_check_names_a_template_off_the_fast_path_and_says_why(sample):
     assert result.exit_code == 0, result.output
     assert "warning: not compiled once per edition" in result.output
     assert "the frame around the stories depends on which articles are chosen" in result.output
+    # and a dry run says so before anything is sent
+    result = CliRunner().invoke(main, ["--config", str(sample), "send", "--dry-run", "--at", "2026-11-30T00:00"])
+    assert result.exit_code == 0, result.output
+    assert "note: " in result.output
+    assert "the frame around the stories depends on which articles are chosen" in result.output
 
 
 def test_a_block_depending_on_its_position_is_compiled_whole_and_reported(sample):
