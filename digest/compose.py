@@ -2,7 +2,7 @@
 
 Two paths produce byte-identical emails:
 
-* The fast path (assembly.py): `Composer.prepare(pool, edition)` renders ONE document holding
+* The fast path (assembly.py): `PreparedEdition.compile(composer, pool, edition)` renders ONE document holding
   every candidate article, a contents line for each and a heading for each topic group, with
   markers between them (layout.py), compiles it once and cuts it into pieces: the frame, article
   blocks, contents lines and group headings. Each distinct layout (story order, groups, contents
@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formataddr
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import jinja2
@@ -77,9 +77,6 @@ from digest.models import Article, Edition, Email, Selection, Subscriber
 from digest.selection import topic_groups
 from digest.text import TEXT_WIDTH, one_line, wrap
 from digest.theme import Theme
-
-if TYPE_CHECKING:
-    from digest.assembly import PreparedEdition
 
 MJML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -339,7 +336,7 @@ class Composer:
             if include_errors:
                 raise include_errors[0] from None
             raise TemplateError(f"{self.mjml_template}: MJML does not compile: {exc}") from None
-        return Premailer(
+        inlined: str = Premailer(
             html,
             allow_network=False,  # the default downloads linked stylesheets for every email
             strip_important=False,  # keeps !important in the media queries: mobile layout needs it
@@ -349,6 +346,7 @@ class Composer:
             # image's pixel width="552" into "100%": Outlook desktop sizes images from the attribute
             disable_basic_attributes=["width", "height"],
         ).transform()
+        return inlined
 
     def render_text(self, layout: Layout, edition: Edition, recipient: personalize.RecipientView) -> str:
         text = self._render(TEXT_TEMPLATE, **self._context(layout, edition, recipient))
@@ -371,15 +369,6 @@ class Composer:
 
     def render_line(self, name: str, layout: Layout, edition: Edition, recipient: personalize.RecipientView) -> str:
         return one_line(self._render(name, **self._context(layout, edition, recipient)))
-
-    # --- the fast path -------------------------------------------------------------------------
-
-    def prepare(self, pool: Sequence[Article], edition: Edition) -> PreparedEdition:
-        """Compile the frame, every candidate article, contents line and group heading once for
-        this edition (see assembly.py)."""
-        from digest.assembly import PreparedEdition
-
-        return PreparedEdition.compile(self, pool, edition)
 
     # --- the reference path --------------------------------------------------------------------
 

@@ -58,8 +58,8 @@ class Tally:
 
 
 def settled_state(outcome: Outcome) -> State:
-    if outcome.kind in ("accepted", "ambiguous"):
-        return outcome.kind  # type: ignore[return-value]
+    if outcome.kind == "accepted" or outcome.kind == "ambiguous":  # narrows the Literal for mypy
+        return outcome.kind
     return "failed"  # refused for good, or known never sent: nothing went out, retried next run
 
 

@@ -64,7 +64,7 @@ class Run:
 
     @cached_property
     def prepared(self) -> PreparedEdition:
-        return self.composer.prepare(self.pool, self.edition)
+        return PreparedEdition.compile(self.composer, self.pool, self.edition)
 
     @cached_property
     def links(self) -> Links:

@@ -146,7 +146,7 @@ def _collect(
     open_fds = set(children.values())
     while open_fds:
         for key, _ in selector.select():
-            fd = int(key.fd)  # type: ignore[arg-type]
+            fd = int(key.fd)
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 selector.unregister(fd)

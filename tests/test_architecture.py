@@ -23,7 +23,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # what every layer uses: the records, the errors, the config and the calendar
     "base": (
         "errors", "models", "text", "flags", "ranking", "db", "fetch", "tokens", "csvfile",
-        "config_schema", "config_rules", "config", "schedule", "cadences", "version",
+        "config_schema", "config_rules", "config", "schedule", "cadences", "version", "timings",
     ),
     # reading the inputs: articles (files, feeds) and subscriber lists
     "inputs": ("signup", "content", "content_cache", "fields", "feeds", "subscribers", "importers", "signup.store"),
@@ -46,7 +46,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "run": ("pipeline", "segments"),
     # what the commands do: send, preview, serve, the scheduler and the rest
     "apps": (
-        "send", "dispatch", "workers", "recovery", "timings", "sync", "check", "testsend", "scheduler",
+        "send", "dispatch", "workers", "recovery", "sync", "check", "testsend", "scheduler",
         "report", "archive", "imports", "init", "blogs", "store.moving", "store.importing",
         "signup.flow", "signup.form", "signup.consent", "signup.notices", "signup.worker", "web", "web.*",
     ),

@@ -17,6 +17,7 @@ from conftest import ROOT, SAMPLE_AT, make_config
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from digest.assembly import PreparedEdition
 from digest.config import load_config
 from digest.models import Article, Choice, Selection, Subscriber
 from digest.personalize import recipient_values
@@ -282,7 +283,7 @@ def test_any_config_and_template_assembles_byte_identical_to_a_whole_compile(
     pool = sorted(pool, key=lambda a: (-a.date.timestamp(), a.id))
     with pytest.MonkeyPatch.context() as env:
         env.setenv("DIGEST_SECRET", "fast-path-secret-0123456789")  # signs the click links
-        prepared = composer.prepare(pool, edition)
+        prepared = PreparedEdition.compile(composer, pool, edition)
         assert prepared.fast, prepared.fast_path_off
         for _ in range(3):
             chosen = data.draw(

@@ -16,7 +16,7 @@ from schedule_support import WEEKLY, scheduled_sample, utc, write_week
 from send_support import SAMPLE_RECIPIENTS, FakeSendGrid, ledger_for, load, many_subscribers, sendgrid_toml
 
 from digest.cli import main
-from digest.recovery import RunLock
+from digest.store.runlock import RunLock
 from digest.store.sqlite_ledger import SqliteLedger
 
 SLOT = "2026-11-30T09:00"  # Monday, 09:00 GMT: edition 2026-W49

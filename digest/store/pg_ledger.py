@@ -481,9 +481,10 @@ class PgLedger:
     # ---- whole-ledger copies
 
     def export_rows(self) -> Iterable[tuple[object, ...]]:
-        return self._conn.cursor().stream(
+        rows: Iterable[tuple[object, ...]] = self._conn.cursor().stream(
             f"SELECT {EXPORT_COLUMNS} FROM deliveries ORDER BY edition, subscriber", size=5000
         )
+        return rows
 
     @pg.retrying
     def import_rows(self, rows: Iterable[Sequence[object]]) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from digest.assembly import PreparedEdition
 from digest.compose import Composer
 from digest.config import Config, parse_config
 from digest.content import load_articles
@@ -187,7 +188,7 @@ def test_crafted_caches_never_stop_a_run(warm) -> None:
             Subscriber("a@example.com"), tuple(Choice(a, "x") for a in articles), edition.at, edition.at
         )
         values = recipient_values(selection.subscriber, default_name="there", unsubscribe_url="https://u.example/x")
-        email = Composer(config).prepare(articles, edition).email(selection, values)
+        email = PreparedEdition.compile(Composer(config), articles, edition).email(selection, values)
         assert email.html_bytes and all(a.title in email.text for a in articles)
 
 
