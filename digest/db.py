@@ -4,6 +4,7 @@ and the one write transaction both use."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,10 +62,25 @@ def connect(path: Path, schema: str, *, busy_timeout: float = 30.0, threads: boo
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=not threads)
     db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    db.execute("PRAGMA journal_mode = WAL")
+    _wal(db, busy_timeout)
     db.execute("PRAGMA synchronous = FULL")
     db.executescript(schema)
     return db
+
+
+def _wal(db: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch to WAL, waiting out another process doing the same: the switch on a new file needs
+    an exclusive lock and SQLite may answer "database is locked" at once instead of waiting the
+    busy timeout (two senders or a sender and `digest serve` starting on a fresh state)."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def now_stamp(timespec: str = "microseconds") -> str:

@@ -38,7 +38,7 @@ def test_four_takers_at_once_lease_every_row_exactly_once(new_ledger, engine) ->
     def taker(run: str) -> None:
         with new_ledger() as ledger:
             ledger.set_scope(EDITION, [i.subscriber for i in wanted])
-            barrier.wait()
+            barrier.wait(timeout=60)
             mine: list[str] = []
             after = ("", "")
             while batch := ledger.take(EDITION, run, 13, after):
@@ -145,7 +145,7 @@ def test_two_senders_at_once_split_the_edition_without_overlap(tmp_path: Path) -
     def sender() -> None:
         run = open_run(cfg, AT_DT)
         with ledger_for(cfg) as ledger:
-            barrier.wait()
+            barrier.wait(timeout=60)  # a sender that failed to start must not hang the suite
             reports.append(send_edition(run, ledger, SlowOutbox(cfg.output.path, date=AT_DT), SendOptions()))
 
     threads = [threading.Thread(target=sender) for _ in range(2)]

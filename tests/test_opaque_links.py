@@ -133,7 +133,7 @@ def test_two_writers_minting_at_once_agree_on_every_id(tmp_path: Path) -> None:
     def mint() -> None:
         try:
             with open_state(tmp_path) as state:
-                barrier.wait()
+                barrier.wait(timeout=60)
                 results.append(state.token_ids(addresses))
         except BaseException as exc:  # reported below, in the test's own thread
             errors.append(exc)

@@ -49,7 +49,7 @@ def in_threads(n: int, work: Callable[[], Any]) -> list[Any]:
     results: list[Any] = [None] * n
 
     def run(i: int) -> None:
-        barrier.wait()
+        barrier.wait(timeout=60)
         results[i] = work()
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]

@@ -5,8 +5,10 @@ subscribers table."""
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -247,3 +249,35 @@ def test_serve_looks_subscribers_up_in_the_table(tmp_path: Path, monkeypatch) ->
         f"/unsubscribe?token={token(cfg, 'table.only@example.com')}", content=b"List-Unsubscribe=One-Click"
     )
     assert one_click.status_code == 200 and "table.only@example.com" in read_overlay(cfg).optouts
+
+
+def _open_fresh(path: str, store: str, barrier: Any, results: Any) -> None:
+    from digest.errors import LedgerError
+    from digest.store.sqlite import open_store
+
+    barrier.wait(timeout=30)
+    try:
+        open_store(Path(path), store, busy_timeout=10.0, error=LedgerError).close()  # type: ignore[arg-type]
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - the message is the finding
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.slow  # processes, again and again
+@pytest.mark.parametrize("store", ["ledger", "state"])
+def test_processes_creating_one_fresh_store_at_once_all_open_it(tmp_path: Path, store: str) -> None:
+    # Two senders, or a sender and `digest serve`, starting on a new state: each must open the
+    # file the other is creating, never fail with "database is locked" (the switch to WAL) or
+    # "schema version 1, needs 2" (a half-created file).
+    ctx = multiprocessing.get_context("fork")
+    failures = []
+    for round_ in range(25):
+        path = tmp_path / f"{store}-{round_}.sqlite3"
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_fresh, args=(str(path), store, barrier, results)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(timeout=60)
+        failures += [r for r in (results.get(timeout=5) for _ in procs) if r != "ok"]
+    assert not failures, failures

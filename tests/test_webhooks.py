@@ -233,7 +233,7 @@ def test_two_replicas_given_the_same_events_at_once_apply_each_once(tmp_path: Pa
     answers: list[Any] = []
 
     def deliver(client: TestClient) -> None:
-        barrier.wait()
+        barrier.wait(timeout=60)
         answers.append(post(client, signer, events))
 
     threads = [threading.Thread(target=deliver, args=(c,)) for c in replicas]

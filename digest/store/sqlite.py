@@ -52,15 +52,14 @@ def _apply(db: sqlite3.Connection, step: Migration) -> None:
 
 def migrate_db(db: sqlite3.Connection, store: StoreName, *, only_new: bool = False) -> list[Migration]:
     """Apply the missing steps, each in its own transaction; returns them. `only_new`: only when
-    the file holds nothing yet (creation), else leave it as it is."""
+    the file holds nothing yet (creation, all steps in one transaction), else leave it as it is."""
+    if only_new:
+        return _create(db, store)
     applied: list[Migration] = []
     for step in steps(store):
         db.execute("BEGIN IMMEDIATE")
         try:
             found = version(db, store)
-            if only_new and found != 0:
-                db.execute("ROLLBACK")
-                return applied
             if step.version <= found:
                 db.execute("ROLLBACK")
                 continue
@@ -85,8 +84,29 @@ def migrate_db(db: sqlite3.Connection, store: StoreName, *, only_new: bool = Fal
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        only_new = False  # the file is being created: every step now
         applied.append(step)
+    return applied
+
+
+def _create(db: sqlite3.Connection, store: StoreName) -> list[Migration]:
+    """A new file gets every step in ONE transaction: another process opening it at the same
+    moment then sees either nothing (and waits for the lock) or the current version, never a
+    half-made file that it would refuse as "schema version 1, needs 2"."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if version(db, store) != 0:
+            db.execute("ROLLBACK")
+            return []
+        for statement in statements(MIGRATIONS_TABLE):
+            db.execute(statement)
+        applied = list(steps(store))
+        for step in applied:
+            _apply(db, step)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
     return applied
 
 
