@@ -25,7 +25,7 @@ from digest.config import Config
 from digest.errors import AuthError, SendError
 from digest.store import open_state
 from digest.suppressions import Reason
-from digest.transports.sendgrid import api_key, make_client
+from digest.transports.sendgrid.transport import api_key, make_client
 
 #: SendGrid list name -> why an address on it must not be sent to.
 LISTS: Mapping[str, Reason] = {

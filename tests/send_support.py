@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from digest.config import Config, load_config
 from digest.ledger import Ledger
 from digest.store import open_ledger
-from digest.transports.sendgrid import SendGridTransport
+from digest.transports.sendgrid.transport import SendGridTransport
 
 try:  # pytest puts tests/ on sys.path (rootdir-relative imports, no package)
     from sendgrid_fake import FakeSendGrid

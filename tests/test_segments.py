@@ -24,7 +24,7 @@ from digest.segments import (
     load_segments,
 )
 from digest.send import SendOptions, send_edition
-from digest.transports.sendgrid import SendGridTransport
+from digest.transports.sendgrid.transport import SendGridTransport
 
 DATA = Path(__file__).resolve().parent / "data" / "segments"
 CHLOE = "chloe.dubois@example.net"

@@ -28,7 +28,7 @@ from digest.config import Config
 from digest.errors import AuthError
 from digest.pipeline import open_run
 from digest.send import SendOptions, SendReport, send_edition
-from digest.transports.sendgrid import SendGridTransport
+from digest.transports.sendgrid.transport import SendGridTransport
 
 EDITION = "2026-W49"
 

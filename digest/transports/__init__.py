@@ -42,7 +42,7 @@ def make_transport(
 
         return OutboxTransport(config.output.path, date=at)
     if name == "sendgrid":
-        from digest.transports.sendgrid import SendGridTransport
+        from digest.transports.sendgrid.transport import SendGridTransport
 
         return SendGridTransport.from_config(config, sandbox=sandbox, need_key=not dry_run)
     if name == "smtp":
