@@ -48,11 +48,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from digest.config import parse_config
-    from digest.events import EditionArticle, EditionRecord, click_histories, from_sendgrid
+    from digest.events import EditionArticle, EditionRecord, click_histories
     from digest.ledger import ClaimItem, SqliteLedger
     from digest.report import reports, trend
     from digest.store import open_events
     from digest.suppressions import STATE_NAME
+    from digest.transports.sendgrid.webhook import from_sendgrid
 
     rng = random.Random(18)
     tmp = Path(tempfile.mkdtemp(prefix="digest-engagement-"))
@@ -159,7 +160,8 @@ def webhook(config: object, events: list[dict[str, object]]) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from starlette.testclient import TestClient
 
-    from digest.web.public import PublicSettings, create_public_app, load_webhook_key
+    from digest.transports.sendgrid.webhook import load_webhook_key
+    from digest.web.public import PublicSettings, create_public_app
 
     private = ec.generate_private_key(ec.SECP256R1())
     der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

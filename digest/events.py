@@ -16,7 +16,8 @@ Each real send records its edition's articles (`record_edition`) before anything
 URL is matched to an article by its canonical link (no utm_* parameters, no fragment), and the
 first-party redirect only ever sends a reader to a URL recorded for that edition.
 
-The records, the `EventLog` interface and the parsing live here; the SQLite tables and queries in
+The records and the `EventLog` interface live here, and what a SendGrid event becomes in
+transports/sendgrid/webhook.py (`from_sendgrid`); the SQLite tables and queries in
 store/events_sql.py, the SQL both engines share (with the subscriber state: its SQLite file, or
 the PostgreSQL database); opening the store on its engine in store/__init__.py (`open_events`).
 """
@@ -27,32 +28,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest.errors import LedgerError
 from digest.models import Article
 from digest.ranking import Clicked
-
-#: Delivery and engagement events kept (the opt-out ones too: reports attribute them to editions).
-KINDS = frozenset(
-    {
-        "processed",
-        "delivered",
-        "deferred",
-        "bounce",
-        "dropped",
-        "open",
-        "click",
-        "spamreport",
-        "unsubscribe",
-        "group_unsubscribe",
-        "group_resubscribe",
-    }
-)
-#: Longest value kept from an event field (they come from SendGrid, but are still input).
-_MAX_ID = 200
-_MAX_URL = 2000
 
 
 class EventsError(LedgerError):
@@ -65,7 +46,7 @@ class Event:
 
     event_id: str  #: SendGrid's sg_event_id, or `digest:<random>` for a first-party click
     source: str  #: "sendgrid" or "redirect"
-    kind: str  #: one of KINDS
+    kind: str  #: SendGrid's event name (transports/sendgrid/webhook.py's KINDS); a first-party click is "click"
     edition: str
     subscriber: str  #: Subscriber.id; "" for a first-party click that named no reader
     at: int  #: when it happened, epoch seconds
@@ -194,49 +175,6 @@ def bare_link(url: str) -> str:
     except ValueError:
         return ""
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", "", ""))
-
-
-# ---------------------------------------------------------------- SendGrid's events
-
-
-def _text(value: Any, limit: int = _MAX_ID) -> str:
-    return value[:limit] if isinstance(value, str) else ""
-
-
-def from_sendgrid(event: Mapping[str, Any]) -> Event | None:
-    """The event to keep from one webhook event, or None (not ours, or a kind not kept).
-
-    SendGrid flattens a message's custom_args into each of its events: `edition` and `subscriber`
-    are the ones our transport sends.
-    """
-    kind = event.get("event")
-    event_id = _text(event.get("sg_event_id"))
-    edition = _text(event.get("edition"))
-    if kind not in KINDS or not event_id or not edition:
-        return None
-    subscriber = _text(event.get("subscriber")) or _text(event.get("email"), 320).casefold()
-    if not subscriber:
-        return None
-    timestamp = event.get("timestamp")
-    at = timestamp if isinstance(timestamp, int) and not isinstance(timestamp, bool) and timestamp >= 0 else 0
-    message_id = _text(event.get("sg_message_id")).split(".", 1)[0]
-    detail = ""
-    if kind == "bounce":
-        detail = f"{_text(event.get('type'), 20) or 'bounce'} {_text(event.get('status'), 20)}".strip()
-    elif kind == "dropped":
-        detail = _text(event.get("reason"), 100)
-    return Event(
-        event_id=event_id,
-        source="sendgrid",
-        kind=str(kind),
-        edition=edition,
-        subscriber=subscriber,
-        at=at,
-        message_id=message_id,
-        machine=kind == "open" and event.get("sg_machine_open") is True,
-        url=_text(event.get("url"), _MAX_URL) if kind == "click" else "",
-        detail=detail,
-    )
 
 
 # ---------------------------------------------------------------- the store

@@ -21,8 +21,9 @@ from starlette.testclient import TestClient
 from digest.config import Config, load_config
 from digest.store import open_state
 from digest.tokens import make_legacy_token, make_token
+from digest.transports.sendgrid.webhook import load_webhook_key
 from digest.web.preview import bind
-from digest.web.public import PublicSettings, create_public_app, load_webhook_key, uvicorn_config
+from digest.web.public import PublicSettings, create_public_app, uvicorn_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "public-support-secret-7c1e9a3b5d"

@@ -15,9 +15,10 @@ from send_support import SAMPLE_RECIPIENTS, FakeSendGrid, ledger_for
 
 from digest.audience import read_overlay
 from digest.config import Config
-from digest.events import canonical_link, from_sendgrid
+from digest.events import canonical_link
 from digest.store import open_events
 from digest.suppressions import STATE_NAME
+from digest.transports.sendgrid.webhook import from_sendgrid
 
 NOW = 1_790_000_000
 EDITION = "2026-W49"

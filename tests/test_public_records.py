@@ -226,7 +226,7 @@ def test_a_key_pasted_over_several_lines_loads_and_a_damaged_one_is_refused(conf
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from digest.errors import ConfigError
-    from digest.web.public import load_webhook_key
+    from digest.transports.sendgrid.webhook import load_webhook_key
 
     signer = Signer()
     wrapped = "\n".join(signer.public_b64[i : i + 40] for i in range(0, len(signer.public_b64), 40))

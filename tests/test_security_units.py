@@ -24,7 +24,7 @@ from public_support import SECRET, Signer, client_for, public_config, token
 from digest.config import Config
 from digest.suppressions import STATE_NAME
 from digest.tokens import make_legacy_token, make_token, read_token
-from digest.web.public import verify_signature
+from digest.transports.sendgrid.webhook import verify_signature
 
 PURPOSES = ("unsubscribe", "preferences")
 ids = st.binary(min_size=16, max_size=16).map(lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode())

@@ -17,7 +17,8 @@ from digest.audience import read_overlay
 from digest.config import Config, load_config
 from digest.errors import ConfigError
 from digest.suppressions import STATE_NAME
-from digest.web.public import PublicSettings, create_public_app, load_webhook_key
+from digest.transports.sendgrid.webhook import load_webhook_key
+from digest.web.public import PublicSettings, create_public_app
 
 SECRET = b"webhook-tests-secret-0123456789"
 NOW = 1_790_000_000

@@ -25,16 +25,13 @@ that run before any view: headers, hosts, rate limits, body size and nesting.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -47,14 +44,19 @@ from starlette.routing import Route
 from digest.audience import read_overlay
 from digest.cadences import Cadences, offered
 from digest.config import Config
-from digest.errors import ConfigError
-from digest.events import from_sendgrid
 from digest.links import preferences_base
 from digest.signup.form import consent_text
 from digest.store import open_events, open_state
 from digest.subscribers import split_terms
-from digest.suppressions import Change, Reason
 from digest.tokens import read_token
+from digest.transports.sendgrid.webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    event_batch,
+    kept_events,
+    load_webhook_key,
+    verify_signature,
+)
 from digest.web.guards import (
     SECURITY_HEADERS,
     BodyTooLarge,
@@ -79,86 +81,6 @@ MAX_FORM_BYTES = 16 * 1024
 #: is hostile, and Python's JSON parser recurses per level.
 MAX_WEBHOOK_DEPTH = 32
 MAX_TERMS = 50
-SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
-TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
-#: SendGrid drop reasons that are about the address (others are about one message's content).
-ADDRESS_DROPS: dict[str, Reason] = {
-    "bounced address": "bounced",
-    "unsubscribed address": "unsubscribed",
-    "spam reporting address": "complained",
-    "invalid": "invalid",
-}
-
-
-def load_webhook_key(env_name: str, environ: dict[str, str] | None = None) -> ec.EllipticCurvePublicKey | None:
-    """The Event Webhook's public key from the environment, or None when unset.
-
-    SendGrid shows it as base64 DER (a PEM body without the armour); a full PEM is accepted too.
-    A malformed key stops the server at start: a webhook that can never verify would silently
-    drop every bounce and complaint.
-    """
-    import os
-
-    from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
-
-    value = (environ if environ is not None else os.environ).get(env_name, "").strip()
-    if not value:
-        return None
-    try:
-        if value.startswith("-----BEGIN"):
-            key = load_pem_public_key(value.encode("ascii"))
-        else:
-            key = load_der_public_key(base64.b64decode("".join(value.split()), validate=True))
-    except (ValueError, binascii.Error, UnicodeEncodeError):
-        raise ConfigError(f"environment variable {env_name} does not hold an EC public key") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ConfigError(f"environment variable {env_name} does not hold an EC public key")
-    return key
-
-
-def verify_signature(key: ec.EllipticCurvePublicKey, body: bytes, signature: str, timestamp: str) -> bool:
-    """SendGrid signs `timestamp + raw body` with ECDSA P-256/SHA-256 (base64 DER signature).
-
-    Checked by the sendgrid package's own helper; it lets malformed input raise, so that is
-    caught here: anything that does not verify is simply not verified.
-    """
-    from sendgrid.helpers.eventwebhook import EventWebhook
-
-    try:
-        payload = body.decode("utf-8")  # the helper signs text; SendGrid's bodies are UTF-8 JSON
-        return bool(EventWebhook().verify_signature(payload, signature, timestamp, public_key=key))
-    except (binascii.Error, ValueError, TypeError, UnicodeError):
-        return False
-
-
-def changes_for(event: dict[str, Any], asm_group_id: int) -> list[Change]:
-    """What one SendGrid event means for the state (nothing, for delivery and engagement events)."""
-    email = event.get("email")
-    kind = event.get("event")
-    if not isinstance(email, str) or not email or "@" not in email:
-        return []
-    if kind == "bounce":
-        # A "blocked" bounce is temporary (the receiving server refused for now): not the address's fault.
-        if event.get("type") == "blocked":
-            return []
-        return [Change(email, "opt_out", "bounced", "webhook", str(event.get("reason", "")))]
-    if kind == "dropped":
-        reason = ADDRESS_DROPS.get(str(event.get("reason", "")).strip().casefold())
-        return [Change(email, "opt_out", reason, "webhook", str(event.get("reason")))] if reason else []
-    if kind == "spamreport":
-        return [Change(email, "opt_out", "complained", "webhook", "spam report")]
-    if kind == "unsubscribe":
-        return [Change(email, "opt_out", "unsubscribed", "webhook", "SendGrid unsubscribe")]
-    if kind in ("group_unsubscribe", "group_resubscribe"):
-        group = event.get("asm_group_id")
-        # Only our own group's events count. Another list's group on the same account is none of
-        # our business, and with no group configured (0) no group is ours: every one is ignored.
-        if not asm_group_id or group != asm_group_id:
-            return []
-        if kind == "group_unsubscribe":
-            return [Change(email, "opt_out", "group_unsubscribed", "webhook", f"asm group {group}")]
-        return [Change(email, "lift", "group_unsubscribed", "webhook")]
-    return []
 
 
 def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -386,8 +308,8 @@ class PublicViews:
             return JSONResponse({"error": "body is not JSON"}, status_code=400)
         if not isinstance(events, list):
             return JSONResponse({"error": "expected a JSON array of events"}, status_code=400)
-        batch = _event_batch(events, self.config.sendgrid.asm_group_id)
-        kept = [e for e in map(from_sendgrid, _usable(events)) if e is not None]
+        batch = event_batch(events, self.config.sendgrid.asm_group_id)
+        kept = kept_events(events)
         config = self.config
 
         def record() -> tuple[int, int]:
@@ -405,19 +327,6 @@ class PublicViews:
 
 def _terms(value: str) -> tuple[str, ...]:
     return tuple(t[:100] for t in split_terms(value))[:MAX_TERMS]
-
-
-def _usable(events: Sequence[Any]) -> list[dict[str, Any]]:
-    """Events with an id, in the order they happened."""
-    usable = [e for e in events if isinstance(e, dict) and isinstance(e.get("sg_event_id"), str)]
-    usable.sort(key=lambda e: e["timestamp"] if isinstance(e.get("timestamp"), int) else 0)
-    return usable
-
-
-def _event_batch(events: Sequence[Any], asm_group_id: int) -> list[tuple[str, str, list[Change]]]:
-    """(event id, event, changes) in the order they happened, so an unsubscribe followed by a
-    resubscribe in one batch ends resubscribed."""
-    return [(e["sg_event_id"], str(e.get("event", "")), changes_for(e, asm_group_id)) for e in _usable(events)]
 
 
 def create_public_app(settings: PublicSettings) -> Starlette:
