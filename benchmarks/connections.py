@@ -5,7 +5,7 @@
 Starts a local SendGrid-like endpoint (HTTP, and HTTPS with a throwaway self-signed certificate)
 in another process, then posts the same mail/send bodies with the stock `SendGridAPIClient` (a
 new urllib opener, so a new TCP and TLS connection, per request) and with the same client
-behind `transports/pool.py` (kept-alive connections), from --threads threads. Prints requests per
+behind `transports/sendgrid/pool.py` (kept-alive connections), from --threads threads. Prints requests per
 second and connections opened for each. On loopback the handshake is cheap; over the internet each
 new connection also costs round trips. Asserts nothing.
 """
@@ -102,8 +102,8 @@ def run(host: str, pooled: bool, requests: int, threads: int, body: dict[str, ob
     sys.path.insert(0, str(ROOT))
     from sendgrid import SendGridAPIClient
 
-    from digest.transports.pool import ConnectionPool
-    from digest.transports.pool import pooled as pool_behind
+    from digest.transports.sendgrid.pool import ConnectionPool
+    from digest.transports.sendgrid.pool import pooled as pool_behind
 
     local = threading.local()
 

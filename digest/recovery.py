@@ -15,9 +15,6 @@ from collections.abc import Callable
 from digest.ledger import Delivery, Ledger
 from digest.transports import Transport
 
-#: SendGrid refuses to cancel a scheduled send later than 10 minutes before send_at; keep a margin.
-CANCEL_CUTOFF_SECONDS = 600 + 60
-
 
 def free_dead_leases(ledger: Ledger, edition: str) -> int:
     """Queued rows leased by runs that are gone go back to the queue (nothing was sent for them)."""
@@ -44,7 +41,7 @@ def settle_dead_claims(ledger: Ledger, transport: Transport, edition: str, now: 
             by_run.setdefault((row.run_id, row.batch_id, row.send_at), []).append(row)
     for (run_id, batch_id, send_at), group in by_run.items():
         ids = [r.subscriber for r in group]
-        if batch_id and send_at and transport.can_schedule and send_at - now() > CANCEL_CUTOFF_SECONDS:
+        if batch_id and send_at and transport.can_schedule and send_at - now() > transport.cancel_cutoff:
             if transport.cancel(batch_id):
                 error = f"scheduled batch {batch_id} cancelled"
                 ledger.settle(edition, ids, "cancelled", run_id=run_id, error=error, only=("claimed", "ambiguous"))

@@ -34,9 +34,9 @@ from digest.models import Subscriber
 from digest.schedule import Slot, Timetable, describe, hours, resolve_local, zone
 from digest.send import SendOptions, SendReport
 from digest.store import ledger_exists, open_ledger
+from digest.transports.sendgrid.limits import MAX_SEND_AT_AHEAD_SECONDS
 
-#: SendGrid holds a mail at most 72 hours ahead.
-MAX_SEND_AT_AHEAD = timedelta(hours=72)
+MAX_SEND_AT_AHEAD = timedelta(seconds=MAX_SEND_AT_AHEAD_SECONDS)
 #: A subscriber's local slot closer than this is treated as passed: they get it at once.
 MIN_SEND_AT_LEAD = timedelta(minutes=1)
 #: Reasons the send path gives for subscribers the ledger already covers.

@@ -44,7 +44,7 @@ from digest.ledger import (
 )
 from digest.models import Edition, Selection
 from digest.pipeline import Run
-from digest.recovery import CANCEL_CUTOFF_SECONDS, free_dead_leases, settle_dead_claims
+from digest.recovery import free_dead_leases, settle_dead_claims
 from digest.selection import NO_HISTORY, history_horizon
 from digest.timings import Timings, gc_paused
 from digest.transports import Batch, Outcome, Schedule, Transport, make_transport
@@ -231,10 +231,11 @@ def _send_chunk(
 
 
 def _cancelled(transport: Transport, schedule: Schedule, now: Callable[[], float]) -> bool:
-    """Whether a scheduled request was cancelled in time. Within 10 minutes of send_at SendGrid
-    still accepts a cancel but delivers anyway, so a confirmation then proves nothing: too late
-    is not cancelled, and the request stays ambiguous (as `_recover` decides for a crashed run)."""
-    if schedule.send_at - now() <= CANCEL_CUTOFF_SECONDS:
+    """Whether a scheduled request was cancelled in time. Within the transport's cut-off (SendGrid:
+    10 minutes before send_at) a cancel may be accepted and the mail delivered anyway, so a
+    confirmation then proves nothing: too late is not cancelled, and the request stays ambiguous
+    (as recovery decides for a crashed run)."""
+    if schedule.send_at - now() <= transport.cancel_cutoff:
         return False
     return transport.cancel(schedule.batch_id)
 

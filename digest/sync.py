@@ -16,8 +16,8 @@ from sendgrid import SendGridAPIClient
 
 from digest.config import Config
 from digest.store import open_state
+from digest.transports.sendgrid.client import api_key, make_client
 from digest.transports.sendgrid.suppressions import read_suppressions
-from digest.transports.sendgrid.transport import api_key, make_client
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,14 @@ class SyncReport:
 def sync(config: Config, *, client: SendGridAPIClient | None = None) -> SyncReport:
     """Pull every suppression list, then mirror them into the state in one transaction."""
     if client is None:
-        client = make_client(config, api_key(config, what="sync: "))
-    lists = read_suppressions(client, config.sendgrid.asm_group_id)
+        sg = config.sendgrid
+        client, pool = make_client(api_key(config, what="sync: "), host=sg.host, timeout=sg.timeout)
+        try:
+            lists = read_suppressions(client, sg.asm_group_id)
+        finally:
+            pool.close()
+    else:
+        lists = read_suppressions(client, config.sendgrid.asm_group_id)
     with open_state(config) as state:
         state.replace_synced(lists)
     return SyncReport({name: len(entries) for name, entries in lists.items()})

@@ -135,7 +135,7 @@ def test_a_kill_leaves_at_most_the_requests_in_flight_ambiguous(tmp_path: Path, 
     the queue and the next run sends it. Before, a whole window was claimed at once: 50
     one-recipient requests while 4 were in flight, and a kill made all 50 ambiguous."""
     from digest.recovery import settle_dead_claims
-    from digest.transports.sendgrid import SendGridTransport
+    from digest.transports.sendgrid.transport import SendGridTransport
 
     rng = random.Random(11_2026 + workers)
     log = tmp_path / "deliveries.jsonl"

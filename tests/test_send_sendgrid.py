@@ -355,7 +355,7 @@ def test_the_pooled_client_keeps_the_librarys_error_classes(fake: FakeSendGrid) 
     from python_http_client.exceptions import BadRequestsError, HTTPError, UnauthorizedError
     from sendgrid import SendGridAPIClient
 
-    from digest.transports.pool import pooled
+    from digest.transports.sendgrid.pool import pooled
 
     client = SendGridAPIClient("SG.wrong", host=fake.url)
     pool = pooled(client, timeout=5)

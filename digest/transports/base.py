@@ -80,6 +80,9 @@ class Transport(Protocol):
     max_batch: int
     #: Whether `new_batch`/`cancel` work (scheduled mode).
     can_schedule: bool
+    #: Seconds before a scheduled request's send_at after which a cancel proves nothing (the
+    #: provider may deliver anyway): the request stays ambiguous.
+    cancel_cutoff: int
 
     def send(self, batch: Batch) -> Outcome: ...
 
@@ -94,6 +97,7 @@ class Unschedulable:
     """Mixin for transports without scheduled sends."""
 
     can_schedule = False
+    cancel_cutoff = 0
 
     def new_batch(self) -> str:
         raise NotImplementedError(f"{type(self).__name__} has no scheduled mode")

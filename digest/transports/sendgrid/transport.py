@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import random
 import time
 from collections.abc import Callable
@@ -29,35 +28,17 @@ from typing import Any
 from urllib.error import URLError
 
 from python_http_client.exceptions import HTTPError
-from sendgrid import SendGridAPIClient
 
 from digest import personalize
 from digest.config import Config
 from digest.errors import AuthError, SendError
 from digest.transports.base import Batch, Outcome, Recipient, render_failed
-from digest.transports.pool import ConnectionPool, pooled
+from digest.transports.sendgrid.client import api_key, make_client
+from digest.transports.sendgrid.limits import CANCEL_CUTOFF_SECONDS
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503})
 #: A gateway timed out waiting for SendGrid, which may have queued the request all the same.
 LOST_STATUSES = frozenset({504})
-
-
-def api_key(config: Config, *, required: bool = True, what: str = "") -> str:
-    """The API key from the environment variable the config names; never from the file."""
-    key = os.environ.get(config.sendgrid.api_key_env, "").strip()
-    if not key and required:
-        raise SendError(
-            f"{what}the SendGrid API key is not set: put it in the {config.sendgrid.api_key_env} environment variable"
-        )
-    return key
-
-
-def make_client(config: Config, key: str) -> SendGridAPIClient:
-    """The official client with keep-alive connections and a timeout (the library default is to
-    wait forever)."""
-    client = SendGridAPIClient(key, host=config.sendgrid.host)
-    pooled(client, timeout=config.sendgrid.timeout)
-    return client
 
 
 class _Retry(Exception):
@@ -71,6 +52,7 @@ class _Retry(Exception):
 class SendGridTransport:
     name = "sendgrid"
     can_schedule = True
+    cancel_cutoff = CANCEL_CUTOFF_SECONDS
     concurrent = True  #: send() may run in several threads at once
     #: send() is mostly CPU of its own (a JSON body of up to 1000 personalizations): worth a
     #: process, so that it runs beside the composing (dispatch.Senders)
@@ -112,9 +94,8 @@ class SendGridTransport:
             "max_batch": max_batch,
             "sandbox": sandbox,
         }
-        self._client = SendGridAPIClient(api_key, host=host)
-        # keep-alive connections shared by the sending threads; a timeout (the default is none)
-        self.pool = pooled(self._client, timeout=timeout, pool=ConnectionPool(keep=16))
+        # keep-alive connections shared by the sending threads
+        self._client, self.pool = make_client(api_key, host=host, timeout=timeout, keep=16)
         self.host = host
         self.from_email = from_email
         self.from_name = from_name
