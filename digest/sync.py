@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-from sendgrid import SendGridAPIClient
+from typing import TYPE_CHECKING
 
 from digest.config import Config
 from digest.store import open_state
 from digest.transports.sendgrid.client import api_key, make_client
 from digest.transports.sendgrid.suppressions import read_suppressions
+
+if TYPE_CHECKING:
+    from sendgrid import SendGridAPIClient
 
 
 @dataclass(frozen=True)
@@ -31,15 +33,15 @@ class SyncReport:
 
 def sync(config: Config, *, client: SendGridAPIClient | None = None) -> SyncReport:
     """Pull every suppression list, then mirror them into the state in one transaction."""
+    pool = None
     if client is None:
         sg = config.sendgrid
         client, pool = make_client(api_key(config, what="sync: "), host=sg.host, timeout=sg.timeout)
-        try:
-            lists = read_suppressions(client, sg.asm_group_id)
-        finally:
-            pool.close()
-    else:
+    try:
         lists = read_suppressions(client, config.sendgrid.asm_group_id)
+    finally:
+        if pool is not None:
+            pool.close()
     with open_state(config) as state:
         state.replace_synced(lists)
     return SyncReport({name: len(entries) for name, entries in lists.items()})

@@ -1,7 +1,7 @@
 """Transports: how a composed digest leaves. One small interface (base.py: a `Batch` in, one
-`Outcome` out), three implementations: outbox.py (.eml files), sendgrid.py (SendGrid v3 mail/send),
-smtp.py (smtplib). `make_transport` picks the configured one and imports only that one (the
-SendGrid client is not loaded for an outbox run)."""
+`Outcome` out), three implementations: outbox.py (.eml files), sendgrid/ (SendGrid v3 mail/send,
+and everything else SendGrid-specific), smtp.py (smtplib). `make_transport` picks the configured
+one and imports only that one (the SendGrid client is not loaded for an outbox run)."""
 
 from __future__ import annotations
 
