@@ -21,13 +21,14 @@ from digest.config import Config
 from digest.content import load_articles
 from digest.errors import SubscriberError
 from digest.events import click_histories
+from digest.ledger import Ledger
 from digest.links import Links
 from digest.message import eml_name, to_bytes
 from digest.models import Article, ContentIndex, Edition, Email, Problem, Selection, Subscriber
 from digest.ranking import Clicked
 from digest.schedule import edition_for
 from digest.segments import NO_SEGMENTS, Overrides, Segments, SegmentSummary, load_segments, summarize
-from digest.selection import NO_HISTORY, History, Selector, candidate_pool, window_start
+from digest.selection import NO_HISTORY, History, Selector, candidate_pool, history_horizon, window_start
 from digest.store import open_existing_events
 from digest.subscribers import SubscriberList
 
@@ -150,6 +151,20 @@ class Run:
         if earliest is None:
             return self
         return replace(self, pool=candidate_pool(self.content.articles, self.at, self.config.selection, earliest))
+
+    def with_history(self, ledger: Ledger | None) -> tuple[Run, Mapping[str, History]]:
+        """What the ledger tells this run: each subscriber's history (deliveries of other editions
+        since `history_horizon`: nothing older can shape a window or hold a candidate), and this
+        run with its pool reaching back to the oldest last delivery among them, so a reader whose
+        window starts before `window_days` still finds the articles since. The one place the
+        history is read: `digest send`, `test-send` and the schedule's outlook all go through it.
+        No ledger yet (None): no history, and the run as it is."""
+        if ledger is None:
+            return self, {}
+        edition = self.edition.id
+        since = history_horizon(self.at, self.config.selection)  # the run's: a cadence may reach further
+        histories = ledger.histories(edition, since=since)
+        return self.reaching_back(ledger.oldest_last_delivery(edition, since=since)), histories
 
     def email(self, selection: Selection) -> Email:
         return self.variant(selection.subscriber).prepared.email(selection, self.values(selection.subscriber))

@@ -194,7 +194,7 @@ def _ledger_counts(config: Config, edition_id: str) -> dict[str, int]:
     """The edition's rows by state; no ledger yet means nothing sent (and none is created)."""
     if not ledger_exists(config):
         return {}
-    with open_ledger(config) as ledger:  # type: ignore[attr-defined]
+    with open_ledger(config) as ledger:
         return dict(ledger.summary(edition_id))
 
 
@@ -267,18 +267,17 @@ def _outlook(
     config: Config, cadences: Cadences, cadence: str, now: datetime, content: Any
 ) -> tuple[Outlook, tuple[Subscriber, ...]]:
     from digest.pipeline import open_run
-    from digest.selection import NO_HISTORY, history_horizon
+    from digest.selection import NO_HISTORY
 
     table = cadences.table(cadence)
     nxt = table.next_slots(now)[0]
     last = table.last_slot(now)
     run = open_run(config, nxt.at, nxt.edition_id, content=content, cadence=cadence, persist_links=False)
-    histories: dict[str, Any] = {}
     if ledger_exists(config):
-        with open_ledger(config) as ledger:  # type: ignore[attr-defined]
-            since = history_horizon(nxt.at, run.config.selection)
-            histories = dict(ledger.histories(nxt.edition_id, since=since))
-            run = run.reaching_back(ledger.oldest_last_delivery(nxt.edition_id, since=since))
+        with open_ledger(config) as ledger:
+            run, histories = run.with_history(ledger)
+    else:
+        run, histories = run.with_history(None)
     selections = list(run.selections(history=lambda s: histories.get(s.id, NO_HISTORY)))
     chosen = [s for s in selections if s.gets_email]
     articles = {a.id: a for s in chosen for a in s.articles}
@@ -332,7 +331,7 @@ def cadence_status(config: Config, now: datetime) -> CadenceStatus | None:
     counts = cadences.counts(subscribers)
     recent = []
     if ledger_exists(config):
-        with open_ledger(config) as ledger:  # type: ignore[attr-defined]
+        with open_ledger(config) as ledger:
             recent = ledger.editions(_RECENT_EDITIONS)
     states = tuple(
         CadenceState(

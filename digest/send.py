@@ -45,7 +45,7 @@ from digest.ledger import (
 from digest.models import Edition, Selection
 from digest.pipeline import Run
 from digest.recovery import free_dead_leases, settle_dead_claims
-from digest.selection import NO_HISTORY, history_horizon
+from digest.selection import NO_HISTORY, History
 from digest.timings import Timings, gc_paused
 from digest.transports import Batch, Outcome, Schedule, Transport, make_transport
 
@@ -121,10 +121,11 @@ class _Plan:
                 yield group[i : i + size]
 
 
-def _plan(run: Run, ledger: Ledger, options: SendOptions) -> _Plan:
+def _plan(run: Run, ledger: Ledger, options: SendOptions, histories: Mapping[str, History] | None) -> _Plan:
     plan = _Plan()
     edition = run.edition.id
-    histories = ledger.histories(edition, since=history_horizon(run.at, run.config.selection))
+    if histories is None:  # not read by the caller (`send` reads them with the run's reach-back)
+        histories = run.with_history(ledger)[1]
     # every row's state, and the run and error of the claimed and ambiguous ones, in ONE read: a
     # second read could miss a row another process settled in between
     states = ledger.row_states(edition)
@@ -380,6 +381,7 @@ def send_edition(
     recover: bool = True,
     reopen: Callable[[], tuple[Ledger, Transport]] | None = None,
     timings: Timings | None = None,
+    histories: Mapping[str, History] | None = None,
 ) -> SendReport:
     """Send the edition to every eligible subscriber not yet sent it. See the module docstring.
 
@@ -388,6 +390,7 @@ def send_edition(
     scheduled batches through the real API, which a run that records nothing must never do.
     `reopen`: a fresh ledger and transport, for each of `options.workers` forked senders.
     `timings`: where the stages' seconds are added up (the report's `timings`).
+    `histories`: what `run.with_history(ledger)` read for this run (None: read here).
     """
     run_id = run_id or uuid.uuid4().hex[:12]
     edition = run.edition.id
@@ -403,7 +406,7 @@ def send_edition(
             with timings.stage("ledger"):
                 settle_dead_claims(ledger, transport, edition, now)
         with timings.stage("plan"), gc_paused():
-            plan = _plan(run, ledger, options)
+            plan = _plan(run, ledger, options, histories)
         selections = plan.selections
         planned = SendReport(
             edition=run.edition,
@@ -524,7 +527,7 @@ def send(
     from digest.content import load_articles
     from digest.pipeline import open_run
     from digest.statefiles import guard_send, note_sent
-    from digest.store import ledger_exists, locate, open_ledger, scratch_ledger
+    from digest.store import ledger_exists, locate, open_ledger
     from digest.sync import sync_before_send
 
     problem = one_click_problem(config, transport_name)
@@ -550,18 +553,15 @@ def send(
         # A sandbox send validates the requests a real send would make (so it reads the real
         # history) but must not mark anyone as sent: it records into a scratch copy. A dry run
         # before the first send must not create the state folder either.
-        if sandbox or (options.dry_run and not ledger_exists(config)):
-            ledger = scratch_ledger(config)
-        else:
-            ledger = open_ledger(config)
+        scratch = sandbox or (options.dry_run and not ledger_exists(config))
+        ledger = open_ledger(config, "scratch" if scratch else "write")
 
         def reopen() -> tuple[Ledger, Transport]:
             return open_ledger(config), make_transport(config, at=at, name=transport_name, sandbox=sandbox)
 
-        with ledger:  # type: ignore[attr-defined]
-            with timings.stage("plan"):
-                horizon = history_horizon(run.at, run.config.selection)  # the run's: a cadence may reach further
-                run = run.reaching_back(ledger.oldest_last_delivery(run.edition.id, since=horizon))
+        with ledger:
+            with timings.stage("plan"), gc_paused():
+                run, histories = run.with_history(ledger)
             if not (sandbox or options.dry_run):
                 with timings.stage("ledger"):
                     _record_edition(run)
@@ -577,6 +577,7 @@ def send(
                     recover=not sandbox,
                     reopen=None if sandbox else reopen,
                     timings=timings,
+                    histories=histories,
                 )
             finally:
                 if not (sandbox or options.dry_run or on_postgresql):
@@ -609,7 +610,7 @@ def status(config: Config, edition_id: str | None = None) -> StatusReport:
 
     if not ledger_exists(config):
         return StatusReport(edition_id, {}, (), ())
-    with open_ledger(config) as ledger:  # type: ignore[attr-defined]
+    with open_ledger(config) as ledger:
         recent = tuple(ledger.editions(5))
         edition = edition_id or (recent[0].edition if recent else None)
         if edition is None:

@@ -18,7 +18,6 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 
 from digest import personalize
 from digest.compose import Content, list_headers
@@ -28,9 +27,8 @@ from digest.ledger import LEDGER_NAME
 from digest.models import Edition, Email, Selection, Subscriber
 from digest.pipeline import Run
 from digest.segments import Segment
-from digest.selection import NO_HISTORY, History, history_horizon
-from digest.store import locate
-from digest.store.sqlite_ledger import SqliteLedger
+from digest.selection import NO_HISTORY, History
+from digest.store import ledger_exists, open_ledger
 from digest.subscribers import is_valid_email
 from digest.text import one_line
 from digest.transports import Batch, Recipient, Transport
@@ -98,38 +96,17 @@ class SendTestReport:
 # ---------------------------------------------------------------- the ledger, read-only
 
 
-class _ReadOnlyLedger(SqliteLedger):
-    """The send ledger opened with mode=ro: reading methods work, SQLite refuses every write."""
-
-    def __init__(self, path: Path):  # no mkdir, no schema, no pragma: nothing written
-        self.path = path
-        self.state_dir = path.parent
+def read_history(run: Run) -> tuple[Run, Mapping[str, History]]:
+    """What a real send of the run's edition would know (`Run.with_history`), read from the ledger
+    opened read-only: the engine refuses any write. No ledger yet: no history (and none made)."""
+    config = run.config
+    if not ledger_exists(config):
+        return run.with_history(None)
+    with open_ledger(config, "read") as ledger:
         try:
-            self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            return run.with_history(ledger)
         except sqlite3.Error as exc:
-            raise LedgerError(f"{path}: cannot open the send ledger for reading: {exc}") from None
-
-
-def read_history(config: Config, edition_id: str, at: datetime) -> tuple[Mapping[str, History], datetime | None]:
-    """What a real send of `edition_id` would know: each subscriber's history and the earliest
-    last delivery. No ledger yet: no history (and none is created)."""
-    loc = locate(config)
-    if loc.url:
-        from digest.store.pg_ledger import PgLedger
-
-        with PgLedger(loc.url) as pg_ledger:
-            pg_ledger._q("SET default_transaction_read_only = on")  # a test send writes nothing
-            since = history_horizon(at, config.selection)
-            return pg_ledger.histories(edition_id, since=since), pg_ledger.oldest_last_delivery(edition_id, since=since)
-    path = config.state.path / LEDGER_NAME
-    if not path.exists():
-        return {}, None
-    with _ReadOnlyLedger(path) as ledger:
-        try:
-            since = history_horizon(at, config.selection)
-            return ledger.histories(edition_id, since=since), ledger.oldest_last_delivery(edition_id, since=since)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"{path}: cannot read the send ledger: {exc}") from None
+            raise LedgerError(f"{config.state.path / LEDGER_NAME}: cannot read the send ledger: {exc}") from None
 
 
 # ---------------------------------------------------------------- planning
@@ -309,8 +286,7 @@ def send_tests(
     # and it must work before the edition is sent (first-party links resolve only after).
     config = dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, clicks=False))
     run = open_run(config, at, edition_id, persist_links=False)
-    histories, earliest = read_history(config, run.edition.id, run.at)
-    run = run.reaching_back(earliest)
+    run, histories = read_history(run)
     if all_segments:
         names = run.segments.names
         if not names:

@@ -20,7 +20,8 @@ from digest.cli import main
 from digest.ledger import ClaimItem
 from digest.message import to_bytes
 from digest.pipeline import open_run
-from digest.testsend import BANNER_END, BANNER_START, DISABLED_LINK_FRAGMENT, TEXT_BANNER_END, _ReadOnlyLedger
+from digest.store import open_ledger
+from digest.testsend import BANNER_END, BANNER_START, DISABLED_LINK_FRAGMENT, TEXT_BANNER_END
 
 DATA = Path(__file__).resolve().parent / "data" / "segments"
 EDITION = "2026-W49"
@@ -127,13 +128,15 @@ def test_history_is_read_not_written_and_a_later_send_gets_what_the_test_showed(
     )
 
 
+@pytest.mark.usefixtures("engine")
 def test_the_ledger_is_opened_read_only(tmp_path: Path) -> None:
+    # test-send reads the history through open_ledger(mode="read"): the engine refuses any write
     cfg = load(copy_sample(tmp_path))
     with ledger_for(cfg):
-        pass  # creates the file
-    with _ReadOnlyLedger(cfg.state.path / "ledger.sqlite3") as ledger:
+        pass  # creates the file (or, on PostgreSQL, nothing: the schema is there)
+    with open_ledger(cfg, "read") as ledger:
         assert ledger.histories(exclude_edition=EDITION) == {}
-        with pytest.raises(Exception, match="readonly"):
+        with pytest.raises(Exception, match="read-?only"):
             ledger.claim(EDITION, "run", [ClaimItem(CHLOE, CHLOE, ("a",), AT_DT)], transport="outbox")
 
 

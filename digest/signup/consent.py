@@ -155,7 +155,7 @@ def show(config: Config, email: str) -> Record:
         preference = overlay.preferences.get(key)
     deliveries: tuple[tuple[str, datetime], ...] = ()
     if ledger_exists(config):
-        with open_ledger(config) as ledger:  # type: ignore[attr-defined]
+        with open_ledger(config) as ledger:
             deliveries = tuple(ledger.accepted_for([key]).get(key, ()))
     return Record(
         email=current.email if current else email,
@@ -243,7 +243,7 @@ def forget(config: Config, email: str, *, now: datetime | None = None) -> Forget
         event_rows = events.forget(key, pseudonym(email))
     deliveries = 0
     if ledger_exists(config):
-        with open_ledger(config) as ledger:  # type: ignore[attr-defined]
+        with open_ledger(config) as ledger:
             deliveries = ledger.forget(key, pseudonym(email))
     list_rows = erased.get("subscribers", 0)  # the subscribers table, when the list lives there
     path = config.subscribers.path
@@ -272,7 +272,7 @@ def reapply_erasures(where: Any, now: datetime | None = None) -> int:
             return 0
         named = store.named()
     if ledger_exists(where):
-        with open_ledger(where) as ledger:  # type: ignore[attr-defined]
+        with open_ledger(where) as ledger:
             named.update(str(row[1]) for row in ledger.export_rows())  # (edition, subscriber, ...)
     hits = sorted(s for s in named if address_key(s) in forgotten)
     for subscriber in hits:
@@ -281,7 +281,7 @@ def reapply_erasures(where: Any, now: datetime | None = None) -> int:
         with open_events(where) as events:
             events.forget(subscriber, pseudonym(subscriber))
         if ledger_exists(where):
-            with open_ledger(where) as ledger:  # type: ignore[attr-defined]
+            with open_ledger(where) as ledger:
                 ledger.forget(subscriber, pseudonym(subscriber))
     return len(hits)
 

@@ -95,28 +95,39 @@ def ledger_exists(where: Config | Location | Path) -> bool:
     return bool(loc.url) or (loc.folder / LEDGER_NAME).is_file()
 
 
-def open_ledger(where: Config | Location | Path) -> Ledger:
-    """The send ledger (created on SQLite when new; the schema version checked on both)."""
+#: How a ledger is opened: see `open_ledger`.
+LedgerMode = Literal["write", "read", "scratch"]
+
+
+def open_ledger(where: Config | Location | Path, mode: LedgerMode = "write") -> Ledger:
+    """The send ledger, on its engine; the one way to open it, in one of three modes:
+
+    - "write": what a send records into (created on SQLite when new; the schema version checked on
+      both engines);
+    - "read": for a command that must write nothing (test-send): SQLite opened mode=ro, PostgreSQL
+      in read-only transactions, so the engine itself refuses any write. A missing SQLite ledger is
+      a LedgerError: ask `ledger_exists` first;
+    - "scratch": an in-memory SQLite ledger holding what the real one holds, for a run that must
+      read the real history but record nothing (a sandbox send, a dry run before the first send).
+      Nothing is created: no ledger yet gives an empty scratch ledger.
+    """
     loc = locate(where)
+    if mode == "scratch":
+        from digest.store.sqlite_ledger import SqliteLedger
+
+        if not loc.url:
+            return SqliteLedger.scratch_copy(loc.folder / LEDGER_NAME)
+        with open_ledger(loc, "read") as real:
+            return SqliteLedger.scratch_from(real, loc.folder)
     if loc.url:
         from digest.store.pg_ledger import PgLedger
 
-        return PgLedger(loc.url)
+        return PgLedger(loc.url, read_only=mode == "read")
     from digest.store.sqlite_ledger import SqliteLedger
 
+    if mode == "read":
+        return SqliteLedger.read_only(loc.folder / LEDGER_NAME)
     return SqliteLedger(loc.folder / LEDGER_NAME)
-
-
-def scratch_ledger(where: Config | Location | Path) -> Ledger:
-    """An in-memory SQLite ledger holding what the real one holds: a run that must read the real
-    history but record nothing (a sandbox send, a dry run before the first send) writes here."""
-    from digest.store.sqlite_ledger import SqliteLedger
-
-    loc = locate(where)
-    if not loc.url:
-        return SqliteLedger.scratch_copy(loc.folder / LEDGER_NAME)
-    with open_ledger(loc) as real:  # type: ignore[attr-defined]
-        return SqliteLedger.scratch_from(real, loc.folder)
 
 
 def state_exists(where: Config | Location | Path) -> bool:

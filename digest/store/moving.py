@@ -114,7 +114,7 @@ def copy_state(source: Location, target: Location) -> CopyReport:
         raise StateCopyError(f"{source}: the source and the target are the same")
     written: dict[str, int] = {}
     read: dict[str, int] = {}
-    with open_ledger(source) as src, open_ledger(target) as dst:  # type: ignore[attr-defined]
+    with open_ledger(source) as src, open_ledger(target) as dst:
         rows = _Counted(src.export_rows())
         written["deliveries"] = dst.import_rows(rows)
         read["deliveries"] = rows.n
@@ -213,7 +213,7 @@ def restore(where: Location, source: Path) -> BackupReport:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     aside = where.folder / f"before-restore-{stamp}"
     backup(where, aside)
-    with open_ledger(where) as live:  # type: ignore[attr-defined]
+    with open_ledger(where) as live:
         live.clear()
     with open_state(where) as state:
         state.clear_for_restore()  # type: ignore[attr-defined]

@@ -70,13 +70,15 @@ class PgLedger:
 
     engine = "postgresql"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, read_only: bool = False):
         self.url = url
         self._conn = pg.connect(url, LedgerError, "the send ledger")
         self._own_runs: set[str] = set()
         self._scope_edition: str | None = None
         try:
             pg.check(self._conn, url, "ledger")
+            if read_only:  # the server refuses every write on this session
+                self._q("SET default_transaction_read_only = on")
         except BaseException:
             self._conn.close()
             raise

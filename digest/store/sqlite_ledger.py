@@ -23,6 +23,7 @@ from digest.ledger import (
     ClaimItem,
     Delivery,
     EditionSummary,
+    Ledger,
     RowState,
     State,
     delivery,
@@ -54,9 +55,24 @@ class SqliteLedger:
         self._scope_edition: str | None = None
 
     @classmethod
+    def read_only(cls, path: Path) -> SqliteLedger:
+        """The ledger in `path` opened with mode=ro: reading methods work, SQLite refuses every
+        write (no folder made, no schema or pragma written). See store.open_ledger(mode="read")."""
+        ledger = cls.__new__(cls)
+        ledger.path = path
+        ledger.state_dir = path.parent
+        ledger._scope_edition = None
+        try:
+            ledger._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{path}: cannot open the send ledger for reading: {exc}") from None
+        return ledger
+
+    @classmethod
     def scratch_copy(cls, path: Path) -> SqliteLedger:
         """An in-memory ledger holding what `path` holds (empty if it does not exist): a run that
-        must read the real history but record nothing (a sandbox send) writes here."""
+        must read the real history but record nothing (a sandbox send) writes here. See
+        store.open_ledger(mode="scratch")."""
         scratch = cls(Path(":memory:"), state_dir=path.parent)
         if path.exists():
             try:
@@ -70,11 +86,11 @@ class SqliteLedger:
         return scratch
 
     @classmethod
-    def scratch_from(cls, source: object, state_dir: Path) -> SqliteLedger:
-        """An in-memory ledger holding what another ledger (any engine) holds."""
+    def scratch_from(cls, source: Ledger, state_dir: Path) -> SqliteLedger:
+        """An in-memory ledger holding what another ledger (any engine) holds. See
+        store.open_ledger(mode="scratch")."""
         scratch = cls(Path(":memory:"), state_dir=state_dir)
-        rows = source.export_rows()  # type: ignore[attr-defined]
-        scratch.import_rows(rows)
+        scratch.import_rows(source.export_rows())
         return scratch
 
     def __repr__(self) -> str:
@@ -486,9 +502,3 @@ class _Sync:
 
     def __exit__(self, *exc: object) -> None:
         self._db.execute("PRAGMA synchronous = FULL")
-
-
-def open_sqlite_ledger(state_dir: Path) -> SqliteLedger:
-    from digest.ledger import LEDGER_NAME
-
-    return SqliteLedger(state_dir / LEDGER_NAME)
