@@ -26,7 +26,7 @@ from digest.ledger import ClaimItem
 from digest.models import Article, ContentIndex
 from digest.pipeline import open_run
 from digest.schedule import Slot
-from digest.selection import NO_HISTORY, history_horizon
+from digest.selection import NO_HISTORY
 from digest.store import open_state
 from digest.store.sqlite_ledger import SqliteLedger
 
@@ -67,9 +67,7 @@ def article(minute: int) -> Article:
 def deliver(config: Config, content: ContentIndex, ledger: SqliteLedger, slot: Slot) -> None:
     """One slot's edition, as `digest send` plans it, recorded as sent."""
     run = open_run(config, slot.at, slot.edition_id, content=content, cadence=slot.cadence, persist_links=False)
-    horizon = history_horizon(run.at, run.config.selection)
-    run = run.reaching_back(ledger.oldest_last_delivery(run.edition.id, since=horizon))
-    histories = ledger.histories(run.edition.id, since=horizon)
+    run, histories = run.with_history(ledger)  # the history and reach-back send, test-send and schedule use
     chosen = [run.select(s, histories.get(s.id, NO_HISTORY)) for s in run.subscribers_for()]
     items = [ClaimItem(s.subscriber.id, s.subscriber.email, s.content_key, run.at) for s in chosen if s.gets_email]
     claimed = ledger.claim(run.edition.id, "simulation", items, transport="none")
