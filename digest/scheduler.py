@@ -62,17 +62,6 @@ class ScheduledResult:
     report: SendReport | None = None
 
 
-def send_options(config: Config, **changes: Any) -> SendOptions:
-    """The options `send --scheduled --yes` runs with when no flag overrides the config."""
-    options = SendOptions(
-        on_ambiguous=config.sending.on_ambiguous,
-        scheduled=config.sendgrid.scheduled_mode,
-        send_at_delay=config.sendgrid.send_at_delay_minutes * 60,
-        concurrency=config.sending.concurrency,
-    )
-    return replace(options, **changes)
-
-
 def send_scheduled(
     config: Config,
     now: datetime,
@@ -95,7 +84,7 @@ def send_scheduled(
 
     cadences = Cadences.from_config(config)
     table = cadences.table(cadence or cadences.default)
-    options = options or send_options(config)
+    options = options or SendOptions.from_config(config)
     slot = table.last_slot(now)
     late = now - slot.at
     where = f"{_label(cadences, slot, 'edition ')}{slot.edition_id} (slot {describe(slot.at)})"

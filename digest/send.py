@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from digest.config import Config
@@ -73,6 +73,19 @@ class SendOptions:
     fresh_state: bool = False
     #: --workers: senders forked after planning, sharing the queue (1: this process alone)
     workers: int = 1
+
+    @classmethod
+    def from_config(cls, config: Config, **flags: Any) -> SendOptions:
+        """The options a send runs with: the config's defaults (`sending.on_ambiguous` and
+        `concurrency`, `sendgrid.scheduled_mode` and `send_at_delay_minutes`), then `flags`, the
+        fields the caller sets (as `digest send`'s flags do); a flag given as None is not given."""
+        options = cls(
+            on_ambiguous=config.sending.on_ambiguous,
+            scheduled=config.sendgrid.scheduled_mode,
+            send_at_delay=config.sendgrid.send_at_delay_minutes * 60,
+            concurrency=config.sending.concurrency,
+        )
+        return replace(options, **{name: value for name, value in flags.items() if value is not None})
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,26 @@ def test_the_send_example_sends_each_subscriber_once(tmp_path: Path) -> None:
     assert f"{{'accepted': {accepted}}}" in out
     assert "error: no-such-file.toml: config file not found" in out
     assert len(list((tmp_path / "outbox").rglob("*.eml"))) == accepted
+
+
+def test_send_options_from_config_takes_the_configs_defaults_and_the_flags_given(tmp_path: Path) -> None:
+    # digest send and the scheduler both build their options here: the config's sending and
+    # sendgrid defaults, then each flag that was given (None: not given)
+    path = copy_sample(tmp_path)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(
+            '\n[sending]\non_ambiguous = "resend"\nconcurrency = 7\n'
+            "\n[sendgrid]\nscheduled_mode = true\nsend_at_delay_minutes = 20\n"
+        )
+    config = digest.load_config(path)
+    options = digest.SendOptions.from_config(config)
+    assert (options.on_ambiguous, options.concurrency, options.scheduled, options.send_at_delay) == (
+        "resend",
+        7,
+        True,
+        1200,
+    )
+    assert options.dry_run is False and options.workers == 1 and options.only == ()
+    flags = digest.SendOptions.from_config(config, on_ambiguous=None, scheduled=False, dry_run=True, workers=3)
+    assert (flags.on_ambiguous, flags.scheduled, flags.dry_run, flags.workers) == ("resend", False, True, 3)
+    assert flags.concurrency == 7 and flags.send_at_delay == 1200

@@ -147,15 +147,14 @@ def send_command(
         raise UsageError("--sandbox is SendGrid's sandbox mode: use it with the sendgrid transport")
     if not (yes or dry_run or sandbox) and not sys.stdin.isatty():
         raise UsageError("refusing to send without confirmation: no terminal to ask on; pass --yes")
-    options = SendOptions(
+    options = SendOptions.from_config(
+        config,
         only=subscribers,
         segment=segment or "",
         limit=limit,
         dry_run=dry_run,
-        on_ambiguous=on_ambiguous or config.sending.on_ambiguous,
-        scheduled=config.sendgrid.scheduled_mode if scheduled is None else scheduled,
-        send_at_delay=config.sendgrid.send_at_delay_minutes * 60,
-        concurrency=config.sending.concurrency,
+        on_ambiguous=on_ambiguous or None,
+        scheduled=scheduled,
         fresh_state=fresh_state,
         workers=workers,
     )
