@@ -49,10 +49,6 @@ from digest.selection import NO_HISTORY, History
 from digest.timings import Timings, gc_paused
 from digest.transports import Batch, Outcome, Schedule, Transport, make_transport
 
-#: Kept under their old names: tests and digest/workers.py use them.
-_recipient = recipient
-_Tally = Tally
-
 #: Attempts of one batch in scheduled mode (each ambiguous try is cancelled before the next).
 SCHEDULED_ATTEMPTS = 3
 
@@ -192,7 +188,7 @@ def _send_chunk(
     # anything is claimed: a claim is only made for a request that is ready to leave.
     content = run.content_for(chunk[0])
     by_id = {s.subscriber.id: s for s in chunk}
-    ready = {sid: _recipient(run, s) for sid, s in by_id.items()}
+    ready = {sid: recipient(run, s) for sid, s in by_id.items()}
     also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
     items = [ClaimItem(s.subscriber.id, s.subscriber.email, s.content_key, run.at) for s in chunk]
     attempts = SCHEDULED_ATTEMPTS if options.scheduled else 1
@@ -443,7 +439,7 @@ def send_edition(
         # What fails on our side for every email (a template, a missing DIGEST_SECRET) fails
         # here, before the ledger holds anything of this run.
         run.content_for(selections[0])
-        _recipient(run, selections[0])
+        recipient(run, selections[0])
         also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
         with timings.stage("ledger"):
             items, by_id = _queue_items(run, plan)
@@ -452,7 +448,32 @@ def send_edition(
         if options.workers > 1:
             from digest.workers import send_in_workers
 
-            mine = send_in_workers(run, ledger, transport, run_id, items, by_id, options, now, tally, progress, reopen)
+            def drain(  # one worker's loop: its own ledger, transport, run id and tally
+                its_ledger: Ledger,
+                its_transport: Transport,
+                its_id: str,
+                its_tally: Tally,
+                its_progress: Callable[[int], None] | None,
+                pool: ThreadPoolExecutor,
+            ) -> set[str]:
+                return _drain(
+                    run, its_ledger, its_transport, its_id, by_id, options, now, its_tally, its_progress, pool
+                )
+
+            mine = send_in_workers(
+                edition,
+                [i.subscriber for i in items],
+                ledger,
+                transport,
+                run_id,
+                drain,
+                workers=options.workers,
+                concurrency=options.concurrency,
+                now=now,
+                tally=tally,
+                progress=progress,
+                reopen=reopen,
+            )
         else:
             try:
                 threads = max(1, options.concurrency) if getattr(transport, "concurrent", False) else 1

@@ -17,19 +17,23 @@ import os
 import pickle
 import selectors
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from digest.dispatch import Tally
 from digest.errors import SendError
-from digest.ledger import ClaimItem, Ledger
-from digest.models import Selection
+from digest.ledger import Ledger
+from digest.recovery import settle_dead_claims
 from digest.transports import Transport
 
-if TYPE_CHECKING:
-    from digest.dispatch import Tally as _Tally
-    from digest.pipeline import Run
-    from digest.send import SendOptions
+#: One sender's loop over the queue (send.py binds its own to the run, the plan and the options):
+#: (its ledger, its transport, its run id, its tally, progress, its thread pool) -> the
+#: subscribers it took. Handed in, so that this module needs nothing of send.py.
+Drain = Callable[
+    [Ledger, Transport, str, Tally, Callable[[int], None] | None, ThreadPoolExecutor],
+    set[str],
+]
 
 
 def _write(fd: int, message: object) -> None:
@@ -41,23 +45,23 @@ def _write(fd: int, message: object) -> None:
 
 
 def send_in_workers(
-    run: Run,
+    edition: str,
+    subscribers: Sequence[str],
     ledger: Ledger,
     transport: Transport,
     run_id: str,
-    items: Sequence[ClaimItem],
-    by_id: Mapping[str, tuple[str, Selection]],
-    options: SendOptions,
+    drain: Drain,
+    *,
+    workers: int,
+    concurrency: int,
     now: Callable[[], float],
-    tally: _Tally,
+    tally: Tally,
     progress: Callable[[int], None] | None,
     reopen: Callable[[], tuple[Ledger, Transport]] | None,
 ) -> set[str]:
-    """Fork `options.workers` senders over the queue `items` (already enqueued); fold their
-    tallies into `tally`; returns the subscribers they (and this process) took."""
-    from digest.dispatch import Tally as _Tally
-    from digest.recovery import settle_dead_claims
-    from digest.send import _drain
+    """Fork `workers` senders, each running `drain`, over the edition's queue (already enqueued
+    for `subscribers`); fold their tallies into `tally`; returns the subscribers they (and this
+    process) took. `concurrency`: sending threads per sender, on transports that allow it."""
     from digest.store import pg
 
     if reopen is None:
@@ -65,10 +69,8 @@ def send_in_workers(
     if not hasattr(os, "fork"):
         raise SendError("--workers needs fork(), which this platform lacks: run several `digest send` instead")
     pg.close_pools()  # a child must never touch (or close) the parent's pooled connections
-    edition = run.edition.id
-    subscribers = [i.subscriber for i in items]
     children: dict[int, int] = {}  # pid -> read end of its pipe
-    for n in range(options.workers):
+    for n in range(workers):
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
@@ -79,18 +81,14 @@ def send_in_workers(
                 worker_id = f"{run_id}-w{n + 1}"
                 lock = worker_ledger.run_lock(worker_id)
                 worker_ledger.set_scope(edition, subscribers)
-                mine = _Tally()
-                threads = max(1, options.concurrency) if getattr(worker_transport, "concurrent", False) else 1
+                mine = Tally()
+                threads = max(1, concurrency) if getattr(worker_transport, "concurrent", False) else 1
                 try:
                     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
-                        took = _drain(
-                            run,
+                        took = drain(
                             worker_ledger,
                             worker_transport,
                             worker_id,
-                            by_id,
-                            options,
-                            now,
                             mine,
                             lambda k, fd=write: _write(fd, ("progress", k)),  # type: ignore[misc]
                             pool,
@@ -121,10 +119,10 @@ def send_in_workers(
     settle_dead_claims(ledger, transport, edition, now)
     if errors:
         raise errors[0]
-    threads = max(1, options.concurrency) if getattr(transport, "concurrent", False) else 1
+    threads = max(1, concurrency) if getattr(transport, "concurrent", False) else 1
     try:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
-            taken |= _drain(run, ledger, transport, run_id, by_id, options, now, tally, progress, pool)
+            taken |= drain(ledger, transport, run_id, tally, progress, pool)
     finally:
         ledger.release(edition, run_id)
     return taken
@@ -132,7 +130,7 @@ def send_in_workers(
 
 def _collect(
     children: dict[int, int],
-    tally: _Tally,
+    tally: Tally,
     taken: set[str],
     errors: list[BaseException],
     progress: Callable[[int], None] | None,
@@ -166,7 +164,7 @@ def _collect(
 
 
 def _apply(
-    message: Any, tally: _Tally, taken: set[str], errors: list[BaseException], progress: Callable[[int], None] | None
+    message: Any, tally: Tally, taken: set[str], errors: list[BaseException], progress: Callable[[int], None] | None
 ) -> None:
     kind = message[0]
     if kind == "progress":

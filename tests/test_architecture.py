@@ -55,12 +55,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 #: Cycles known and owned elsewhere, with the reason; each one must still exist (see the test).
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"send", "workers"}): (
-        "send.py forks workers.py's senders, which drain the queue with send.py's loop; both files are being "
-        "rewritten in the performance work (dispatch.py takes the loop), which removes the cycle"
-    ),
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 def modules() -> dict[str, Path]:

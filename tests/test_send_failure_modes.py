@@ -41,10 +41,11 @@ from smtp_support import smtp_peer
 from digest.cli import main
 from digest.config import Config
 from digest.content import load_articles
+from digest.dispatch import recipient
 from digest.errors import ConfigError, LedgerError, TemplateError
 from digest.ledger import ClaimItem, Ledger
 from digest.pipeline import open_run
-from digest.send import SendOptions, SendReport, _recipient, send_edition
+from digest.send import SendOptions, SendReport, send_edition
 from digest.store.runlock import RunLock
 from digest.store.sqlite_ledger import SqliteLedger
 from digest.store.sqlite_state import SqliteSubscriberState
@@ -136,7 +137,7 @@ def failing_batch(cfg: Config, schedule: Schedule | None = None) -> Batch:
     def email_for(recipient: Recipient) -> object:
         raise TemplateError("footer.mjml line 3: 'unknown' is undefined")
 
-    return Batch(EDITION, run.content_for(ada), (_recipient(run, ada),), email_for, schedule)  # type: ignore[arg-type]
+    return Batch(EDITION, run.content_for(ada), (recipient(run, ada),), email_for, schedule)  # type: ignore[arg-type]
 
 
 def test_outbox_rendering_error_is_failed_not_ambiguous(tmp_path: Path) -> None:
@@ -328,7 +329,7 @@ def test_a_failed_starttls_or_login_closes_the_new_connection(tmp_path: Path, se
         cfg = load(copy_sample(tmp_path))
         run = open_run(cfg, AT_DT)
         ada = run.select(run.subscribers_for(["ada@example.com"])[0])
-        batch = Batch(EDITION, run.content_for(ada), (_recipient(run, ada),), lambda r: run.email(r.selection))
+        batch = Batch(EDITION, run.content_for(ada), (recipient(run, ada),), lambda r: run.email(r.selection))
         smtp = SmtpTransport(
             "127.0.0.1", port, date=AT_DT, security=security, username=username, password="pw", timeout=5, retries=0
         )
@@ -445,7 +446,7 @@ def test_a_sandbox_send_never_cancels_a_real_scheduled_batch(
         ledger.claim(
             EDITION, "crashed", [item], transport="sendgrid", batch_id=schedule.batch_id, send_at=schedule.send_at
         )
-    batch = Batch(EDITION, run.content_for(ada), (_recipient(run, ada),), lambda r: run.email(r.selection), schedule)
+    batch = Batch(EDITION, run.content_for(ada), (recipient(run, ada),), lambda r: run.email(r.selection), schedule)
     assert t.send(batch).kind == "accepted"  # ...and then that run was killed
     monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
     result = CliRunner().invoke(main, ["--config", str(tmp_path / "digest.toml"), "send", "--sandbox", "--at", AT])
