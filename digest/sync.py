@@ -19,7 +19,7 @@ from digest.transports.sendgrid.client import api_key, make_client
 from digest.transports.sendgrid.suppressions import read_suppressions
 
 if TYPE_CHECKING:
-    from sendgrid import SendGridAPIClient
+    from digest.transports.sendgrid.client import SendGridAPIClient
 
 
 @dataclass(frozen=True)

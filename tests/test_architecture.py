@@ -216,3 +216,25 @@ def test_no_test_module_imports_another() -> None:
                 names = [alias.name for alias in node.names]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[-1].startswith("test_")]
     assert not offenders, offenders
+
+
+#: The libraries that are SendGrid's own: only digest/transports/sendgrid/ may import them.
+SENDGRID_LIBRARIES = frozenset({"sendgrid", "python_http_client"})
+
+
+def test_only_the_sendgrid_package_imports_sendgrids_libraries() -> None:
+    # everything SendGrid-specific lives in one package (issue 14): the rest of digest/ goes
+    # through it, so a SendGrid client or helper used anywhere else is knowledge leaking out
+    outside = []
+    for name, path in sorted(modules().items()):
+        if name == "transports.sendgrid" or name.startswith("transports.sendgrid."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                targets = [node.module or ""]
+            else:
+                continue
+            outside += [f"{name or '__init__'}: {t}" for t in targets if t.split(".")[0] in SENDGRID_LIBRARIES]
+    assert not outside, "SendGrid's libraries imported outside digest/transports/sendgrid/: " + ", ".join(outside)

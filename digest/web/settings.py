@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import jinja2
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from digest.config import Config
+from digest.transports.sendgrid.webhook import WebhookKey
 
 PAGES = jinja2.Environment(
     loader=jinja2.PackageLoader("digest.web", "templates"),
@@ -28,7 +28,7 @@ class PublicSettings:
 
     config: Config
     secret: bytes
-    webhook_key: ec.EllipticCurvePublicKey | None
+    webhook_key: WebhookKey | None
     now: Callable[[], float] = time.time
     #: secrets that still verify after a rotation (links are signed with `secret` only)
     previous_secrets: tuple[bytes, ...] = ()

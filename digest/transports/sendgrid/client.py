@@ -1,6 +1,7 @@
 """The one place digest makes a SendGrid client: the API key from the environment, and the
 official client with keep-alive connections (pool.py) and a timeout (the library's default is to
-wait forever). The transport and `digest sync` both get theirs here."""
+wait forever). The transport and `digest sync` both get theirs here; `SendGridAPIClient` is
+exported for the annotations of code outside this package, which imports no SendGrid library."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from sendgrid import SendGridAPIClient
 from digest.config import Config
 from digest.errors import SendError
 from digest.transports.sendgrid.pool import ConnectionPool, pooled
+
+__all__ = ["SendGridAPIClient", "api_key", "make_client"]
 
 
 def api_key(config: Config, *, required: bool = True, what: str = "") -> str:

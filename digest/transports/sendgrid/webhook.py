@@ -56,6 +56,8 @@ KINDS = frozenset(
 #: Longest value kept from an event field (they come from SendGrid, but are still input).
 _MAX_ID = 200
 _MAX_URL = 2000
+#: The Event Webhook's verification key (`digest serve`'s settings hold one).
+WebhookKey = ec.EllipticCurvePublicKey
 
 
 # ---------------------------------------------------------------- is it SendGrid's
