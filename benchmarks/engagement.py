@@ -49,9 +49,10 @@ def main() -> None:
 
     from digest.config import parse_config
     from digest.events import EditionArticle, EditionRecord, click_histories
-    from digest.ledger import ClaimItem, SqliteLedger
+    from digest.ledger import ClaimItem
     from digest.report import reports, trend
     from digest.store import open_events
+    from digest.store.sqlite_ledger import SqliteLedger
     from digest.suppressions import STATE_NAME
     from digest.transports.sendgrid.webhook import from_sendgrid
 
