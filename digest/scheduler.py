@@ -36,6 +36,7 @@ from digest.send import SendOptions, SendReport
 from digest.store import ledger_exists, open_ledger
 from digest.transports.sendgrid.limits import MAX_SEND_AT_AHEAD_SECONDS
 
+#: SendGrid holds a mail at most 72 hours ahead (transports/sendgrid/limits.py).
 MAX_SEND_AT_AHEAD = timedelta(seconds=MAX_SEND_AT_AHEAD_SECONDS)
 #: A subscriber's local slot closer than this is treated as passed: they get it at once.
 MIN_SEND_AT_LEAD = timedelta(minutes=1)
