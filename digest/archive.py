@@ -79,7 +79,7 @@ def sent_editions(config: Config) -> list[tuple[str, datetime]]:
     """(edition id, moment) of every edition sent, newest first (as many as `[archive] editions`)."""
     if not ledger_exists(config):
         return []
-    with open_ledger(config) as ledger:
+    with open_ledger(config, "read") as ledger:
         found = sorted(ledger.sent_editions().items(), key=lambda item: (item[1], item[0]), reverse=True)
     limit = config.archive.editions
     return found[:limit] if limit else found

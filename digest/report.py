@@ -165,7 +165,7 @@ class _Sources:
 
 
 def _open(config: Config) -> _Sources:
-    ledger = open_ledger(config) if ledger_exists(config) else None
+    ledger = open_ledger(config, "read") if ledger_exists(config) else None
     return _Sources(ledger, open_existing_events(config), config)
 
 

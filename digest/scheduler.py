@@ -184,7 +184,7 @@ def _ledger_counts(config: Config, edition_id: str) -> dict[str, int]:
     """The edition's rows by state; no ledger yet means nothing sent (and none is created)."""
     if not ledger_exists(config):
         return {}
-    with open_ledger(config) as ledger:
+    with open_ledger(config, "read") as ledger:
         return dict(ledger.summary(edition_id))
 
 
@@ -264,7 +264,7 @@ def _outlook(
     last = table.last_slot(now)
     run = open_run(config, nxt.at, nxt.edition_id, content=content, cadence=cadence, persist_links=False)
     if ledger_exists(config):
-        with open_ledger(config) as ledger:
+        with open_ledger(config, "read") as ledger:
             run, histories = run.with_history(ledger)
     else:
         run, histories = run.with_history(None)
@@ -321,7 +321,7 @@ def cadence_status(config: Config, now: datetime) -> CadenceStatus | None:
     counts = cadences.counts(subscribers)
     recent = []
     if ledger_exists(config):
-        with open_ledger(config) as ledger:
+        with open_ledger(config, "read") as ledger:
             recent = ledger.editions(_RECENT_EDITIONS)
     states = tuple(
         CadenceState(

@@ -644,7 +644,7 @@ def status(config: Config, edition_id: str | None = None) -> StatusReport:
 
     if not ledger_exists(config):
         return StatusReport(edition_id, {}, (), ())
-    with open_ledger(config) as ledger:
+    with open_ledger(config, "read") as ledger:
         recent = tuple(ledger.editions(5))
         edition = edition_id or (recent[0].edition if recent else None)
         if edition is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import multiprocessing
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,40 @@ def test_processes_creating_one_fresh_store_at_once_all_open_it(tmp_path: Path, 
             proc.join(timeout=60)
         failures += [r for r in (results.get(timeout=5) for _ in procs) if r != "ok"]
     assert not failures, failures
+
+
+def test_status_and_report_read_the_ledger_while_a_send_holds_its_write_lock(tmp_path: Path) -> None:
+    # Commands that only look (status, report, the schedule's outlook, the archive) open the
+    # ledger read-only: they answer while a send is inside a write transaction, instead of queueing
+    # behind it for the busy timeout, and can write nothing themselves.
+    from digest.ledger import LEDGER_NAME
+
+    config = copy_sample(tmp_path)
+    cfg = load(config)
+    send(cfg, AT_DT, SendOptions(only=("ada@example.com",)))
+    writer = sqlite3.connect(cfg.state.path / LEDGER_NAME, timeout=0, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # what a sender holds while it claims
+    try:
+        started = time.monotonic()
+        code, out = cli(config, "status")
+        assert code == 0 and EDITION in out, out
+        code, out = cli(config, "report")
+        assert code == 0, out
+        assert time.monotonic() - started < 10  # a writer's open would wait its 30 s busy timeout
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_a_reader_meets_an_old_ledger_with_the_migrate_line(tmp_path: Path) -> None:
+    from digest.ledger import LEDGER_NAME
+
+    config = copy_sample(tmp_path)
+    cfg = load(config)
+    cfg.state.path.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(cfg.state.path / LEDGER_NAME)
+    db.executescript(OLD_LEDGER)
+    db.close()
+    code, out = cli(config, "status")
+    assert code == 1 and "schema version 1" in out and "digest state migrate" in out, out
+    assert len(out.strip().splitlines()) == 1, out

@@ -32,7 +32,8 @@ from digest.ledger import (
 )
 from digest.selection import History
 from digest.store.runlock import RunLock, run_alive
-from digest.store.sqlite import open_store
+from digest.store.schema import check_version
+from digest.store.sqlite import open_store, version
 
 #: Rows whose run and error planning reports; the others share one RowState per state.
 _DETAILED: tuple[State, ...] = ("claimed", "ambiguous")
@@ -64,6 +65,9 @@ class SqliteLedger:
         ledger._scope_edition = None
         try:
             ledger._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            # Same refusal as a writer's: a ledger from another version (or a zero-byte file, "not
+            # set up") is named with what to do, not met later as "no such column".
+            check_version(str(path), "ledger", version(ledger._db, "ledger"))
         except sqlite3.Error as exc:
             raise LedgerError(f"{path}: cannot open the send ledger for reading: {exc}") from None
         return ledger
