@@ -113,6 +113,14 @@ class ContentConfig:
         kind="pattern",
     )
     excerpt_chars: int = opt(280, "Longest excerpt shown, cut at a word boundary.", bounds=(0, 5000))
+    term_separator: str = opt(
+        "comma",
+        'How `tags` or `categories` written as one string are split: "comma" (`a, b`) or "space" '
+        "(at spaces and commas: Jekyll's `categories: jekyll update` is two categories; `digest init` sets it "
+        "for Jekyll sites). "
+        "Lists are read as they are.",
+        choices=("comma", "space"),
+    )
 
 
 @dataclass(frozen=True)

@@ -346,8 +346,9 @@ def build_article(
     slug = str(meta.get("slug") or (match.group(4) if match and match.group(4) else stem)).strip("/")
 
     draft = _truthy(meta.get("draft")) or meta.get("published") is False
-    tags = normalise_terms(meta.get("tags"))
-    categories = normalise_terms([*as_list(meta.get("category")), *as_list(meta.get("categories"))])
+    sep = config.content.term_separator
+    tags = normalise_terms(meta.get("tags"), sep)
+    categories = normalise_terms([*as_list(meta.get("category"), sep), *as_list(meta.get("categories"), sep)])
 
     excerpt_raw = next((meta[k] for k in EXCERPT_KEYS if isinstance(meta.get(k), str) and meta[k].strip()), None)
     limit = config.content.excerpt_chars

@@ -105,6 +105,7 @@ class ContentCache:
             str(c.path),
             c.article_url,
             c.excerpt_chars,
+            c.term_separator,
             config.newsletter.timezone,
             config.newsletter.site_url,
         ]

@@ -132,25 +132,27 @@ def date_from_filename(stem: str, tz: ZoneInfo) -> datetime | None:
 # --- tags and links ---
 
 
-def as_list(value: Any) -> list[Any]:
+def as_list(value: Any, separator: str = "comma") -> list[Any]:
+    """A front-matter value as a list; a string is split at commas, or at spaces where the
+    generator says so (Jekyll: `[content] term_separator = "space"`)."""
     if value is None:
         return []
     if isinstance(value, str):
-        return value.split(",")
+        return re.split(r"[\s,]+", value) if separator == "space" else value.split(",")
     if isinstance(value, list | tuple):
         return list(value)
     return []
 
 
-def normalise_terms(value: Any) -> tuple[str, ...]:
-    """Tags or categories from a list, a string or a comma-separated string.
+def normalise_terms(value: Any, separator: str = "comma") -> tuple[str, ...]:
+    """Tags or categories from a list, a string or a comma- (or space-) separated string.
 
     Non-strings (None, numbers) are dropped; duplicates differing only in case count once,
     keeping the first spelling for display.
     """
     seen: set[str] = set()
     out: list[str] = []
-    for item in as_list(value):
+    for item in as_list(value, separator):
         if not isinstance(item, str):
             continue
         term = one_line(item)

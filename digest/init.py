@@ -231,6 +231,8 @@ def render_config(blog: Blog, found: Survey | None, feeds: tuple[str, ...], *, w
             + site.rstrip("/")
             + "/posts/{slug}/\"  # empty: each post's own url, else site_url/slug"
         )
+    if blog.generator == "Jekyll":
+        lines.append('term_separator = "space"  # Jekyll reads `categories: a b` as two categories')
     if feeds:
         lines.append("feeds = [" + ", ".join(q(f) for f in feeds) + "]")
     elif blog.feed_path and blog.site_url:

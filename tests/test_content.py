@@ -84,6 +84,24 @@ def test_tag_forms():
     assert read_one("categories_list.md").categories == ("Science", "Space")
 
 
+def test_jekyll_space_separated_terms_are_split_when_the_config_says_so(tmp_path):
+    # Jekyll's own default post says `categories: jekyll update`: two categories. Elsewhere a
+    # string is one term per comma ("Machine Learning" stays one tag).
+    write_article(
+        tmp_path / "content",
+        "2026-11-23-welcome.md",
+        "---\ntitle: Welcome\ndate: 2026-11-23\ncategories: jekyll update\ntags: Machine Learning, ai\n---\nBody\n",
+    )
+    cache = tmp_path / "cache"
+    comma = load_articles(make_config(tmp_path, content={"path": "content"}), cache)
+    assert comma.articles[0].categories == ("jekyll update",)
+    assert comma.articles[0].tags == ("Machine Learning", "ai")
+    # the same cache folder: an entry parsed under the other setting is never reused
+    space = load_articles(make_config(tmp_path, content={"path": "content", "term_separator": "space"}), cache)
+    assert space.articles[0].categories == ("jekyll", "update")
+    assert space.articles[0].tags == ("Machine", "Learning", "ai")  # a stray comma is no part of a term
+
+
 def test_one_spelling_per_tag_the_most_frequent(index):
     """`ai` in one file and `Ai` in dozens: every article shows `Ai` (selection folds case anyway)."""
     spellings: dict[str, set[str]] = {}

@@ -122,6 +122,15 @@ def test_init_on_each_generator(tmp_path, monkeypatch, name, found, folder, read
     assert article.url == url
 
 
+def test_init_on_jekyll_splits_a_string_of_categories_at_spaces(tmp_path, monkeypatch):
+    blog = copy_blog("jekyll", tmp_path)
+    assert run("init", cwd=blog, monkeypatch=monkeypatch).exit_code == 0
+    config = load_config(blog / "digest.toml")
+    assert config.content.term_separator == "space"
+    (article,) = [a for a in open_run(config, SAMPLE_AT).content.articles if a.title == "Welcome to Jekyll!"]
+    assert article.categories == ("jekyll", "update")  # `categories: jekyll update`, as Jekyll reads it
+
+
 def test_init_reports_the_front_matter_spellings(tmp_path, monkeypatch):
     result = run("init", cwd=copy_blog("astro", tmp_path), monkeypatch=monkeypatch)
     lines = result.output.splitlines()
