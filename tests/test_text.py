@@ -1,0 +1,167 @@
+"""What a reader sees of an article's text: excerpts derived from a body, cut excerpts, one-line
+fields, reading times and plain-text folding (digest/text.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from digest.text import (
+    BODY_HEAD_CHARS,
+    TEXT_WIDTH,
+    body_to_text,
+    clean_excerpt,
+    cut_words,
+    one_line,
+    reading_minutes,
+    word_count,
+    wrap,
+)
+
+# ---------------------------------------------------------------- excerpts derived from markdown
+
+
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        ("# A heading\nText", "A heading Text"),
+        ("   ### Indented heading\nText", "Indented heading Text"),
+        ("> a quote\n>no space", "a quote no space"),
+        ("- one\n* two\n+ three", "one two three"),
+        ("Above\n\n***\n\nBelow\n\n-----\n\nEnd", "Above Below End"),
+        ("**bold** and __strong__", "bold and strong"),
+        ("*em* and _it_", "em and it"),
+        ("run `make test` now", "run make test now"),
+        ("See ![a chart](chart.png) here", "See here"),
+        ("Read [the post](https://x.example/p) today", "Read the post today"),
+        ("Read [the post][1] today", "Read the post today"),
+        ("Before\n```python\nsecret()\n```\nAfter", "Before After"),
+        ("Before\n~~~\nhidden()\n~~~\nAfter", "Before After"),
+        ('import Chart from "./chart"\nexport const meta = 1\nText', "Text"),
+    ],
+    ids=[
+        "heading",
+        "indented-heading",
+        "quote",
+        "bullets",
+        "rules",
+        "strong",
+        "emphasis",
+        "code",
+        "image",
+        "link",
+        "reference-link",
+        "backtick-fence",
+        "tilde-fence",
+        "mdx-imports",
+    ],
+)
+def test_a_markdown_body_shows_its_words_not_its_markup(markdown: str, shown: str) -> None:
+    assert body_to_text(markdown) == shown
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "We import coffee and export tea",  # the words, not MDX statements at a line's start
+        "Important news: exports grew",
+        "Issue #42 is fixed",  # a '#' inside a line is no heading
+        "x > y holds",
+        "2 * 3 = 6 and 4 * 5 = 20",
+        "snake_case_names stay whole",
+        "a - b - c",
+        "costs $5 [estimate]",
+    ],
+)
+def test_ordinary_prose_is_kept_as_written(prose: str) -> None:
+    assert body_to_text(prose) == prose
+
+
+def test_a_line_starting_with_a_word_like_import_is_prose() -> None:
+    assert body_to_text("importance matters\nexporters too") == "importance matters exporters too"
+
+
+def test_an_html_body_shows_its_text_without_scripts_styles_or_templates() -> None:
+    html = (
+        "<p>First</p><p>second &amp; third</p>"
+        "<script>alert(1)</script><style>p{color:red}</style>"
+        "<template>tpl</template><noscript>enable js</noscript>"
+        "<div>last<br>line</div>"
+    )
+    assert body_to_text(html, is_html=True) == "First second & third last line"
+
+
+def test_text_after_a_script_shows_and_nested_skips_end_where_they_close() -> None:
+    html = "<noscript><style>a{}</style>still hidden</noscript>shown"
+    assert body_to_text(html, is_html=True) == "shown"
+    assert body_to_text("</script>shown", is_html=True) == "shown"  # a stray end tag hides nothing
+
+
+def test_an_html_body_is_not_read_as_markdown() -> None:
+    assert body_to_text("<p># not a heading *kept*</p>", is_html=True) == "# not a heading *kept*"
+
+
+def test_only_the_start_of_a_body_is_read() -> None:
+    body = "word " * 1000 + "TAIL"
+    text = body_to_text(body)
+    assert "TAIL" not in text and len(text) <= BODY_HEAD_CHARS
+    assert body_to_text("abcdef", max_chars=3) == "abc"
+
+
+# ---------------------------------------------------------------- one-line fields
+
+
+def test_one_line_drops_control_characters_and_folds_whitespace() -> None:
+    assert one_line("Subject\r\nBcc: x@example.com") == "Subject Bcc: x@example.com"  # no header injection
+    assert one_line("a\x00b\x1b[31m c\x7f\x85d") == "ab[31m cd"
+    assert one_line("  tabs\tand   runs  ") == "tabs and runs"
+    assert one_line("Déjà vu — 東京") == "Déjà vu — 東京"  # printable text is kept as it is
+
+
+# ---------------------------------------------------------------- cutting excerpts
+
+
+def test_cut_words_keeps_text_that_fits_and_cuts_at_a_word_otherwise() -> None:
+    assert cut_words("exactly ten", 11) == "exactly ten"  # fits exactly: no ellipsis
+    assert cut_words("alpha beta gamma", 10) == "alpha beta…"  # the word ending at the limit stays
+    assert cut_words("alpha beta, gamma", 11) == "alpha beta…"  # no dangling punctuation
+    assert cut_words("alpha beta — gamma delta", 13) == "alpha beta…"
+    assert cut_words("a " + "x" * 30, 10) == "a xxxxxxxx…"  # a word too long is cut, not the text dropped
+    assert cut_words("one\ntwo three", 100) == "one two three"
+
+
+def test_a_cut_excerpt_never_exceeds_the_limit_and_its_ellipsis() -> None:
+    text = "The quick brown fox jumps over the lazy dog and keeps on running far away"
+    for limit in range(5, len(text)):
+        cut = cut_words(text, limit)
+        assert cut.endswith("…") and len(cut) <= limit + 1
+        assert text.startswith(cut[:-1])
+
+
+def test_clean_excerpt_shows_an_importer_cut_as_one_ellipsis() -> None:
+    assert clean_excerpt("Talks, collaborations, ex...", 100) == "Talks, collaborations…"
+    assert clean_excerpt("Talks, collaborations, ex…", 100) == "Talks, collaborations…"
+    assert clean_excerpt("A whole sentence. ... ", 100) == "A whole sentence.…"
+    assert clean_excerpt("Single...", 100) == "Single…"  # one word: nothing to drop
+    assert clean_excerpt("No cut here", 100) == "No cut here"
+    assert clean_excerpt("one two three four five...", 12) == "one two…"  # then cut to the limit
+
+
+# ---------------------------------------------------------------- reading time and folding
+
+
+def test_reading_time_rounds_to_whole_minutes_and_is_never_zero() -> None:
+    assert reading_minutes(0) == 1 and reading_minutes(114) == 1
+    assert reading_minutes(230) == 1 and reading_minutes(460) == 2 and reading_minutes(700) == 3
+    for script in ("東京", "ひら", "カナ", "한국"):  # kanji, hiragana, katakana, hangul: ~500 a minute
+        assert word_count(script * 250) == 231
+
+
+def test_plain_text_is_folded_at_78_columns_and_short_lines_stay() -> None:
+    line = "x" * TEXT_WIDTH
+    assert wrap(line) == line and wrap(line + " y") == line + "\ny"
+    assert wrap("a b", width=2) == "a\nb"
+    table = "Name:\tvalue   with  spaces kept"  # a short line is kept byte for byte, tabs and runs too
+    assert wrap(table) == table and wrap(f"  indented\n{table}") == f"  indented\n{table}"
+    exact = "Total:\t" + "y" * (TEXT_WIDTH - 7)  # exactly 78 characters: short enough, kept as it is
+    assert len(exact) == TEXT_WIDTH and wrap(exact) == exact
+    assert wrap(12) == "12"
