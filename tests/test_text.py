@@ -143,6 +143,8 @@ def test_clean_excerpt_shows_an_importer_cut_as_one_ellipsis() -> None:
     assert clean_excerpt("A whole sentence. ... ", 100) == "A whole sentence.…"
     assert clean_excerpt("Single...", 100) == "Single…"  # one word: nothing to drop
     assert clean_excerpt("No cut here", 100) == "No cut here"
+    assert clean_excerpt("Read the notes (all of them)...", 100) == "Read the notes (all of them)…"  # no fragment
+    assert clean_excerpt("Finished it! ...", 100) == "Finished it!…"
     assert clean_excerpt("one two three four five...", 12) == "one two…"  # then cut to the limit
 
 
@@ -164,4 +166,8 @@ def test_plain_text_is_folded_at_78_columns_and_short_lines_stay() -> None:
     assert wrap(table) == table and wrap(f"  indented\n{table}") == f"  indented\n{table}"
     exact = "Total:\t" + "y" * (TEXT_WIDTH - 7)  # exactly 78 characters: short enough, kept as it is
     assert len(exact) == TEXT_WIDTH and wrap(exact) == exact
+    compound = " ".join(["state-of-the-art"] * 6)  # never broken at a hyphen: a reader would see "state-of-"
+    assert wrap(compound).splitlines() == [" ".join(["state-of-the-art"] * 4), " ".join(["state-of-the-art"] * 2)]
+    lines = "\n".join(f"Line {i} of a list" for i in range(10))  # many short lines: each kept on its own
+    assert wrap(lines) == lines
     assert wrap(12) == "12"
