@@ -145,6 +145,7 @@ def test_clean_excerpt_shows_an_importer_cut_as_one_ellipsis() -> None:
     assert clean_excerpt("No cut here", 100) == "No cut here"
     assert clean_excerpt("Read the notes (all of them)...", 100) == "Read the notes (all of them)…"  # no fragment
     assert clean_excerpt("Finished it! ...", 100) == "Finished it!…"
+    assert clean_excerpt("one two thr...", 8) == "one two…"  # exactly the limit: the cut still shows
     assert clean_excerpt("one two three four five...", 12) == "one two…"  # then cut to the limit
 
 
