@@ -46,8 +46,9 @@ _MD_RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("][", re.compile(r"\[([^\]]*)\]\[[^\]]*\]"), r"\1"),  # reference links
     ("#", re.compile(r"^\s{0,3}#{1,6}\s*", re.M), ""),  # headings
     (">", re.compile(r"^\s{0,3}>\s?", re.M), ""),  # quotes
+    # rules before bullets: `- - -` and `* * *` would otherwise lose their first mark as a bullet
+    ("", re.compile(r"^\s*(\*\s*){3,}$|^\s*(-\s*){3,}$|^\s*(_\s*){3,}$", re.M), " "),  # rules
     ("", re.compile(r"^\s*[-*+]\s+", re.M), ""),  # bullets
-    ("", re.compile(r"^\s*(\*\s*){3,}$|^\s*(-\s*){3,}$", re.M), " "),  # rules
     ("", re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),
     ("", re.compile(r"(?<![\w*])[*_](\S(?:.*?\S)?)[*_](?![\w*])"), r"\1"),
     ("`", re.compile(r"`([^`]*)`"), r"\1"),
