@@ -65,11 +65,18 @@ class SqliteLedger:
         ledger._scope_edition = None
         try:
             ledger._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{path}: cannot open the send ledger for reading: {exc}") from None
+        try:
             # Same refusal as a writer's: a ledger from another version (or a zero-byte file, "not
             # set up") is named with what to do, not met later as "no such column".
             check_version(str(path), "ledger", version(ledger._db, "ledger"))
         except sqlite3.Error as exc:
+            ledger._db.close()
             raise LedgerError(f"{path}: cannot open the send ledger for reading: {exc}") from None
+        except BaseException:
+            ledger._db.close()  # the refusal leaves no connection behind
+            raise
         return ledger
 
     @classmethod
