@@ -23,9 +23,11 @@ senders after one plan (POSIX), each with its own connection, run id and run loc
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -281,6 +283,37 @@ def _queue_items(run: Run, plan: _Plan) -> tuple[list[ClaimItem], dict[str, tupl
     return items, by_id
 
 
+class _Leases:
+    """How many queued rows the next lease takes: enough for `window` requests, no more.
+
+    A lease is rows nobody else may send, so it is sized in requests, not rows: with a fixed
+    number of rows (it was `window * max_batch`, 8,000 on SendGrid) a sender holding a lease of a
+    hundred requests kept sending alone after the others had found the queue empty (three senders
+    on one edition were 1.3x one). Every sender plans the same groups under the same queue keys,
+    so the rows the next `window` requests span are known from the plan: the groups from `after`
+    on in queue order. Rows another sender took are skipped by `take`, which then returns fewer:
+    never more requests than asked for.
+    """
+
+    def __init__(self, by_id: Mapping[str, tuple[str, Selection]], max_batch: int, window: int):
+        sizes = Counter(key for key, _ in by_id.values())
+        self._keys = sorted(sizes)
+        self._sizes = [sizes[key] for key in self._keys]
+        self._max_batch = max(1, max_batch)
+        self._window = max(1, window)
+
+    def rows(self, after: tuple[str, str], requests: int | None = None) -> int:
+        wanted = self._window if requests is None else requests
+        rows = made = 0
+        # the group `after` ended in may have rows left: counted whole (at most one group over)
+        for size in self._sizes[bisect.bisect_left(self._keys, after[0]) :]:
+            rows += size
+            made += -(-size // self._max_batch)
+            if made >= wanted:
+                break
+        return max(1, min(rows, wanted * self._max_batch))
+
+
 def _drain(
     run: Run,
     ledger: Ledger,
@@ -323,10 +356,11 @@ def _drain(
         timings=timings,
         progress=progress,
     )
+    leases = _Leases(by_id, transport.max_batch, window)
     # The first window is one request, answered before anything else is claimed: a refused key or
     # a broken config stops the run after one request. Scheduled mode sends one request at a time
     # (each may be cancelled and re-issued before the next).
-    size = transport.max_batch
+    size = leases.rows(("", ""), 1)
     after, swept, first = ("", ""), False, True
     taken_by_me: set[str] = set()
     try:
@@ -339,7 +373,10 @@ def _drain(
                     return taken_by_me
                 with timings.stage("ledger"):
                     free_dead_leases(ledger, edition)
+                # what is left is scattered (freed by runs that died): the plan's order says
+                # nothing about it any more
                 after, swept = ("", ""), True
+                size = transport.max_batch if scheduled else window * transport.max_batch
                 continue
             chunks = _chunks([by_id[sub] for _, sub in taken], transport.max_batch)
             if first and not scheduled and len(chunks) > 1:
@@ -348,7 +385,8 @@ def _drain(
                 ledger.release(edition, run_id, [sub for _, sub in taken if sub not in keep])
                 taken, chunks = [t for t in taken if t[1] in keep], chunks[:1]
             after = taken[-1]
-            size = transport.max_batch if scheduled else window * transport.max_batch
+            if not swept:
+                size = leases.rows(after, 1 if scheduled else None)
             taken_by_me.update(sub for _, sub in taken)
             if scheduled:
                 for chunk in chunks:

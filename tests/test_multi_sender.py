@@ -160,3 +160,46 @@ def test_two_senders_at_once_split_the_edition_without_overlap(tmp_path: Path) -
     assert set(files.values()) == {1} and len(files) == len(a.accepted) + len(b.accepted)
     # each names the other's share, not as a failure
     assert {why for _, why in a.skipped + b.skipped} >= {"sent by another run"}
+
+
+class RecordedTakes:
+    """A ledger whose leases are written down as they are taken (everything else passes through)."""
+
+    def __init__(self, ledger):  # type: ignore[no-untyped-def]
+        self._ledger = ledger
+        self.leases: list[list[tuple[str, str]]] = []
+
+    def take(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        taken = self._ledger.take(*args, **kwargs)
+        self.leases.append(taken)
+        return taken
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        return getattr(self._ledger, name)
+
+
+def test_a_sender_leases_only_the_requests_it_is_about_to_send(tmp_path: Path) -> None:
+    """A lease is rows no other sender may take: sized in requests (two per sending thread), not
+    in rows. A lease of 8,000 rows (a hundred requests) left one sender sending alone long after
+    the others had found the queue empty."""
+    from send_support import FakeSendGrid, sendgrid_toml, transport
+
+    from digest.pipeline import open_run
+    from digest.send import send_edition
+
+    with FakeSendGrid() as fake:
+        config = copy_sample(tmp_path, sendgrid_toml(fake.url))
+        many_subscribers(config, 400)
+        cfg = load(config)
+        run = open_run(cfg, AT_DT)
+        with ledger_for(cfg) as ledger:
+            recorded = RecordedTakes(ledger)
+            report = send_edition(run, recorded, transport(cfg), SendOptions(concurrency=2))
+    window = 2 * 2  # two requests per sending thread
+    assert len(report.accepted) == len({sub for lease in recorded.leases for _, sub in lease}) == 400
+    groups_per_lease = [len({key for key, _ in lease}) for lease in recorded.leases if lease]
+    assert sum(groups_per_lease) > 3 * window  # enough requests for several leases
+    assert groups_per_lease[0] == 1  # the first request alone: a refused key stops the run there
+    # the group a lease starts in may be the rest of one the last lease began: one over at most
+    assert max(groups_per_lease) <= window + 1
+    assert len(recorded.leases) >= sum(groups_per_lease) // (window + 1)
