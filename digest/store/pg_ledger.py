@@ -11,12 +11,13 @@ senders are kept apart:
   the session ends, so a sender killed with -9 (or whose machine vanished: TCP keepalives, see
   pg.connect) is seen as gone by the others, and its claims become ambiguous, its leases free.
 
-Bulk writes go as arrays (`unnest`), one statement per window, not one per row.
+Bulk writes go as one JSON parameter of rows (`_table`), one statement per window, not one per row.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -266,7 +267,7 @@ class PgLedger:
                     "UPDATE deliveries AS d SET state = 'claimed', run_id = %(run)s, attempts = d.attempts + 1,"
                     " article_ids = u.a, selected_at = u.t, claimed_at = %(now)s, updated_at = %(now)s,"
                     " transport = %(tr)s, message_id = '', batch_id = %(b)s, send_at = %(sa)s::bigint, error = ''"
-                    " FROM unnest(%(s)s::text[], %(a)s::text[], %(t)s::text[]) AS u(s, a, t)"
+                    f" FROM {_table('s', 'a', 't')}"
                     " WHERE d.edition = %(e)s AND d.subscriber = u.s",
                     {
                         "run": run_id,
@@ -275,9 +276,7 @@ class PgLedger:
                         "b": batch_id,
                         "sa": send_at,
                         "e": edition,
-                        "s": retake,
-                        "a": [_ids(r) for r in rows],
-                        "t": [stamp(r.selected_at) for r in rows],
+                        "rows": _rows(retake, [_ids(r) for r in rows], [stamp(r.selected_at) for r in rows]),
                     },
                 )
                 claimed += retake
@@ -287,8 +286,7 @@ class PgLedger:
                     "INSERT INTO deliveries (edition, subscriber, email, state, run_id, attempts, article_ids,"
                     " selected_at, claimed_at, updated_at, transport, batch_id, send_at, queue_key)"
                     " SELECT %(e)s, u.s, u.m, 'claimed', %(run)s, 1, u.a, u.t, %(now)s, %(now)s, %(tr)s, %(b)s,"
-                    " %(sa)s::bigint, u.q FROM unnest(%(s)s::text[], %(m)s::text[], %(a)s::text[], %(t)s::text[],"
-                    " %(q)s::text[]) AS u(s, m, a, t, q)"
+                    f" %(sa)s::bigint, u.q FROM {_table('s', 'm', 'a', 't', 'q')}"
                     " ON CONFLICT (edition, subscriber) DO NOTHING RETURNING subscriber",
                     {
                         "run": run_id,
@@ -297,11 +295,7 @@ class PgLedger:
                         "b": batch_id,
                         "sa": send_at,
                         "e": edition,
-                        "s": new,
-                        "m": [r.email for r in rows],
-                        "a": [_ids(r) for r in rows],
-                        "t": [stamp(r.selected_at) for r in rows],
-                        "q": [r.queue_key for r in rows],
+                        "rows": _queue_rows(rows),
                     },
                 )
                 claimed += [sub for (sub,) in cur]  # a row inserted meanwhile by another run: theirs
@@ -358,14 +352,11 @@ class PgLedger:
             guard += " AND d.state = ANY(%(only)s::text[])"
         cur = self._conn.execute(
             "UPDATE deliveries AS d SET state = u.st, message_id = u.m, error = u.er, updated_at = %(now)s"
-            " FROM unnest(%(s)s::text[], %(st)s::text[], %(m)s::text[], %(er)s::text[]) AS u(s, st, m, er)"
+            f" FROM {_table('s', 'st', 'm', 'er')}"
             f" WHERE d.edition = %(e)s AND d.subscriber = u.s{guard}",
             {
                 "now": now_stamp(),
-                "s": subs,
-                "st": states,
-                "m": mids,
-                "er": errors,
+                "rows": _rows(subs, states, mids, errors),
                 "e": edition,
                 "run": run_id,
                 "only": list(only),
@@ -381,30 +372,45 @@ class PgLedger:
         now = now_stamp()
         self.set_scope(edition, [i.subscriber for i in items])
         queued = 0
+        # Rows to put back in the queue (failed, cancelled, ...) are the exception: one look (a
+        # scan of the edition's rows) spares every slice its UPDATE when there are none.
+        (requeue,) = self._q(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE edition = %s AND state = ANY(%s))", (edition, retry)
+        ).fetchone()
         for i in range(0, len(items), 20_000):
             chunk = items[i : i + 20_000]
+            values = {"e": edition, "now": now, "rows": _queue_rows(chunk), "retry": retry}
             with self._transaction():
                 self._relaxed()
+                # New rows, and nothing else: DO NOTHING neither locks nor rewrites a row another
+                # sender queued (or leased, or claimed) meanwhile. An upsert with a WHERE locks
+                # every row it meets, true or not: three senders enqueueing one edition at once
+                # queued behind each other's locks (18 s each instead of 5.5 s for 300,000).
                 cur = self._conn.execute(
                     "INSERT INTO deliveries (edition, subscriber, email, state, run_id, attempts, article_ids,"
                     " selected_at, claimed_at, updated_at, queue_key)"
                     " SELECT %(e)s, u.s, u.m, 'queued', '', 0, u.a, u.t, %(now)s, %(now)s, u.q"
-                    " FROM unnest(%(s)s::text[], %(m)s::text[], %(a)s::text[], %(t)s::text[], %(q)s::text[])"
-                    " AS u(s, m, a, t, q) ORDER BY u.s"  # rows locked in one order, as claims lock them
-                    " ON CONFLICT (edition, subscriber) DO UPDATE SET state = 'queued', run_id = '',"
-                    " article_ids = excluded.article_ids, selected_at = excluded.selected_at,"
-                    " updated_at = excluded.updated_at, queue_key = excluded.queue_key"
-                    " WHERE deliveries.state = ANY(%(retry)s)",
-                    {
-                        "e": edition,
-                        "now": now,
-                        "s": [r.subscriber for r in chunk],
-                        "m": [r.email for r in chunk],
-                        "a": [_ids(r) for r in chunk],
-                        "t": [stamp(r.selected_at) for r in chunk],
-                        "q": [r.queue_key for r in chunk],
-                        "retry": retry,
-                    },
+                    f" FROM {_table('s', 'm', 'a', 't', 'q')}"
+                    " ORDER BY u.s"  # rows locked in one order, as claims lock them
+                    " ON CONFLICT (edition, subscriber) DO NOTHING",
+                    values,
+                )
+                queued += int(cur.rowcount)
+                if not requeue:
+                    continue
+                # Then the rows to retry (failed, cancelled, ...), locked in subscriber order first
+                # (as claims lock them); FOR UPDATE re-reads a row another sender changed meanwhile
+                # and leaves it if it is no longer to retry.
+                cur = self._conn.execute(
+                    f"WITH u AS (SELECT * FROM {_table('s', 'm', 'a', 't', 'q')}),"
+                    " retry AS (SELECT d.subscriber FROM u JOIN deliveries AS d ON d.edition = %(e)s"
+                    " AND d.subscriber = u.s WHERE d.state = ANY(%(retry)s) ORDER BY d.subscriber FOR UPDATE OF d)"
+                    " UPDATE deliveries AS d SET state = 'queued', run_id = '', article_ids = u.a,"
+                    " selected_at = u.t, updated_at = %(now)s, queue_key = u.q"
+                    " FROM retry, u"
+                    " WHERE d.edition = %(e)s AND d.subscriber = retry.subscriber AND u.s = retry.subscriber"
+                    " AND d.state = ANY(%(retry)s)",
+                    values,
                 )
                 queued += int(cur.rowcount)
         return queued
@@ -505,6 +511,30 @@ class PgLedger:
     def clear(self) -> None:
         with self._transaction():
             self._conn.execute("DELETE FROM deliveries")
+
+
+def _rows(*columns: Sequence[str]) -> str:
+    """Columns of text as ONE parameter, for `_table`: psycopg dumps a text[] parameter element by
+    element in Python (half of a 300,000-row enqueue's time with three senders on 2 cores); the json
+    module encodes in C, and PostgreSQL parses it in C."""
+    return json.dumps(list(zip(*columns, strict=True)))
+
+
+def _table(*names: str) -> str:
+    """The rows of `_rows` (in %(rows)s) as a table `u` with these text columns."""
+    picked = ", ".join(f"r.x->>{i} AS {name}" for i, name in enumerate(names))
+    return f"(SELECT {picked} FROM json_array_elements(%(rows)s::json) AS r(x)) AS u"
+
+
+def _queue_rows(items: Sequence[ClaimItem]) -> str:
+    """Rows of (subscriber, email, article ids, selected at, queue key) for `_table`."""
+    return _rows(
+        [i.subscriber for i in items],
+        [i.email for i in items],
+        [_ids(i) for i in items],
+        [stamp(i.selected_at) for i in items],
+        [i.queue_key for i in items],
+    )
 
 
 def _ids(item: ClaimItem) -> str:
