@@ -286,31 +286,38 @@ def _queue_items(run: Run, plan: _Plan) -> tuple[list[ClaimItem], dict[str, tupl
 class _Leases:
     """How many queued rows the next lease takes: enough for `window` requests, no more.
 
-    A lease is rows nobody else may send, so it is sized in requests, not rows: with a fixed
+    A lease is rows no other sender may take, so it is sized in requests, not rows: with a fixed
     number of rows (it was `window * max_batch`, 8,000 on SendGrid) a sender holding a lease of a
     hundred requests kept sending alone after the others had found the queue empty (three senders
     on one edition were 1.3x one). Every sender plans the same groups under the same queue keys,
-    so the rows the next `window` requests span are known from the plan: the groups from `after`
-    on in queue order. Rows another sender took are skipped by `take`, which then returns fewer:
-    never more requests than asked for.
+    so the rows the next `window` requests span are known from the plan: what is left of the group
+    the last lease ended in, then the groups after it in queue order. Rows another sender took are
+    skipped by `take`, which then returns fewer: never more requests than asked for.
     """
 
     def __init__(self, by_id: Mapping[str, tuple[str, Selection]], max_batch: int, window: int):
-        sizes = Counter(key for key, _ in by_id.values())
-        self._keys = sorted(sizes)
-        self._sizes = [sizes[key] for key in self._keys]
+        self._size = Counter(key for key, _ in by_id.values())
+        self._keys = sorted(self._size)
         self._max_batch = max(1, max_batch)
         self._window = max(1, window)
+        self._got: Counter[str] = Counter()  #: rows of each group this run has leased
+
+    def took(self, taken: list[tuple[str, str]]) -> None:
+        self._got.update(key for key, _ in taken)
 
     def rows(self, after: tuple[str, str], requests: int | None = None) -> int:
         wanted = self._window if requests is None else requests
         rows = made = 0
-        # the group `after` ended in may have rows left: counted whole (at most one group over)
-        for size in self._sizes[bisect.bisect_left(self._keys, after[0]) :]:
-            rows += size
-            made += -(-size // self._max_batch)
-            if made >= wanted:
-                break
+        left = self._size[after[0]] - self._got[after[0]] if after[0] else 0
+        if left > 0:  # the last lease ended inside a group (or others took some of it)
+            rows, made = left, -(-left // self._max_batch)
+        if made < wanted:
+            for key in self._keys[bisect.bisect_right(self._keys, after[0]) :]:
+                size = self._size[key]
+                rows += size
+                made += -(-size // self._max_batch)
+                if made >= wanted:
+                    break
         return max(1, min(rows, wanted * self._max_batch))
 
 
@@ -385,6 +392,7 @@ def _drain(
                 ledger.release(edition, run_id, [sub for _, sub in taken if sub not in keep])
                 taken, chunks = [t for t in taken if t[1] in keep], chunks[:1]
             after = taken[-1]
+            leases.took(taken)
             if not swept:
                 size = leases.rows(after, 1 if scheduled else None)
             taken_by_me.update(sub for _, sub in taken)

@@ -13,6 +13,7 @@ drains the rest of the queue itself, so the run still finishes the edition.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import selectors
@@ -70,6 +71,10 @@ def send_in_workers(
         raise SendError("--workers needs fork(), which this platform lacks: run several `digest send` instead")
     pg.close_pools()  # a child must never touch (or close) the parent's pooled connections
     children: dict[int, int] = {}  # pid -> read end of its pipe
+    # What the plan built is shared copy-on-write until something writes to it, and a garbage
+    # collection in a worker walks (so copies) every object it reaches. Frozen, the parent's
+    # objects are never walked: a worker copies only the pages it really uses.
+    gc.freeze()
     for n in range(workers):
         read, write = os.pipe()
         pid = os.fork()
@@ -107,6 +112,7 @@ def send_in_workers(
                 os._exit(code)  # no finalizer of the parent's objects may run here
         os.close(write)
         children[pid] = read
+    gc.unfreeze()  # the parent collects as before
     taken: set[str] = set()
     errors: list[BaseException] = []
     _collect(children, tally, taken, errors, progress)

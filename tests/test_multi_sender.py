@@ -200,6 +200,6 @@ def test_a_sender_leases_only_the_requests_it_is_about_to_send(tmp_path: Path) -
     groups_per_lease = [len({key for key, _ in lease}) for lease in recorded.leases if lease]
     assert sum(groups_per_lease) > 3 * window  # enough requests for several leases
     assert groups_per_lease[0] == 1  # the first request alone: a refused key stops the run there
-    # the group a lease starts in may be the rest of one the last lease began: one over at most
-    assert max(groups_per_lease) <= window + 1
-    assert len(recorded.leases) >= sum(groups_per_lease) // (window + 1)
+    # alone on the queue, a lease ends where a group ends: no request is cut in two by a lease
+    assert sum(groups_per_lease) == len({key for lease in recorded.leases for key, _ in lease})
+    assert max(groups_per_lease) <= window

@@ -36,6 +36,7 @@ from digest.ledger import (
     State,
     delivery,
     fold_histories,
+    ids_json,
     stamp,
 )
 from digest.selection import History
@@ -538,6 +539,4 @@ def _queue_rows(items: Sequence[ClaimItem]) -> str:
 
 
 def _ids(item: ClaimItem) -> str:
-    import json
-
-    return json.dumps(list(item.article_ids))
+    return ids_json(item.article_ids)

@@ -7,7 +7,6 @@ so two runs can never both claim or take a row. A run is alive while it holds it
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +27,7 @@ from digest.ledger import (
     State,
     delivery,
     fold_histories,
+    ids_json,
     stamp,
 )
 from digest.selection import History
@@ -285,16 +285,16 @@ class SqliteLedger:
                     free = state in takeable or (state == "queued" and owner in ("", run_id))
                     if not free:
                         continue  # someone else's, or already settled for good
-                ids_json = json.dumps(list(item.article_ids))
+                article_ids = ids_json(item.article_ids)
                 at = stamp(item.selected_at)
                 if found is None:
                     inserts.append(
-                        (edition, item.subscriber, item.email, run_id, ids_json, at, now, now, transport, batch_id)
+                        (edition, item.subscriber, item.email, run_id, article_ids, at, now, now, transport, batch_id)
                         + (send_at, item.queue_key)
                     )
                 else:
                     updates.append(
-                        (run_id, ids_json, at, now, now, transport, batch_id, send_at, edition, item.subscriber)
+                        (run_id, article_ids, at, now, now, transport, batch_id, send_at, edition, item.subscriber)
                     )
                 claimed.append(item.subscriber)
             self._db.executemany(
@@ -385,7 +385,7 @@ class SqliteLedger:
                 " updated_at = excluded.updated_at, queue_key = excluded.queue_key"
                 f" WHERE deliveries.state IN ({','.join('?' * len(retry))})",
                 (
-                    (edition, i.subscriber, i.email, json.dumps(list(i.article_ids)), stamp(i.selected_at))
+                    (edition, i.subscriber, i.email, ids_json(i.article_ids), stamp(i.selected_at))
                     + (now, now, i.queue_key, *retry)
                     for i in items
                 ),
