@@ -203,3 +203,40 @@ def test_a_sender_leases_only_the_requests_it_is_about_to_send(tmp_path: Path) -
     # alone on the queue, a lease ends where a group ends: no request is cut in two by a lease
     assert sum(groups_per_lease) == len({key for lease in recorded.leases for key, _ in lease})
     assert max(groups_per_lease) <= window
+
+
+def test_queueing_an_edition_never_waits_on_rows_another_sender_holds(new_ledger, engine) -> None:
+    """Senders that start together each queue the whole edition. A row another sender holds (a
+    lease or claim being written) is left alone: queueing inserts only what is missing and touches
+    only rows to retry. (On PostgreSQL an upsert with a WHERE locked every row it met, so the second
+    sender's queue write waited for the first's transactions, row after row. SQLite has one writer
+    at a time and no row locks: there the counts are checked.)"""
+    import contextlib
+    import os
+
+    from digest.store import DATABASE_URL_ENV
+
+    wanted = items(50)
+    with new_ledger() as first:
+        assert first.enqueue(EDITION, wanted) == 50
+    failed = wanted[:3]
+    with new_ledger() as ledger:
+        ledger.claim(EDITION, "old", failed, transport="outbox")
+        ledger.settle(EDITION, [i.subscriber for i in failed], "failed", run_id="old")
+    with contextlib.ExitStack() as stack:
+        if engine == "postgresql":
+            import psycopg
+
+            holder = stack.enter_context(psycopg.connect(os.environ[DATABASE_URL_ENV]))
+            stack.enter_context(holder.transaction())
+            # another sender in the middle of a claim: these rows are locked until it commits
+            holder.execute(
+                "SELECT 1 FROM deliveries WHERE edition = %s AND subscriber = ANY(%s) FOR UPDATE",
+                (EDITION, [i.subscriber for i in wanted[10:40]]),
+            )
+        with new_ledger() as second:
+            if engine == "postgresql":
+                second._conn.execute("SET lock_timeout = '2s'")  # a wait fails the test, never hangs it
+            assert second.enqueue(EDITION, [*wanted, *items(60)[50:]]) == 10 + 3  # new rows, failed ones
+    with new_ledger() as ledger:
+        assert ledger.summary(EDITION) == {"queued": 60}
