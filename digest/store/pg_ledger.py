@@ -368,10 +368,13 @@ class PgLedger:
     # ---- the queue
 
     @pg.retrying
-    def enqueue(self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = ()) -> int:
+    def enqueue(
+        self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = (), scope: bool = True
+    ) -> int:
         retry = [*RETRYABLE, *also_from]
         now = now_stamp()
-        self.set_scope(edition, [i.subscriber for i in items])
+        if scope:
+            self.set_scope(edition, [i.subscriber for i in items])
         queued = 0
         # Rows to put back in the queue (failed, cancelled, ...) are the exception: one look (a
         # scan of the edition's rows) spares every slice its UPDATE when there are none.
