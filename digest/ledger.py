@@ -169,13 +169,10 @@ class Ledger(Protocol):
         """How many subscribers each edition reached for the first time (their first accepted row)."""
         ...
 
-    def enqueue(
-        self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = (), scope: bool = True
-    ) -> int:
+    def enqueue(self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = ()) -> int:
         """Queue the items: new rows become queued, rows in a retryable state (or `also_from`) are
         queued again, anything else is left alone. The items are this connection's *scope*: `take`
-        only ever leases rows among them (`scope=False`: leave the scope as it is, for an edition
-        queued a slice at a time after `set_scope`). Returns how many rows were queued."""
+        only ever leases rows among them. Returns how many rows were queued."""
         ...
 
     def set_scope(self, edition: str, subscribers: Sequence[str]) -> None:

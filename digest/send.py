@@ -321,44 +321,6 @@ class _Leases:
         return max(1, min(rows, wanted * self._max_batch))
 
 
-class _Backlog:
-    """The edition's rows, queued a slice at a time just ahead of this sender's leases.
-
-    Queueing 300,000 rows takes seconds (3.4 s on PostgreSQL, more while other senders start too);
-    queued whole before the first request, that was time no request was in flight. The rows go in
-    queue order, so a lease (`take`, which walks the queue in that order) never passes the end of
-    what is queued while more is to come: slices start small (the first request leaves after one)
-    and double. What was never queued when a run stops does not exist yet: the next run plans it.
-    """
-
-    FIRST, LARGEST = 1_000, 20_000
-
-    def __init__(self, ledger: Ledger, edition: str, items: list[ClaimItem], also_from: tuple[State, ...]):
-        self._edition, self._also_from = edition, also_from
-        self._items = sorted(items, key=lambda i: (i.queue_key, i.subscriber))
-        self._order = [(i.queue_key, i.subscriber) for i in self._items]
-        self._queued = 0
-        self._slice = self.FIRST
-        ledger.set_scope(edition, [i.subscriber for i in items])  # the whole plan, once
-
-    @property
-    def pending(self) -> bool:
-        return self._queued < len(self._items)
-
-    def ahead_of(self, ledger: Ledger, after: tuple[str, str], rows: int) -> None:
-        """Queue slices until `rows` of this plan's rows past `after` are queued (or all are).
-        `ledger`: the run's, shared with the sender threads (dispatch.Serialized)."""
-        wanted = bisect.bisect_right(self._order, after) + rows
-        while self.pending and self._queued < wanted:
-            self.more(ledger)
-
-    def more(self, ledger: Ledger) -> None:
-        part = self._items[self._queued : self._queued + self._slice]
-        ledger.enqueue(self._edition, part, also_from=self._also_from, scope=False)
-        self._queued += len(part)
-        self._slice = min(2 * self._slice, self.LARGEST)
-
-
 def _drain(
     run: Run,
     ledger: Ledger,
@@ -371,10 +333,8 @@ def _drain(
     progress: Callable[[int], None] | None,
     pool: ThreadPoolExecutor,
     timings: Timings | None = None,
-    backlog: _Backlog | None = None,
 ) -> set[str]:
     """Take windows of the queue until it is empty; returns the subscribers this run took.
-    `backlog`: the plan's rows not queued yet, queued ahead of the leases as they go.
 
     A window's rows are leased (`take`), composed, and handed to the sender threads, each of which
     claims its request right before sending it (dispatch.py); the driving thread meanwhile takes
@@ -413,14 +373,8 @@ def _drain(
     try:
         while True:
             with timings.stage("ledger"):
-                if backlog is not None:
-                    backlog.ahead_of(ledger, after, size)
                 taken = ledger.take(edition, run_id, size, after)
             if not taken:
-                if backlog is not None and backlog.pending:  # others leased what was queued
-                    with timings.stage("ledger"):
-                        backlog.more(ledger)
-                    continue
                 if swept:
                     dispatcher.settle_all()
                     return taken_by_me
@@ -535,8 +489,7 @@ def send_edition(
         also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
         with timings.stage("ledger"):
             items, by_id = _queue_items(run, plan)
-            if options.workers > 1:  # forked workers share the queue: it is whole before they start
-                ledger.enqueue(edition, items, also_from=also_from)
+            ledger.enqueue(edition, items, also_from=also_from)
         tally = Tally()
         if options.workers > 1:
             from digest.workers import send_in_workers
@@ -570,12 +523,8 @@ def send_edition(
         else:
             try:
                 threads = max(1, options.concurrency) if getattr(transport, "concurrent", False) else 1
-                with timings.stage("ledger"):
-                    backlog = _Backlog(ledger, edition, items, also_from)
                 with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
-                    mine = _drain(
-                        run, ledger, transport, run_id, by_id, options, now, tally, progress, pool, timings, backlog
-                    )
+                    mine = _drain(run, ledger, transport, run_id, by_id, options, now, tally, progress, pool, timings)
             finally:
                 ledger.release(edition, run_id)
         others = _by_others(ledger, edition, [i for i in items if i.subscriber not in mine])

@@ -240,38 +240,3 @@ def test_queueing_an_edition_never_waits_on_rows_another_sender_holds(new_ledger
             assert second.enqueue(EDITION, [*wanted, *items(60)[50:]]) == 10 + 3  # new rows, failed ones
     with new_ledger() as ledger:
         assert ledger.summary(EDITION) == {"queued": 60}
-
-
-def test_the_first_request_leaves_before_the_whole_edition_is_queued(tmp_path: Path, monkeypatch) -> None:
-    """Queueing a big edition takes seconds; it goes a slice at a time just ahead of the leases, so
-    requests are in flight meanwhile. Every reader still gets exactly one email."""
-    from send_support import FakeSendGrid, sendgrid_toml, transport
-
-    from digest import send as send_module
-    from digest.pipeline import open_run
-    from digest.send import send_edition
-
-    monkeypatch.setattr(send_module._Backlog, "FIRST", 40)  # slices of 40, 80, 160 ... for 400 readers
-    with FakeSendGrid() as fake:
-        config = copy_sample(tmp_path, sendgrid_toml(fake.url))
-        many_subscribers(config, 400)
-        cfg = load(config)
-        run = open_run(cfg, AT_DT)
-        queued_at_take: list[int] = []
-        with ledger_for(cfg) as ledger:
-            recorded = RecordedTakes(ledger)
-            original = recorded.take
-
-            def take(*args, **kwargs):  # type: ignore[no-untyped-def]
-                queued_at_take.append(sum(ledger.summary(EDITION).values()))
-                return original(*args, **kwargs)
-
-            recorded.take = take  # type: ignore[method-assign]
-            report = send_edition(run, recorded, transport(cfg), SendOptions(concurrency=2))
-            rows = ledger.rows(EDITION)
-        delivered = fake.delivered_to()
-    assert len(report.accepted) == 400 and set(delivered.values()) == {1}  # each once
-    assert set(delivered) == {e.lower() for e in report.accepted}
-    assert queued_at_take[0] < 400  # the first lease was taken with most of the edition not queued yet
-    assert queued_at_take == sorted(queued_at_take) and queued_at_take[-1] == 400
-    assert {r.state for r in rows.values()} == {"accepted"} and len(rows) == 400

@@ -368,13 +368,10 @@ class PgLedger:
     # ---- the queue
 
     @pg.retrying
-    def enqueue(
-        self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = (), scope: bool = True
-    ) -> int:
+    def enqueue(self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = ()) -> int:
         retry = [*RETRYABLE, *also_from]
         now = now_stamp()
-        if scope:
-            self.set_scope(edition, [i.subscriber for i in items])
+        self.set_scope(edition, [i.subscriber for i in items])
         queued = 0
         # Rows to put back in the queue (failed, cancelled, ...) are the exception: one look (a
         # scan of the edition's rows) spares every slice its UPDATE when there are none.

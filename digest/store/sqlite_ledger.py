@@ -370,13 +370,10 @@ class SqliteLedger:
 
     # ---- the queue (several senders, --workers)
 
-    def enqueue(
-        self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = (), scope: bool = True
-    ) -> int:
+    def enqueue(self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = ()) -> int:
         retry = [*RETRYABLE, *also_from]
         now = now_stamp()
-        if scope:
-            self.set_scope(edition, [i.subscriber for i in items])
+        self.set_scope(edition, [i.subscriber for i in items])
         # Losing a queue write to a power cut loses nothing: the rows are planned again.
         with self._relaxed(), self._transaction():
             before = self._db.total_changes
