@@ -209,6 +209,27 @@ def test_one_bad_entry_costs_only_that_file(warm) -> None:
     assert "Alpha" in [a.title for a in articles]  # from the cache, not from the edited file
 
 
+def test_a_line_of_broken_json_with_a_right_checksum_costs_only_that_file(warm) -> None:
+    """The lines are parsed together for speed; one body that is not JSON (or that is several
+    values) sends the load back to one line at a time, and the other entries are still used."""
+    config, cache, truth, good = warm
+    alpha = config.content.path / "2026/11/alpha.md"
+    st = alpha.stat()
+    alpha.write_text(ARTICLES["2026/11/alpha.md"].replace("Alpha", "Omega"), encoding="utf-8")
+    os.utime(alpha, ns=(st.st_atime_ns, st.st_mtime_ns))
+    for bad in (b'{"not": json', b"1,2", b'["2026/11/gamma.md"'):
+        out = b""
+        for line in good.split(b"\n"):
+            if b'"2026/11/gamma.md"' in line:
+                line = b"%08x %s" % (zlib.crc32(bad), bad)
+            out += line + b"\n" if line else b""
+        assert out.count(bad) == 1
+        (cache / NAME).write_bytes(out)
+        articles, problems = snapshot(config, cache, save=False)
+        assert (articles, problems) == truth  # gamma parsed again from its file
+        assert "Alpha" in [a.title for a in articles]  # alpha still from the cache
+
+
 def test_an_implausibly_large_cache_is_not_read(warm) -> None:
     config, cache, truth, _ = warm
     with (cache / NAME).open("wb") as f:
