@@ -196,6 +196,11 @@ def test_a_word_is_cut_inside_only_when_whole_words_would_keep_half_the_room_or_
     assert cut_words("abcd " + "x" * 10, 10) == "abcd xxxxx…"
 
 
+def test_a_word_ending_exactly_at_the_limit_is_kept_whole() -> None:
+    assert cut_words("one two three four", 13) == "one two three…"
+    assert cut_words("one two three four", 12) == "one two…"
+
+
 def test_a_cut_never_eats_into_the_last_word_kept() -> None:
     assert cut_words("Pay TAX now, please", 8) == "Pay TAX…"
     assert clean_excerpt("Read about TAX, mo...", 100) == "Read about TAX…"
