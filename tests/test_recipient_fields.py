@@ -29,9 +29,10 @@ def fast(template: str, values: dict[str, str]) -> str:
 
 @pytest.mark.parametrize("compile_", [direct, fast], ids=["direct", "fast-path"])
 def test_a_column_is_reached_by_its_name_in_any_spelling(compile_) -> None:
-    values = values_for({"Plan Type": "Pro"})
+    values = values_for({"Plan Type": "Pro", " Company: ": "Acme"})  # a header as a spreadsheet left it
     template = '<p>{{ recipient.attributes.plan_type }} {{ recipient.attributes["Plan Type"] }}</p>'
     assert compile_(template, values) == "<p>Pro Pro</p>"
+    assert compile_("<p>{{ recipient.attributes.company }}</p>", values) == "<p>Acme</p>"
 
 
 @pytest.mark.parametrize("compile_", [direct, fast], ids=["direct", "fast-path"])
