@@ -120,6 +120,17 @@ def test_filling_writes_what_lxml_writes_for_the_value(name: str, company: str, 
     assert text_of(filled) == f"Hi {values['first_name']}, from {values['attr_company']}"
 
 
+@pytest.mark.parametrize("corner", CORNERS, ids=[f"corner{i}" for i in range(len(CORNERS))])
+def test_each_corner_alone_is_filled_as_lxml_writes_it(corner: str) -> None:
+    """The property above, without the search: each corner on its own, and around plain text,
+    in every position (text, attributes, a URL alone and inside a query, <a name>, form action)."""
+    for value in (corner, f"a{corner}b", f"{corner} {corner}"):
+        values = {k: one_line(value) for k in FIELDS}
+        compiled = _html(_piece(T("first_name"), T("attr_company"), T("unsubscribe_url")))
+        direct = _html(_piece(values["first_name"], values["attr_company"], values["unsubscribe_url"]))
+        assert personalize.fill(personalize.tag_html(compiled), values) == direct
+
+
 def test_a_value_with_double_quotes_is_written_as_lxml_writes_it() -> None:
     """The case that used to differ: lxml single-quotes such a value, the fast path wrote &quot;."""
     compiled = '<a href="__T__" title="x __T__">u</a>'.replace("__T__", T("unsubscribe_url"))
