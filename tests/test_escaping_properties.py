@@ -133,6 +133,17 @@ def test_each_corner_alone_is_filled_as_lxml_writes_it(corner: str) -> None:
         assert personalize.fill(personalize.tag_html(compiled), values) == direct
 
 
+def test_printable_ascii_at_either_end_stays_as_it_is_in_a_url_that_needs_encoding() -> None:
+    """'!' and '~' are the first and last characters libxml2 keeps in a URL; a space or non-ASCII
+    character elsewhere in the URL must not change that."""
+    for url in ("https://x.example/~ada/caf\u00e9", "https://x.example/wow!/a b", "!~ \u674e~!"):
+        values = {k: one_line(url) for k in FIELDS}
+        compiled = _html(_piece(T("first_name"), T("attr_company"), T("unsubscribe_url")))
+        direct = _html(_piece(values["first_name"], values["attr_company"], values["unsubscribe_url"]))
+        assert personalize.fill(personalize.tag_html(compiled), values) == direct
+        assert "~" in direct or "!" in direct
+
+
 def test_a_value_with_double_quotes_is_written_as_lxml_writes_it() -> None:
     """The case that used to differ: lxml single-quotes such a value, the fast path wrote &quot;."""
     compiled = '<a href="__T__" title="x __T__">u</a>'.replace("__T__", T("unsubscribe_url"))
