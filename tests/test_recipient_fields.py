@@ -40,6 +40,8 @@ def test_a_column_the_subscriber_has_no_value_in_prints_nothing(compile_) -> Non
     # one subscriber's row may leave a column empty: the email shows nothing there, never "None"
     values = values_for({"plan": "Pro"})
     assert compile_("<p>[{{ recipient.attributes.company }}]</p>", values) == "<p>[]</p>"
+    in_attributes = '<a title="at {{ recipient.attributes.company }}" href="{{ recipient.attributes.site }}">x</a>'
+    assert compile_(in_attributes, values) == '<a title="at " href="">x</a>'
 
 
 def test_a_name_starting_with_an_underscore_is_no_column() -> None:
