@@ -113,10 +113,9 @@ def clean_excerpt(text: str, limit: int) -> str:
         body = _CUT_TAIL.sub("", text)
         if body and body[-1].isalnum() and " " in body:
             body = body[: body.rfind(" ")]
-        text = body.rstrip(" ,;:-–—") + "…"
-        if len(text) <= limit:
-            return text
-        text = text[:-1]
+        body = body.rstrip(" ,;:-–—")
+        # The cut shows as cut_words shows its own: up to `limit` characters, then the ellipsis.
+        return body + "…" if len(body) <= limit else cut_words(body, limit)
     return cut_words(text, limit)
 
 

@@ -120,6 +120,30 @@ def test_filling_writes_what_lxml_writes_for_the_value(name: str, company: str, 
     assert text_of(filled) == f"Hi {values['first_name']}, from {values['attr_company']}"
 
 
+@pytest.mark.parametrize("corner", CORNERS, ids=[f"corner{i}" for i in range(len(CORNERS))])
+def test_each_corner_alone_is_filled_as_lxml_writes_it(corner: str) -> None:
+    """The property above, without the search: each corner on its own, and around plain text,
+    in every position (text, attributes, a URL alone and inside a query, <a name>, form action)."""
+    # libxml2 copies a server-side include and an HTML 4 `&{...}` into an attribute as they are
+    both_quotes = f"'{corner}\""  # libxml2 keeps double quotes around it and writes &quot;
+    for value in (corner, f"a{corner}b", f"{corner} {corner}", f"<!--{corner}-->", f"&{{{corner}}}", both_quotes):
+        values = {k: one_line(value) for k in FIELDS}
+        compiled = _html(_piece(T("first_name"), T("attr_company"), T("unsubscribe_url")))
+        direct = _html(_piece(values["first_name"], values["attr_company"], values["unsubscribe_url"]))
+        assert personalize.fill(personalize.tag_html(compiled), values) == direct
+
+
+def test_printable_ascii_at_either_end_stays_as_it_is_in_a_url_that_needs_encoding() -> None:
+    """'!' and '~' are the first and last characters libxml2 keeps in a URL; a space or non-ASCII
+    character elsewhere in the URL must not change that."""
+    for url in ("https://x.example/~ada/caf\u00e9", "https://x.example/wow!/a b", "!~ \u674e~!"):
+        values = {k: one_line(url) for k in FIELDS}
+        compiled = _html(_piece(T("first_name"), T("attr_company"), T("unsubscribe_url")))
+        direct = _html(_piece(values["first_name"], values["attr_company"], values["unsubscribe_url"]))
+        assert personalize.fill(personalize.tag_html(compiled), values) == direct
+        assert "~" in direct or "!" in direct
+
+
 def test_a_value_with_double_quotes_is_written_as_lxml_writes_it() -> None:
     """The case that used to differ: lxml single-quotes such a value, the fast path wrote &quot;."""
     compiled = '<a href="__T__" title="x __T__">u</a>'.replace("__T__", T("unsubscribe_url"))

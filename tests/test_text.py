@@ -174,3 +174,63 @@ def test_plain_text_is_folded_at_78_columns_and_short_lines_stay() -> None:
     lines = "\n".join(f"Line {i} of a list" for i in range(10))  # many short lines: each kept on its own
     assert wrap(lines) == lines
     assert wrap(12) == "12"
+
+
+# ---------------------------------------------------------------- corners the first tests missed
+
+
+def test_one_line_folds_a_double_space_and_trims_a_printable_field() -> None:
+    assert one_line("Two  spaces inside") == "Two spaces inside"  # printable, yet not one line as is
+    assert one_line(" Padded title ") == "Padded title"
+
+
+def test_a_body_ending_in_an_ampersand_word_keeps_it() -> None:
+    # HTMLParser holds back a trailing '&...' that could still become an entity until it is closed
+    assert body_to_text("Tom & Jerry at AT&T") == "Tom & Jerry at AT&T"
+    assert body_to_text("<p>Deals from AT&T", is_html=True) == "Deals from AT&T"
+
+
+def test_a_word_is_cut_inside_only_when_whole_words_would_keep_half_the_room_or_less() -> None:
+    assert cut_words("alphab " + "x" * 10, 10) == "alphab…"  # whole words keep 6 of 10: the word goes
+    assert cut_words("alpha " + "x" * 10, 10) == "alpha xxxx…"  # only 5 of 10: the long word is cut
+    assert cut_words("abcd " + "x" * 10, 10) == "abcd xxxxx…"
+
+
+def test_a_word_ending_exactly_at_the_limit_is_kept_whole() -> None:
+    assert cut_words("one two three four", 13) == "one two three…"
+    assert cut_words("one two three four", 12) == "one two…"
+
+
+def test_a_cut_never_eats_into_the_last_word_kept() -> None:
+    assert cut_words("Pay TAX now, please", 8) == "Pay TAX…"
+    assert clean_excerpt("Read about TAX, mo...", 100) == "Read about TAX…"
+
+
+def test_an_importer_cut_just_over_the_limit_still_shows_it_was_cut() -> None:
+    # the same rule as a cut of our own: up to the limit, then the ellipsis
+    assert clean_excerpt("alpha beta gam...", 10) == "alpha beta…" == cut_words("alpha beta gamma", 10)
+    assert clean_excerpt("one two thr...", 7) == "one two…"
+    text = "The quick brown fox jumps over the lazy dog and keeps on run..."
+    for limit in range(5, len(text) + 2):
+        shown = clean_excerpt(text, limit)
+        assert shown.endswith("…") and len(shown) <= limit + 1 and text.startswith(shown[:-1])
+
+
+def test_words_are_counted_by_their_separators_and_ideographs_as_whole_words() -> None:
+    assert word_count("") == 0 and word_count("one") == 1
+    assert word_count("one two three") == 3 and word_count("one\ntwo") == 2
+    assert word_count("東京") == 1  # two ideographs: less than one word's worth, no fraction
+
+
+def test_reading_time_rounds_half_a_minute_up() -> None:
+    assert reading_minutes(344) == 1 and reading_minutes(345) == 2  # 230 words a minute
+
+
+def test_plain_text_lines_of_79_columns_are_folded() -> None:
+    assert wrap("x" * 76 + " y") == "x" * 76 + " y"  # 78 characters: RFC 5322's limit, kept
+    assert wrap("x" * 77 + " y") == "x" * 77 + "\ny"
+
+
+def test_a_url_longer_than_a_line_gets_a_line_of_its_own_unbroken() -> None:
+    url = "https://example.com/" + "a" * 100
+    assert wrap(f"Read it at {url} today") == f"Read it at\n{url}\ntoday"
