@@ -177,11 +177,7 @@ def _parse_all(lines: list[bytes]) -> list[Any]:
     crafted file) makes the whole parse fail, and then each line is parsed alone as before. (Bodies
     crafted to pair up differently when joined give values their author could have written as
     lines: every entry is checked by `_decode` alike.)"""
-    bodies: list[bytes] = []
-    for line in lines:
-        crc, _, body = line.partition(b" ")
-        if len(crc) == 8 and crc == b"%08x" % zlib.crc32(body):
-            bodies.append(body)
+    bodies = [body for body in map(_intact, lines) if body is not None]
     try:
         values = json.loads(b"[" + b",".join(bodies) + b"]")
     except (ValueError, RecursionError):
@@ -191,10 +187,16 @@ def _parse_all(lines: list[bytes]) -> list[Any]:
     return values
 
 
+def _intact(line: bytes) -> bytes | None:
+    """A line's JSON text when its checksum matches, else None."""
+    crc, _, body = line.partition(b" ")
+    return body if len(crc) == 8 and crc == b"%08x" % zlib.crc32(body) else None
+
+
 def _parse(line: bytes) -> Any:
     """A line's JSON value, or None when its checksum or its JSON is broken."""
-    crc, _, body = line.partition(b" ")
-    if len(crc) != 8 or crc != b"%08x" % zlib.crc32(body):
+    body = _intact(line)
+    if body is None:
         return None
     try:
         return json.loads(body)

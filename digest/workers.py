@@ -75,44 +75,46 @@ def send_in_workers(
     # collection in a worker walks (so copies) every object it reaches. Frozen, the parent's
     # objects are never walked: a worker copies only the pages it really uses.
     gc.freeze()
-    for n in range(workers):
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the worker
-            os.close(read)
-            code = 0
-            try:
-                worker_ledger, worker_transport = reopen()
-                worker_id = f"{run_id}-w{n + 1}"
-                lock = worker_ledger.run_lock(worker_id)
-                worker_ledger.set_scope(edition, subscribers)
-                mine = Tally()
-                threads = max(1, concurrency) if getattr(worker_transport, "concurrent", False) else 1
+    try:
+        for n in range(workers):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the worker
+                os.close(read)
+                code = 0
                 try:
-                    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
-                        took = drain(
-                            worker_ledger,
-                            worker_transport,
-                            worker_id,
-                            mine,
-                            lambda k, fd=write: _write(fd, ("progress", k)),  # type: ignore[misc]
-                            pool,
-                        )
+                    worker_ledger, worker_transport = reopen()
+                    worker_id = f"{run_id}-w{n + 1}"
+                    lock = worker_ledger.run_lock(worker_id)
+                    worker_ledger.set_scope(edition, subscribers)
+                    mine = Tally()
+                    threads = max(1, concurrency) if getattr(worker_transport, "concurrent", False) else 1
+                    try:
+                        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
+                            took = drain(
+                                worker_ledger,
+                                worker_transport,
+                                worker_id,
+                                mine,
+                                lambda k, fd=write: _write(fd, ("progress", k)),  # type: ignore[misc]
+                                pool,
+                            )
+                    finally:
+                        worker_ledger.release(edition, worker_id)
+                        lock.release()
+                    _write(write, ("done", mine, took))
+                except BaseException as exc:  # noqa: BLE001 - told to the parent, which raises it
+                    code = 1
+                    try:
+                        _write(write, ("error", exc if isinstance(exc, SendError) else SendError(f"worker: {exc}")))
+                    except BaseException:  # noqa: BLE001
+                        pass
                 finally:
-                    worker_ledger.release(edition, worker_id)
-                    lock.release()
-                _write(write, ("done", mine, took))
-            except BaseException as exc:  # noqa: BLE001 - told to the parent, which raises it
-                code = 1
-                try:
-                    _write(write, ("error", exc if isinstance(exc, SendError) else SendError(f"worker: {exc}")))
-                except BaseException:  # noqa: BLE001
-                    pass
-            finally:
-                os._exit(code)  # no finalizer of the parent's objects may run here
-        os.close(write)
-        children[pid] = read
-    gc.unfreeze()  # the parent collects as before
+                    os._exit(code)  # no finalizer of the parent's objects may run here
+            os.close(write)
+            children[pid] = read
+    finally:
+        gc.unfreeze()  # the parent collects as before, even when a fork failed
     taken: set[str] = set()
     errors: list[BaseException] = []
     _collect(children, tally, taken, errors, progress)

@@ -277,7 +277,9 @@ class PgLedger:
                         "b": batch_id,
                         "sa": send_at,
                         "e": edition,
-                        "rows": _rows(retake, [_ids(r) for r in rows], [stamp(r.selected_at) for r in rows]),
+                        "rows": _rows(
+                            retake, [ids_json(r.article_ids) for r in rows], [stamp(r.selected_at) for r in rows]
+                        ),
                     },
                 )
                 claimed += retake
@@ -532,11 +534,7 @@ def _queue_rows(items: Sequence[ClaimItem]) -> str:
     return _rows(
         [i.subscriber for i in items],
         [i.email for i in items],
-        [_ids(i) for i in items],
+        [ids_json(i.article_ids) for i in items],
         [stamp(i.selected_at) for i in items],
         [i.queue_key for i in items],
     )
-
-
-def _ids(item: ClaimItem) -> str:
-    return ids_json(item.article_ids)
