@@ -44,6 +44,7 @@ from digest.store import pg
 from digest.store.sqlite_ledger import EXPORT_COLUMNS, UPSERT_NEWER
 
 _RUN_LOCKS = pg.LOCK_SPACE + 1  #: the advisory lock space of run locks (key 1; key 2 from the run id)
+_QUEUE_LOCKS = pg.LOCK_SPACE + 2  #: ... of an edition's queue writes (key 2 from the edition id)
 
 
 def _run_key(run_id: str) -> int:
@@ -77,6 +78,7 @@ class PgLedger:
         self._conn = pg.connect(url, LedgerError, "the send ledger")
         self._own_runs: set[str] = set()
         self._scope_edition: str | None = None
+        self._scope_size = 0
         try:
             pg.check(self._conn, url, "ledger")
             if read_only:  # the server refuses every write on this session
@@ -371,15 +373,37 @@ class PgLedger:
 
     @pg.retrying
     def enqueue(self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = ()) -> int:
-        retry = [*RETRYABLE, *also_from]
-        now = now_stamp()
         self.set_scope(edition, [i.subscriber for i in items])
+        # One sender queues an edition at a time (a session lock: a sender that dies frees it).
+        # Senders started together plan the same rows: the first writes them, the others wait for
+        # it, then find every row of their plan there and write nothing. Three senders writing
+        # 300,000 rows side by side took 14.5 s each on 2 cores, one alone 8 s.
+        key = (_QUEUE_LOCKS, _run_key(edition))
+        self._q("SELECT pg_advisory_lock(%s, %s)", key)
+        try:
+            return self._enqueue(edition, items, [*RETRYABLE, *also_from])
+        finally:
+            if not self._conn.closed:
+                self._q("SELECT pg_advisory_unlock(%s, %s)", key)
+
+    def _enqueue(self, edition: str, items: Sequence[ClaimItem], retry: list[str]) -> int:
+        now = now_stamp()
         queued = 0
+        # Is a row missing? Only then is there anything to insert: `ON CONFLICT DO NOTHING` leaves
+        # every existing row as it is, so skipping it when none is missing changes nothing.
+        (present,) = self._q(
+            "SELECT count(*) FROM digest_scope AS s JOIN deliveries AS d ON d.edition = %s"
+            " AND d.subscriber = s.subscriber",
+            (edition,),
+        ).fetchone()
+        insert = present < self._scope_size
         # Rows to put back in the queue (failed, cancelled, ...) are the exception: one look (a
         # scan of the edition's rows) spares every slice its UPDATE when there are none.
         (requeue,) = self._q(
             "SELECT EXISTS (SELECT 1 FROM deliveries WHERE edition = %s AND state = ANY(%s))", (edition, retry)
         ).fetchone()
+        if not (insert or requeue):
+            return 0
         for i in range(0, len(items), 20_000):
             chunk = items[i : i + 20_000]
             values = {"e": edition, "now": now, "rows": _queue_rows(chunk), "retry": retry}
@@ -389,16 +413,17 @@ class PgLedger:
                 # sender queued (or leased, or claimed) meanwhile. An upsert with a WHERE locks
                 # every row it meets, true or not: three senders enqueueing one edition at once
                 # queued behind each other's locks (18 s each instead of 5.5 s for 300,000).
-                cur = self._conn.execute(
-                    "INSERT INTO deliveries (edition, subscriber, email, state, run_id, attempts, article_ids,"
-                    " selected_at, claimed_at, updated_at, queue_key)"
-                    " SELECT %(e)s, u.s, u.m, 'queued', '', 0, u.a, u.t, %(now)s, %(now)s, u.q"
-                    f" FROM {_table('s', 'm', 'a', 't', 'q')}"
-                    " ORDER BY u.s"  # rows locked in one order, as claims lock them
-                    " ON CONFLICT (edition, subscriber) DO NOTHING",
-                    values,
-                )
-                queued += int(cur.rowcount)
+                if insert:
+                    cur = self._conn.execute(
+                        "INSERT INTO deliveries (edition, subscriber, email, state, run_id, attempts, article_ids,"
+                        " selected_at, claimed_at, updated_at, queue_key)"
+                        " SELECT %(e)s, u.s, u.m, 'queued', '', 0, u.a, u.t, %(now)s, %(now)s, u.q"
+                        f" FROM {_table('s', 'm', 'a', 't', 'q')}"
+                        " ORDER BY u.s"  # rows locked in one order, as claims lock them
+                        " ON CONFLICT (edition, subscriber) DO NOTHING",
+                        values,
+                    )
+                    queued += int(cur.rowcount)
                 if not requeue:
                     continue
                 # Then the rows to retry (failed, cancelled, ...), locked in subscriber order first
@@ -421,16 +446,18 @@ class PgLedger:
     def set_scope(self, edition: str, subscribers: Sequence[str]) -> None:
         """The rows `take` may lease from now on (a temp table of this session)."""
         psycopg = pg.psycopg_module()
+        unique = dict.fromkeys(subscribers)
         try:
             self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS digest_scope (subscriber TEXT PRIMARY KEY)")
             self._conn.execute("TRUNCATE digest_scope")
             with self._conn.cursor().copy("COPY digest_scope (subscriber) FROM STDIN") as copy:
-                for subscriber in dict.fromkeys(subscribers):
+                for subscriber in unique:
                     copy.write_row((subscriber,))
             self._conn.execute("ANALYZE digest_scope")
         except psycopg.Error as exc:
             raise LedgerError(f"{pg.masked(self.url)}: cannot queue the edition: {pg.one_line(exc)}") from None
         self._scope_edition = edition
+        self._scope_size = len(unique)
 
     @pg.retrying
     def take(self, edition: str, run_id: str, limit: int, after: tuple[str, str] = ("", "")) -> list[tuple[str, str]]:
