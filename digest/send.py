@@ -48,7 +48,7 @@ from digest.models import Edition, Selection
 from digest.pipeline import Run
 from digest.recovery import free_dead_leases, settle_dead_claims
 from digest.selection import NO_HISTORY, History
-from digest.timings import Timings, gc_paused
+from digest.timings import Timings, gc_frozen, gc_paused
 from digest.transports import Batch, Outcome, Schedule, Transport, make_transport
 
 #: Attempts of one batch in scheduled mode (each ambiguous try is cancelled before the next).
@@ -487,46 +487,51 @@ def send_edition(
         run.content_for(selections[0])
         recipient(run, selections[0])
         also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
-        with timings.stage("ledger"):
-            items, by_id = _queue_items(run, plan)
-            ledger.enqueue(edition, items, also_from=also_from)
-        tally = Tally()
-        if options.workers > 1:
-            from digest.workers import send_in_workers
+        # From here on the edition's objects (articles, subscribers, plan) are done growing: no
+        # garbage collection needs to walk them again (see gc_frozen).
+        with gc_frozen():
+            with timings.stage("ledger"):
+                items, by_id = _queue_items(run, plan)
+                ledger.enqueue(edition, items, also_from=also_from)
+            tally = Tally()
+            if options.workers > 1:
+                from digest.workers import send_in_workers
 
-            def drain(  # one worker's loop: its own ledger, transport, run id and tally
-                its_ledger: Ledger,
-                its_transport: Transport,
-                its_id: str,
-                its_tally: Tally,
-                its_progress: Callable[[int], None] | None,
-                pool: ThreadPoolExecutor,
-            ) -> set[str]:
-                return _drain(
-                    run, its_ledger, its_transport, its_id, by_id, options, now, its_tally, its_progress, pool
+                def drain(  # one worker's loop: its own ledger, transport, run id and tally
+                    its_ledger: Ledger,
+                    its_transport: Transport,
+                    its_id: str,
+                    its_tally: Tally,
+                    its_progress: Callable[[int], None] | None,
+                    pool: ThreadPoolExecutor,
+                ) -> set[str]:
+                    return _drain(
+                        run, its_ledger, its_transport, its_id, by_id, options, now, its_tally, its_progress, pool
+                    )
+
+                mine = send_in_workers(
+                    edition,
+                    [i.subscriber for i in items],
+                    ledger,
+                    transport,
+                    run_id,
+                    drain,
+                    workers=options.workers,
+                    concurrency=options.concurrency,
+                    now=now,
+                    tally=tally,
+                    progress=progress,
+                    reopen=reopen,
                 )
-
-            mine = send_in_workers(
-                edition,
-                [i.subscriber for i in items],
-                ledger,
-                transport,
-                run_id,
-                drain,
-                workers=options.workers,
-                concurrency=options.concurrency,
-                now=now,
-                tally=tally,
-                progress=progress,
-                reopen=reopen,
-            )
-        else:
-            try:
-                threads = max(1, options.concurrency) if getattr(transport, "concurrent", False) else 1
-                with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
-                    mine = _drain(run, ledger, transport, run_id, by_id, options, now, tally, progress, pool, timings)
-            finally:
-                ledger.release(edition, run_id)
+            else:
+                try:
+                    threads = max(1, options.concurrency) if getattr(transport, "concurrent", False) else 1
+                    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
+                        mine = _drain(
+                            run, ledger, transport, run_id, by_id, options, now, tally, progress, pool, timings
+                        )
+                finally:
+                    ledger.release(edition, run_id)
         others = _by_others(ledger, edition, [i for i in items if i.subscriber not in mine])
         return _replace(
             planned,

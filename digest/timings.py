@@ -57,3 +57,18 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@contextmanager
+def gc_frozen() -> Iterator[None]:
+    """What exists now is left out of every garbage collection until the block ends (`gc.freeze`).
+
+    A send builds the edition (articles, subscribers, the plan: millions of objects) and then
+    allocates for hours of requests; every full collection walked the whole edition again (a
+    tenth of a 300,000-subscriber send's CPU went to creating its 300,000 queue rows, in fact to
+    the collections those allocations set off). Frozen, a collection walks only what is new."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
