@@ -64,11 +64,19 @@ def accepted(outs: list[str]) -> int:
     return sum(int(o.split("accepted:")[1].split()[0]) for o in outs if "accepted:" in o)
 
 
+#: `--timings`: print each sender's stages (load, plan, compose, ledger, send) after its run
+SHOW_TIMINGS = False
+
+
 def timed_send(cfg: Path, env: dict[str, str], senders: int = 1, *extra: str) -> tuple[float, int]:
     start = time.perf_counter()
-    procs = [digest(cfg, env, "send", "--yes", "--at", AT, *extra) for _ in range(senders)]
+    flags = ("--timings",) if SHOW_TIMINGS and "--dry-run" not in extra else ()
+    procs = [digest(cfg, env, "send", "--yes", "--at", AT, *flags, *extra) for _ in range(senders)]
     outs = wait_all(procs)
-    return time.perf_counter() - start, accepted(outs)
+    wall = time.perf_counter() - start
+    for out in outs if flags else ():
+        print(f"    {' '.join(extra) or 'sender'}: {out.strip().splitlines()[-1]}")
+    return wall, accepted(outs)
 
 
 #: A list that has been sent to before, as on a weekly run: every subscriber's opaque link id is
@@ -102,7 +110,10 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds the stand-in takes per request")
     parser.add_argument("--skip-compare", action="store_true", help="only the several-senders part")
+    parser.add_argument("--timings", action="store_true", help="print each sender's stage breakdown")
     args = parser.parse_args()
+    global SHOW_TIMINGS
+    SHOW_TIMINGS = args.timings
 
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(ROOT / "tests"))
