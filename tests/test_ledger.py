@@ -140,3 +140,63 @@ def test_histories_since_a_horizon_and_shared_between_equal_histories(new_ledger
         assert recent["a@x.org"] is recent["b@x.org"]  # equal histories are one object
         assert ledger.oldest_last_delivery("w48") == t0 + 2 * week
         assert ledger.oldest_last_delivery("w47", since=t0 + 2 * week) is None
+
+
+def test_a_row_reads_back_every_field_it_was_written_with(new_ledger) -> None:
+    # what `digest status`, the report and recovery read: each field as the send recorded it
+    from digest.ledger import Delivery
+
+    when = datetime(2026, 11, 30, 7, 5, 3, 250, tzinfo=UTC)
+    with new_ledger() as ledger:
+        items = [ClaimItem("ann@x.org", "Ann@X.org", ("a1", "a2"), when), ClaimItem("bo@x.org", "bo@x.org", (), when)]
+        ledger.claim("W48", "run-7", items, transport="sendgrid", batch_id="batch-9", send_at=1_764_486_000)
+        ledger.settle("W48", ["ann@x.org"], "accepted", run_id="run-7", message_id="msg-1")
+        ledger.settle("W48", ["bo@x.org"], "failed", run_id="run-7", error="HTTP 400: bad address")
+        ledger.claim("W49", "run-8", [ClaimItem("ann@x.org", "Ann@X.org", ("a3",), when)], transport="outbox")
+        rows = ledger.rows("W48") | ledger.rows("W49")
+        ann, bo = rows["ann@x.org"], ledger.rows("W48")["bo@x.org"]
+        assert ann == Delivery(
+            edition="W49",
+            subscriber="ann@x.org",
+            email="Ann@X.org",
+            state="claimed",
+            run_id="run-8",
+            attempts=1,
+            article_ids=("a3",),
+            selected_at=when,
+            updated_at=ann.updated_at,
+            transport="outbox",
+        )
+        assert ledger.rows("W48")["ann@x.org"] == Delivery(
+            edition="W48",
+            subscriber="ann@x.org",
+            email="Ann@X.org",
+            state="accepted",
+            run_id="run-7",
+            attempts=1,
+            article_ids=("a1", "a2"),
+            selected_at=when,
+            updated_at=ledger.rows("W48")["ann@x.org"].updated_at,
+            transport="sendgrid",
+            message_id="msg-1",
+            batch_id="batch-9",
+            send_at=1_764_486_000,
+        )
+        assert (bo.state, bo.error, bo.article_ids, bo.message_id) == ("failed", "HTTP 400: bad address", (), "")
+        assert ann.updated_at.utcoffset() is not None
+
+
+def test_the_window_starts_at_the_newest_accepted_edition_whatever_order_they_were_sent_in(new_ledger) -> None:
+    # an older edition sent late (a resend) must not pull the window back: those articles would repeat
+    w46, w47, w48 = (datetime(2026, 11, d, 9, tzinfo=UTC) for d in (16, 23, 30))
+    with new_ledger() as ledger:
+        for edition, at in (("w48", w48), ("w46", w46), ("w47", w47)):
+            ledger.claim(edition, "r", [item("a", (edition,), at), item("b", (edition,), at)], transport="outbox")
+            ledger.settle(edition, ["a"], "accepted", run_id="r")
+        ledger.settle("w48", ["b"], "accepted", run_id="r")
+        ledger.settle("w46", ["b"], "accepted", run_id="r")
+        ledger.settle("w47", ["b"], "ambiguous", run_id="r")
+        history = ledger.histories("w49")
+        assert history["a"].last_delivery == w48 and history["a"].sent_article_ids == {"w46", "w47", "w48"}
+        assert history["b"].last_delivery == w48 and history["b"].sent_article_ids == {"w46", "w47", "w48"}
+        assert history["a"] is history["b"]
