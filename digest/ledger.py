@@ -234,6 +234,26 @@ def ids_json(article_ids: tuple[str, ...]) -> str:
     return json.dumps(list(article_ids))
 
 
+def rows_json(*columns: Sequence[str]) -> str:
+    """Columns of text as ONE JSON array of rows, for a bulk write: the json module encodes in C,
+    and both engines parse it in C (PostgreSQL's `json_array_elements`, SQLite's `json_each`).
+    Binding row by row costs a Python tuple per row (psycopg even dumps a text[] parameter element
+    by element): half of a 300,000-row enqueue's time."""
+    return json.dumps(list(zip(*columns, strict=True)))
+
+
+def queue_rows_json(items: Sequence[ClaimItem]) -> str:
+    """The queue rows of `items` for `rows_json`: (subscriber, email, article ids, selected at,
+    queue key)."""
+    return rows_json(
+        [i.subscriber for i in items],
+        [i.email for i in items],
+        [ids_json(i.article_ids) for i in items],
+        [stamp(i.selected_at) for i in items],
+        [i.queue_key for i in items],
+    )
+
+
 def fold_histories(rows: Iterable[tuple[str, str, str, str]]) -> dict[str, History]:
     """(subscriber, state, article_ids JSON, selected_at) rows in subscriber order -> histories.
 

@@ -283,3 +283,18 @@ def test_one_sender_queues_an_edition_at_a_time(new_ledger, engine) -> None:
         assert ledger.enqueue(EDITION, wanted) == 0  # nothing missing, nothing to retry
         assert ledger.enqueue(EDITION, items(31)) == 1  # one missing: written
         assert ledger.summary(EDITION) == {"queued": 31}
+
+
+def test_a_large_queue_is_written_in_slices_and_requeued_across_them(new_ledger) -> None:
+    """Queue writes go in slices of 20,000 rows: every slice's new rows are written, and rows to
+    retry are requeued in whichever slice they fall."""
+    wanted = items(20_005)
+    with new_ledger() as ledger:
+        assert ledger.enqueue(EDITION, wanted) == 20_005
+        retry = [wanted[5], wanted[20_003]]  # one in each slice
+        ledger.claim(EDITION, "old", retry, transport="outbox")
+        ledger.settle(EDITION, [i.subscriber for i in retry], "failed", run_id="old")
+        assert ledger.enqueue(EDITION, wanted) == 2
+        assert ledger.summary(EDITION) == {"queued": 20_005}
+        row = ledger.rows(EDITION)[wanted[20_003].subscriber]
+        assert row.state == "queued" and row.run_id == ""  # free for any sender again

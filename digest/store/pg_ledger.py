@@ -17,7 +17,6 @@ Bulk writes go as one JSON parameter of rows (`_table`), one statement per windo
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -37,6 +36,8 @@ from digest.ledger import (
     delivery,
     fold_histories,
     ids_json,
+    queue_rows_json,
+    rows_json,
     stamp,
 )
 from digest.selection import History
@@ -279,7 +280,7 @@ class PgLedger:
                         "b": batch_id,
                         "sa": send_at,
                         "e": edition,
-                        "rows": _rows(
+                        "rows": rows_json(
                             retake, [ids_json(r.article_ids) for r in rows], [stamp(r.selected_at) for r in rows]
                         ),
                     },
@@ -300,7 +301,7 @@ class PgLedger:
                         "b": batch_id,
                         "sa": send_at,
                         "e": edition,
-                        "rows": _queue_rows(rows),
+                        "rows": queue_rows_json(rows),
                     },
                 )
                 claimed += [sub for (sub,) in cur]  # a row inserted meanwhile by another run: theirs
@@ -361,7 +362,7 @@ class PgLedger:
             f" WHERE d.edition = %(e)s AND d.subscriber = u.s{guard}",
             {
                 "now": now_stamp(),
-                "rows": _rows(subs, states, mids, errors),
+                "rows": rows_json(subs, states, mids, errors),
                 "e": edition,
                 "run": run_id,
                 "only": list(only),
@@ -406,7 +407,7 @@ class PgLedger:
             return 0
         for i in range(0, len(items), 20_000):
             chunk = items[i : i + 20_000]
-            values = {"e": edition, "now": now, "rows": _queue_rows(chunk), "retry": retry}
+            values = {"e": edition, "now": now, "rows": queue_rows_json(chunk), "retry": retry}
             with self._transaction():
                 self._relaxed()
                 # New rows, and nothing else: DO NOTHING neither locks nor rewrites a row another
@@ -543,25 +544,7 @@ class PgLedger:
             self._conn.execute("DELETE FROM deliveries")
 
 
-def _rows(*columns: Sequence[str]) -> str:
-    """Columns of text as ONE parameter, for `_table`: psycopg dumps a text[] parameter element by
-    element in Python (half of a 300,000-row enqueue's time with three senders on 2 cores); the json
-    module encodes in C, and PostgreSQL parses it in C."""
-    return json.dumps(list(zip(*columns, strict=True)))
-
-
 def _table(*names: str) -> str:
     """The rows of `_rows` (in %(rows)s) as a table `u` with these text columns."""
     picked = ", ".join(f"r.x->>{i} AS {name}" for i, name in enumerate(names))
     return f"(SELECT {picked} FROM json_array_elements(%(rows)s::json) AS r(x)) AS u"
-
-
-def _queue_rows(items: Sequence[ClaimItem]) -> str:
-    """Rows of (subscriber, email, article ids, selected at, queue key) for `_table`."""
-    return _rows(
-        [i.subscriber for i in items],
-        [i.email for i in items],
-        [ids_json(i.article_ids) for i in items],
-        [stamp(i.selected_at) for i in items],
-        [i.queue_key for i in items],
-    )

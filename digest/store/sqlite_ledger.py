@@ -28,6 +28,7 @@ from digest.ledger import (
     delivery,
     fold_histories,
     ids_json,
+    queue_rows_json,
     stamp,
 )
 from digest.selection import History
@@ -54,6 +55,7 @@ class SqliteLedger:
         # (dispatch.Serialized)
         self._db = open_store(path, "ledger", busy_timeout=busy_timeout, threads=True, error=LedgerError)
         self._scope_edition: str | None = None
+        self._scope_size = 0
 
     @classmethod
     def read_only(cls, path: Path) -> SqliteLedger:
@@ -372,32 +374,69 @@ class SqliteLedger:
 
     def enqueue(self, edition: str, items: Sequence[ClaimItem], *, also_from: Iterable[State] = ()) -> int:
         retry = [*RETRYABLE, *also_from]
+        marks = ",".join("?" * len(retry))
         now = now_stamp()
         self.set_scope(edition, [i.subscriber for i in items])
+        size = self._scope_size
         # Losing a queue write to a power cut loses nothing: the rows are planned again.
         with self._relaxed(), self._transaction():
+            # New rows go in, rows to retry (failed, cancelled, ...) are queued again, anything
+            # else is left as it is. Each write only when it has work: a rerun, or the second of
+            # several senders, finds every row there and none to retry.
+            (present,) = self._db.execute(
+                "SELECT count(*) FROM temp.scope s JOIN deliveries d ON d.edition = ? AND d.subscriber = s.subscriber",
+                (edition,),
+            ).fetchone()
+            (requeue,) = self._db.execute(
+                f"SELECT EXISTS (SELECT 1 FROM deliveries WHERE edition = ? AND state IN ({marks}))", (edition, *retry)
+            ).fetchone()
+            if present == size and not requeue:
+                return 0
             before = self._db.total_changes
-            self._db.executemany(
-                "INSERT INTO deliveries (edition, subscriber, email, state, run_id, attempts, article_ids,"
-                " selected_at, claimed_at, updated_at, queue_key) VALUES (?, ?, ?, 'queued', '', 0, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (edition, subscriber) DO UPDATE SET state = 'queued', run_id = '',"
-                " article_ids = excluded.article_ids, selected_at = excluded.selected_at,"
-                " updated_at = excluded.updated_at, queue_key = excluded.queue_key"
-                f" WHERE deliveries.state IN ({','.join('?' * len(retry))})",
-                (
-                    (edition, i.subscriber, i.email, ids_json(i.article_ids), stamp(i.selected_at))
-                    + (now, now, i.queue_key, *retry)
-                    for i in items
-                ),
+            # The rows as JSON values parsed by SQLite in C (`json_each`), not bound a row at a
+            # time; 20,000 at a time, so memory stays within a few megabytes.
+            table = (
+                "(SELECT json_extract(r.value, '$[0]') AS s, json_extract(r.value, '$[1]') AS m,"
+                " json_extract(r.value, '$[2]') AS a, json_extract(r.value, '$[3]') AS t,"
+                " json_extract(r.value, '$[4]') AS q FROM json_each(?) AS r) AS u"
             )
+            for start in range(0, len(items), 20_000):
+                rows = queue_rows_json(items[start : start + 20_000])
+                if present < size:
+                    self._db.execute(
+                        "INSERT INTO deliveries (edition, subscriber, email, state, run_id, attempts, article_ids,"
+                        " selected_at, claimed_at, updated_at, queue_key)"
+                        f" SELECT ?, u.s, u.m, 'queued', '', 0, u.a, u.t, ?, ?, u.q FROM {table}"
+                        " WHERE true"  # SQLite reads ON CONFLICT after a bare FROM as a join constraint
+                        " ON CONFLICT (edition, subscriber) DO NOTHING",
+                        (edition, now, now, rows),
+                    )
+                if requeue:
+                    self._db.execute(
+                        "UPDATE deliveries SET state = 'queued', run_id = '', article_ids = u.a, selected_at = u.t,"
+                        f" updated_at = ?, queue_key = u.q FROM {table} WHERE deliveries.edition = ?"
+                        f" AND deliveries.subscriber = u.s AND deliveries.state IN ({marks})",
+                        (now, rows, edition, *retry),
+                    )
             return self._db.total_changes - before
 
     def set_scope(self, edition: str, subscribers: Sequence[str]) -> None:
         """The rows `take` may lease from now on (a temp table of this connection)."""
-        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS scope (subscriber TEXT PRIMARY KEY)")
-        self._db.execute("DELETE FROM temp.scope")
-        self._db.executemany("INSERT OR IGNORE INTO temp.scope (subscriber) VALUES (?)", ((s,) for s in subscribers))
+        unique = dict.fromkeys(subscribers)
+        # One transaction, and a deferred one: the scope is this connection's temp table, so no
+        # lock on the ledger is needed; row by row in autocommit, refilling the table took 2.6 s
+        # per 100,000 instead of 0.14 s.
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS scope (subscriber TEXT PRIMARY KEY)")
+            self._db.execute("DELETE FROM temp.scope")
+            self._db.executemany("INSERT INTO temp.scope (subscriber) VALUES (?)", ((s,) for s in unique))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.rollback()
+            raise
         self._scope_edition = edition
+        self._scope_size = len(unique)
 
     def take(self, edition: str, run_id: str, limit: int, after: tuple[str, str] = ("", "")) -> list[tuple[str, str]]:
         if self._scope_edition != edition:
