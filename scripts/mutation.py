@@ -97,21 +97,24 @@ def is_equivalent(diff: str, entry: dict[str, str] | None, patterns: list[dict[s
     return bool(added) and any(all(re.search(p["diff"], line) for line in added) for p in patterns)
 
 
-def recheck(modules: list[str]) -> None:
-    """Forget the verdicts that were not kills, so the next run tests those mutants again (after
-    new tests: mutmut re-tests a mutant only when its function changed)."""
+def recheck(modules: list[str]) -> list[str]:
+    """Forget the verdicts that were not kills (so an interrupted recheck leaves them "not checked")
+    and return those mutants' names: the next run tests exactly them again, after new tests."""
     prefixes = tuple(CORE[m] for m in modules)
+    again: list[str] = []
     for meta in (ROOT / "mutants").rglob("*.py.meta"):
         data = json.loads(meta.read_text(encoding="utf-8"))
         codes = data["exit_code_by_key"]
         for mutant, code in codes.items():
             if module_of(mutant).startswith(prefixes) and status(code) not in ("killed", "timeout"):
                 codes[mutant] = None
+                again.append(mutant)
         meta.write_text(json.dumps(data), encoding="utf-8")
+    return sorted(again)
 
 
-def run(modules: list[str], max_children: int) -> int:
-    names = [f"{CORE[m]}.*" for m in modules]
+def run(names: list[str], max_children: int) -> int:
+    """mutmut tests every mutant matching a name or pattern given, whatever its earlier verdict."""
     command = [str(Path(sys.executable).with_name("mutmut")), "run", "--max-children", str(max_children), *names]
     print("$", " ".join(command), flush=True)
     return subprocess.run(command, cwd=ROOT, env={**os.environ, "CI": ""}, check=False).returncode
@@ -170,9 +173,12 @@ def main() -> int:
     unknown = [m for m in modules if m not in CORE]
     if unknown:
         parser.error(f"not a core module: {', '.join(unknown)} (one of {', '.join(CORE)})")
-    if args.recheck:
-        recheck(modules)
-    if not args.report and run(modules, args.max_children) != 0:
+    # Names, not `digest.<module>.*` patterns: mutmut tests every mutant a pattern matches again,
+    # so a recheck names exactly the mutants that were not killed.
+    names = recheck(modules) if args.recheck else [f"{CORE[m]}.*" for m in modules]
+    if args.recheck and not args.report:
+        print(f"{len(names)} mutants to test again", flush=True)
+    if not args.report and names and run(names, args.max_children) != 0:
         print("mutmut stopped with an error (see above)", file=sys.stderr)
         return 1
     return report(modules)
