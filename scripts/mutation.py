@@ -99,13 +99,20 @@ def is_equivalent(diff: str, entry: dict[str, str] | None, patterns: list[dict[s
 
 def recheck(modules: list[str]) -> list[str]:
     """Forget the verdicts that were not kills (so an interrupted recheck leaves them "not checked")
-    and return those mutants' names: the next run tests exactly them again, after new tests."""
+    and return those mutants' names: the next run tests exactly them again, after new tests.
+
+    A survivor listed as equivalent by name keeps its verdict: no test can kill it, and a survivor
+    runs every test that reaches it (minutes each). Its entry is still checked at every report, and
+    mutmut itself tests a mutant again when its code changes."""
     prefixes = tuple(CORE[m] for m in modules)
+    known, _ = equivalents()
     again: list[str] = []
     for meta in (ROOT / "mutants").rglob("*.py.meta"):
         data = json.loads(meta.read_text(encoding="utf-8"))
         codes = data["exit_code_by_key"]
         for mutant, code in codes.items():
+            if status(code) == "survived" and mutant in known:
+                continue
             if module_of(mutant).startswith(prefixes) and status(code) not in ("killed", "timeout"):
                 codes[mutant] = None
                 again.append(mutant)
