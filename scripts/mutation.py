@@ -49,7 +49,18 @@ CORE = {
     "subscribers": "digest.subscribers",
     "suppressions": "digest.suppressions",
 }
-KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
+#: -9 (SIGKILL; mutmut calls it "segfault"): a runaway test stopped by mutmut's hard CPU limit or
+#: out of memory, such as the endless loop of digest.personalize.x__attribute_at__mutmut_20.
+KILLED = {
+    1: "killed",
+    3: "killed",
+    36: "timeout",
+    24: "timeout",
+    -24: "timeout",
+    152: "timeout",
+    255: "timeout",
+    -9: "timeout",
+}
 STATUS = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 37: "type check", None: "not checked"}
 
 
