@@ -191,12 +191,14 @@ def main() -> int:
     unknown = [m for m in modules if m not in CORE]
     if unknown:
         parser.error(f"not a core module: {', '.join(unknown)} (one of {', '.join(CORE)})")
+    if args.report:  # only the report: a recheck's reset would show its mutants as not checked
+        return report(modules)
     # Names, not `digest.<module>.*` patterns: mutmut tests every mutant a pattern matches again,
     # so a recheck names exactly the mutants that were not killed.
     names = recheck(modules) if args.recheck else [f"{CORE[m]}.*" for m in modules]
-    if args.recheck and not args.report:
+    if args.recheck:
         print(f"{len(names)} mutants to test again", flush=True)
-    if not args.report and names and run(names, args.max_children) != 0:
+    if names and run(names, args.max_children) != 0:
         print("mutmut stopped with an error (see above)", file=sys.stderr)
         return 1
     return report(modules)
