@@ -49,7 +49,18 @@ CORE = {
     "subscribers": "digest.subscribers",
     "suppressions": "digest.suppressions",
 }
-KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
+#: -9 (SIGKILL; mutmut calls it "segfault"): a runaway test stopped by mutmut's hard CPU limit or
+#: out of memory, such as the endless loop of digest.personalize.x__attribute_at__mutmut_20.
+KILLED = {
+    1: "killed",
+    3: "killed",
+    36: "timeout",
+    24: "timeout",
+    -24: "timeout",
+    152: "timeout",
+    255: "timeout",
+    -9: "timeout",
+}
 STATUS = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 37: "type check", None: "not checked"}
 
 
@@ -97,21 +108,31 @@ def is_equivalent(diff: str, entry: dict[str, str] | None, patterns: list[dict[s
     return bool(added) and any(all(re.search(p["diff"], line) for line in added) for p in patterns)
 
 
-def recheck(modules: list[str]) -> None:
-    """Forget the verdicts that were not kills, so the next run tests those mutants again (after
-    new tests: mutmut re-tests a mutant only when its function changed)."""
+def recheck(modules: list[str]) -> list[str]:
+    """Forget the verdicts that were not kills (so an interrupted recheck leaves them "not checked")
+    and return those mutants' names: the next run tests exactly them again, after new tests.
+
+    A survivor listed as equivalent by name keeps its verdict: no test can kill it, and a survivor
+    runs every test that reaches it (minutes each). Its entry is still checked at every report, and
+    mutmut itself tests a mutant again when its code changes."""
     prefixes = tuple(CORE[m] for m in modules)
+    known, _ = equivalents()
+    again: list[str] = []
     for meta in (ROOT / "mutants").rglob("*.py.meta"):
         data = json.loads(meta.read_text(encoding="utf-8"))
         codes = data["exit_code_by_key"]
         for mutant, code in codes.items():
+            if status(code) == "survived" and mutant in known:
+                continue
             if module_of(mutant).startswith(prefixes) and status(code) not in ("killed", "timeout"):
                 codes[mutant] = None
+                again.append(mutant)
         meta.write_text(json.dumps(data), encoding="utf-8")
+    return sorted(again)
 
 
-def run(modules: list[str], max_children: int) -> int:
-    names = [f"{CORE[m]}.*" for m in modules]
+def run(names: list[str], max_children: int) -> int:
+    """mutmut tests every mutant matching a name or pattern given, whatever its earlier verdict."""
     command = [str(Path(sys.executable).with_name("mutmut")), "run", "--max-children", str(max_children), *names]
     print("$", " ".join(command), flush=True)
     return subprocess.run(command, cwd=ROOT, env={**os.environ, "CI": ""}, check=False).returncode
@@ -170,9 +191,14 @@ def main() -> int:
     unknown = [m for m in modules if m not in CORE]
     if unknown:
         parser.error(f"not a core module: {', '.join(unknown)} (one of {', '.join(CORE)})")
+    if args.report:  # only the report: a recheck's reset would show its mutants as not checked
+        return report(modules)
+    # Names, not `digest.<module>.*` patterns: mutmut tests every mutant a pattern matches again,
+    # so a recheck names exactly the mutants that were not killed.
+    names = recheck(modules) if args.recheck else [f"{CORE[m]}.*" for m in modules]
     if args.recheck:
-        recheck(modules)
-    if not args.report and run(modules, args.max_children) != 0:
+        print(f"{len(names)} mutants to test again", flush=True)
+    if names and run(names, args.max_children) != 0:
         print("mutmut stopped with an error (see above)", file=sys.stderr)
         return 1
     return report(modules)

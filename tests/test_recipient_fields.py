@@ -49,3 +49,44 @@ def test_a_name_starting_with_an_underscore_is_no_column() -> None:
     values = values_for({"plan": "Pro"})
     with pytest.raises(jinja2.UndefinedError, match="_plan"):
         direct("{{ recipient.attributes._plan }}", values)
+
+
+def test_without_a_preferences_page_the_preferences_link_is_the_unsubscribe_link() -> None:
+    # a confirmation email (signup) or a newsletter without a preferences endpoint: the footer's
+    # "Change your topics" link must still lead somewhere, and no click token is made up
+    sub = Subscriber(email="ada@example.com")
+    values = personalize.recipient_values(sub, default_name="there", unsubscribe_url="https://x.example/cancel")
+    assert values["preferences_url"] == values["unsubscribe_url"] == "https://x.example/cancel"
+    assert values["click_token"] == ""
+    assert values["first_name"] == values["name"] == "there" and values["preferences"] == "all topics"
+
+
+# ----------------------------------------------------------- where a field lands (tag_html, fill)
+
+T = personalize.token
+
+
+def filled(compiled: str, **values: str) -> str:
+    return personalize.fill(personalize.tag_html(compiled), values)
+
+
+def test_a_field_right_after_or_before_a_tag_is_text() -> None:
+    # what lxml writes for `<p>{{ recipient.name }}</p>`: nothing between the tags and the field
+    assert filled(f"<p>{T('name')}</p>", name="<b>&") == "<p>&lt;b&gt;&amp;</p>"
+    assert filled(f"{T('name')}<br>{T('name')}", name="A&B") == "A&amp;B<br>A&amp;B"
+    assert filled(f'<a href="{T("email")}"></a>{T("name")}', email="a b", name="a b") == '<a href="a%20b"></a>a b'
+
+
+def test_a_field_inside_a_tag_but_outside_any_value_is_refused_with_the_tag_quoted() -> None:
+    """The author is told which tag holds the stray field (the whole tag, up to its `>`), in one
+    short line: a long tag is quoted up to 200 characters."""
+    from digest.errors import TemplateError
+
+    stray = f'<a href="https://x.example/" {T("first_name")}>'
+    with pytest.raises(TemplateError) as caught:
+        personalize.tag_html(f"<p>Hi</p>{stray}there</a>")
+    assert str(caught.value) == f"a recipient field inside a tag but outside an attribute value: {stray}"
+    long = f'<img alt="{"x" * 300}" {T("email")}>'
+    with pytest.raises(TemplateError) as caught:
+        personalize.tag_html(f"<p>{long}</p>")
+    assert str(caught.value) == f"a recipient field inside a tag but outside an attribute value: {long[:200]}"
