@@ -143,7 +143,7 @@ class Composer:
         self.env = jinja2.Environment(
             loader=loader,
             autoescape=_autoescape,
-            undefined=jinja2.StrictUndefined,
+            undefined=_Undefined,
             keep_trailing_newline=False,
             # a composer lives for one run (the preview makes a new one on every edit): without this,
             # every render stats each template file to see whether it changed
@@ -346,6 +346,10 @@ class Composer:
             # image's pixel width="552" into "100%": Outlook desktop sizes images from the attribute
             disable_basic_attributes=["width", "height"],
         ).transform()
+        try:
+            personalize.refuse_field_names(inlined)
+        except TemplateError as exc:
+            raise TemplateError(f"{self._template(self.mjml_template).filename or self.mjml_template}: {exc}") from None
         return inlined
 
     def render_text(self, layout: Layout, edition: Edition, recipient: personalize.RecipientView) -> str:
@@ -458,15 +462,29 @@ def _memo_wrap(text: Any, width: int = TEXT_WIDTH) -> str:
     return _wrap(str(text), width)
 
 
+class _Undefined(jinja2.StrictUndefined):
+    """An unknown name is an error, never a silent blank; for `recipient.<name>` the error lists
+    the fields there are (Jinja turns the AttributeError that says so into its own message)."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        if isinstance(self._undefined_obj, personalize.RecipientView) and isinstance(self._undefined_name, str):
+            if not self._undefined_name.startswith("_"):
+                return personalize.no_field(self._undefined_name)
+        return super()._undefined_message
+
+
 def _template_line(exc: BaseException, template: jinja2.Template) -> int | None:
-    """The template line of an error raised while rendering, from the traceback."""
-    tb = exc.__traceback__
+    """The template line of an error raised while rendering: Jinja rewrites the traceback so that
+    frames of template code carry the template's file name and its own line numbers
+    (jinja2.debug.rewrite_traceback_stack); the deepest frame of this template is where it failed."""
+    where = template.filename or "<template>"
     line = None
+    tb = exc.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == template.filename or tb.tb_frame.f_globals.get("__jinja_template__"):
-            try:
-                line = template.get_corresponding_lineno(tb.tb_lineno)
-            except Exception:  # noqa: BLE001 - best effort only
-                pass
+        if tb.tb_frame.f_code.co_filename == where:
+            line = tb.tb_lineno
         tb = tb.tb_next
     return line

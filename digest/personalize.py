@@ -59,6 +59,8 @@ _IN_ATTRIBUTE_SPECIAL = re.compile(r"<(?=!--).*?-->|&\{.*?\}|[&<>]", re.S)
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _BLANKS = " \t\n\r"
 _ATTR_KEY = re.compile(r"[^a-z0-9]+")
+#: A token lxml lower-cased: it was an attribute's or a tag's name, never a value (NONCE is lower-case hex).
+_LOWERED = re.compile(re.escape(_PREFIX.lower()) + "_" + _FIELD + "__")
 
 
 def attr_field(key: str) -> str:
@@ -74,6 +76,12 @@ def content_token(name: str) -> str:
     return f"{_PREFIX}C_{name}__"
 
 
+def no_field(name: str) -> str:
+    """What an author reads for `recipient.<name>` when there is no such field (compose's Jinja
+    undefined says this, not Python's "object has no attribute")."""
+    return f"recipient has no field {name!r} (fields: {', '.join(FIELDS)}, attributes.<column>)"
+
+
 class RecipientView:
     """What templates call `recipient`: attribute access looks a field up (a token or a value)."""
 
@@ -84,7 +92,7 @@ class RecipientView:
         if name.startswith("_"):
             raise AttributeError(name)
         if name not in FIELDS:
-            raise AttributeError(f"recipient has no field {name!r} (fields: {', '.join(FIELDS)})")
+            raise AttributeError(no_field(name))
         return self._lookup(name)
 
     @property
@@ -187,6 +195,20 @@ def _attribute_at(html: str, tag_start: int, pos: int) -> tuple[int, int, bool]:
         i = m.end()
     snippet = html[tag_start : html.find(">", pos) + 1][:200]
     raise TemplateError(f"a recipient field inside a tag but outside an attribute value: {snippet}")
+
+
+def refuse_field_names(html: str) -> None:
+    """Refuse compiled HTML in which a field was a tag's or an attribute's name.
+
+    `<a {{ recipient.first_name }}>`: lxml lower-cases names, so the token no longer matches and
+    would be sent as it is, a junk attribute carrying NONCE in every email. A field can only be text
+    or (part of) an attribute's value.
+    """
+    if (lowered := _LOWERED.search(html)) is not None:
+        start = html.rfind("<", 0, lowered.start())
+        tag = html[start : html.find(">", lowered.end()) + 1][:200]
+        field = "{{ recipient." + lowered.group(1) + " }}"
+        raise TemplateError(f"a recipient field used as a name, not a value: {tag.replace(lowered.group(0), field)}")
 
 
 def tag_html(html: str) -> str:

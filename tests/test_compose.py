@@ -230,16 +230,59 @@ def test_ten_article_digest_stays_under_the_clip_limit(run):
     assert email.html_bytes < 100_000
 
 
+def _line_of(text: str, needle: str) -> int:
+    return text[: text.index(needle)].count("\n") + 1
+
+
 def test_template_errors_name_file_and_line(sample):
     tpl = sample.parent / "templates" / "digest.mjml.j2"
     tpl.write_text(tpl.read_text().replace("<mj-title>{{ newsletter.name }}", "<mj-title>{{ newsletter.nam }}"))
+    line = _line_of(tpl.read_text(), "newsletter.nam }}")
     run = open_run(load_config(sample), SAMPLE_AT)
-    with pytest.raises(TemplateError, match=r"digest\.mjml\.j2:\d+: .*nam"):
+    with pytest.raises(TemplateError) as caught:
         run.prepared  # noqa: B018
+    assert str(caught.value) == f"{tpl}:{line}: 'dict object' has no attribute 'nam'"
     tpl.write_text("{% if %}")
     run = open_run(load_config(sample), SAMPLE_AT)
     with pytest.raises(TemplateError, match=r"digest\.mjml\.j2:1: "):
         run.prepared  # noqa: B018
+
+
+def test_an_unknown_recipient_field_is_named_on_its_line_with_the_fields_there_are(sample):
+    # an author's typo deep in the template (line ~70, after {%- if -%} blocks): the line is the
+    # typo's own, and the message lists what `recipient` has rather than Python's "has no attribute"
+    tpl = sample.parent / "templates" / "digest.mjml.j2"
+    tpl.write_text(tpl.read_text().replace("Hi {{ recipient.first_name }}", "Hi {{ recipient.frist_name }}"))
+    line = _line_of(tpl.read_text(), "recipient.frist_name")
+    assert line > 60
+    run = open_run(load_config(sample), SAMPLE_AT)
+    with pytest.raises(TemplateError) as caught:
+        run.prepared  # noqa: B018
+    assert str(caught.value) == (
+        f"{tpl}:{line}: recipient has no field 'frist_name' (fields: first_name, name, email, preferences, "
+        "unsubscribe_url, preferences_url, click_token, attributes.<column>)"
+    )
+
+
+def test_a_recipient_field_used_as_an_attribute_name_is_refused(sample):
+    """`<a {{ recipient.first_name }}>`: lxml lower-cases the name, so no filling would recognise
+    it and every email would carry a junk attribute spelling the process's token nonce."""
+    from digest import personalize
+
+    tpl = sample.parent / "templates" / "digest.mjml.j2"
+    tpl.write_text(
+        tpl.read_text().replace(
+            "Hi {{ recipient.first_name }}", 'Hi <a href="https://x.example/" {{ recipient.first_name }}>you</a>'
+        )
+    )
+    run = open_run(load_config(sample), SAMPLE_AT)
+    with pytest.raises(TemplateError) as caught:
+        run.prepared  # noqa: B018
+    assert str(caught.value) == (
+        f"{tpl}: a recipient field used as a name, not a value: "
+        '<a href="https://x.example/" {{ recipient.first_name }} style="color:#1f4fd1">'
+    )
+    assert personalize.NONCE not in str(caught.value)
 
 
 def test_missing_markers_are_explained(sample):

@@ -90,3 +90,29 @@ def test_a_field_inside_a_tag_but_outside_any_value_is_refused_with_the_tag_quot
     with pytest.raises(TemplateError) as caught:
         personalize.tag_html(f"<p>{long}</p>")
     assert str(caught.value) == f"a recipient field inside a tag but outside an attribute value: {long[:200]}"
+
+
+def test_a_field_lxml_lower_cased_as_a_name_is_refused_with_its_tag() -> None:
+    """What lxml makes of a field written as an attribute's or an element's name: the token in lower
+    case, which no filling matches. Refused with the tag quoted and the field spelt as the author
+    wrote it; a field in any value or text passes."""
+    from digest.errors import TemplateError
+
+    lowered = T("first_name").lower()
+    for html, tag in [
+        (
+            f'<p>x</p><a href="https://x.example/" {lowered}="">y</a>',
+            '<a href="https://x.example/" {{ recipient.first_name }}="">',
+        ),
+        (f"<div><{lowered}>y</{lowered}></div>", "<{{ recipient.first_name }}>"),
+        (
+            f'<img alt="{"x" * 300}" {lowered}>',
+            f'<img alt="{"x" * 300}" {lowered}>'[:200].replace(lowered, "{{ recipient.first_name }}"),
+        ),
+    ]:
+        with pytest.raises(TemplateError) as caught:
+            personalize.refuse_field_names(html)
+        assert str(caught.value) == f"a recipient field used as a name, not a value: {tag}"
+    fine = f'<a href="{T("email")}" title="{T("name")}">{T("first_name")}</a><!-- {T("name")} -->'
+    personalize.refuse_field_names(fine)
+    personalize.refuse_field_names(fine.lower().replace(personalize.NONCE, "0" * 24))  # another process's
