@@ -14,11 +14,12 @@ and never change what an article says beyond what its own file could.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,32 +52,56 @@ class FileStat(NamedTuple):
 
 def scan(folder: Path, suffixes: frozenset[str]) -> list[FileStat]:
     """Article files under `folder` (hidden files and folders skipped), in the order
-    `sorted(Path...)` gives: by path components, so 'a/b.md' comes before 'a-c.md'."""
-    found: list[tuple[tuple[str, ...], FileStat]] = []
+    `sorted(Path...)` gives: by path components, so 'a/b.md' comes before 'a-c.md'.
 
-    def walk(directory: str, prefix: tuple[str, ...]) -> None:
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            return
+    That order is a walk that takes each folder's entries sorted by name, files and folders
+    alike, and goes into a folder where its name comes: sorting names per folder costs less than
+    sorting every path's components at the end (a warm start is mostly this and the cache)."""
+    found: list[FileStat] = []
+    # A stack of the folders being walked, not a recursive closure: a closure that calls itself is
+    # a reference cycle, which kept every FileStat alive until the next garbage collection. A
+    # folder that is its own ancestor (a symlink back up the tree) is not walked again.
+    walking: list[tuple[int, int]] = []
+    stack = [_entries(str(folder), "", walking)]
+    while stack:
+        entries, prefix = stack[-1]
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
             try:
                 if entry.is_dir():
-                    walk(entry.path, (*prefix, entry.name))
-                    continue
+                    # into the folder now, the rest of this one after it
+                    stack.append(_entries(entry.path, f"{prefix}{entry.name}/", walking))
+                    break
                 if os.path.splitext(entry.name)[1].lower() not in suffixes or not entry.is_file():
                     continue
                 st = entry.stat()
             except OSError:
                 continue
-            parts = (*prefix, entry.name)
-            found.append((parts, FileStat(entry.path, "/".join(parts), st.st_size, st.st_mtime_ns)))
+            found.append(FileStat(entry.path, prefix + entry.name, st.st_size, st.st_mtime_ns))
+        else:
+            stack.pop()
+            walking.pop()
+    return found
 
-    walk(str(folder), ())
-    found.sort(key=lambda item: item[0])
-    return [stat for _, stat in found]
+
+def _entries(directory: str, prefix: str, walking: list[tuple[int, int]]) -> tuple[Iterator[os.DirEntry[str]], str]:
+    """A folder's entries sorted by name, hidden ones left out, and its prefix; none for a folder
+    that cannot be read or is already being walked. Pushes the folder's identity on `walking`."""
+    entries: list[os.DirEntry[str]] = []
+    key = (-1, -1)
+    try:
+        st = os.stat(directory)
+        key = (st.st_dev, st.st_ino)
+        if key not in walking:
+            with os.scandir(directory) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")), key=_name)
+    except OSError:
+        pass
+    walking.append(key)
+    return iter(entries), prefix
+
+
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
 
 
 class ContentCache:
@@ -119,7 +144,7 @@ class ContentCache:
             return None
         try:
             result = _decode(raw[3], file, config)
-            warnings = tuple(_problem(w, file.path) for w in _items(raw[4]))
+            warnings = tuple(_problem(w, file.path) for w in _items(raw[4])) if raw[4] != [] else ()
         except _Invalid:
             return None
         self._used[file.rel] = raw
@@ -284,26 +309,80 @@ def _decode(raw: Any, file: FileStat, config: Config) -> Article | Problem | Ski
     if when.tzinfo is None:
         raise _Invalid
     suffix = os.path.splitext(file.rel)[1]
-    return Article(
-        # derived from where the file is, not from the cache
-        id=file.rel[: len(file.rel) - len(suffix)],
-        path=Path(file.path),
-        title=title,
-        date=when,
-        url=url,
-        slug=slug,
-        author=author,
-        tags=_terms(tags),
-        categories=_terms(categories),
-        cover_url=cover_url,
-        cover_alt=cover_alt,
-        draft=draft,
-        summary=summary,
-        body_head=head,
-        body_is_html=is_html,
-        excerpt_chars=chars,
-        words=words,
+    # Every field is given and each value was checked above as Article's own reader makes it, so the
+    # dataclass's __init__ (17 frozen setattrs: a tenth of a warm start) is skipped; `_FIELDS`
+    # is checked against the dataclass at import.
+    article = object.__new__(Article)
+    article.__dict__.update(
+        zip(
+            _FIELDS,
+            (
+                # the id is derived from where the file is, not from the cache
+                file.rel[: len(file.rel) - len(suffix)],
+                _path(file.path),
+                title,
+                when,
+                url,
+                slug,
+                author,
+                _terms(tags),
+                _terms(categories),
+                cover_url,
+                cover_alt,
+                draft,
+                summary,
+                head,
+                is_html,
+                chars,
+                words,
+            ),
+            strict=True,
+        )
     )
+    return article
+
+
+def _path(path: str) -> Path:
+    """`Path(path)`, made from its folder's Path when one was made before: a folder holds many
+    articles, and parsing each path whole was a twentieth of a warm start."""
+    folder, _, name = path.rpartition(os.sep)
+    parent = _FOLDERS.get(folder)
+    if parent is None or _CHILD is None:
+        made = Path(path)
+        if len(_FOLDERS) < 4096:  # bounded: a folder of folders cannot grow it without end
+            _FOLDERS[folder] = made.parent
+        return made
+    return _CHILD(parent, name)  # type: ignore[no-any-return]
+
+
+#: Folder path -> its Path (see `_path`).
+_FOLDERS: dict[str, Path] = {}
+#: pathlib's own "child of this path" for names from a directory listing, which skips parsing;
+#: private (CPython 3.11 to 3.13 have it), so Path(...) stands in where it is missing.
+_CHILD = getattr(Path, "_make_child_relpath", None)
+
+
+_FIELDS = (
+    "id",
+    "path",
+    "title",
+    "date",
+    "url",
+    "slug",
+    "author",
+    "tags",
+    "categories",
+    "cover_url",
+    "cover_alt",
+    "draft",
+    "summary",
+    "body_head",
+    "body_is_html",
+    "excerpt_chars",
+    "words",
+)
+if _FIELDS != tuple(f.name for f in dataclasses.fields(Article)):  # pragma: no cover - a model change
+    raise ImportError("content_cache._FIELDS must list Article's fields in order")
 
 
 def _problem(raw: Any, source: str) -> Problem:
@@ -331,19 +410,37 @@ def _text(*values: Any) -> None:
 
 def _one_line(*values: Any) -> None:
     for value in values:
-        if not (isinstance(value, str) and one_line(value) == value):
-            raise _Invalid
+        # one_line's own test for text it keeps as it is, inlined: four fields of every article
+        if not (isinstance(value, str) and value.isprintable() and "  " not in value and value == value.strip()):
+            if not (isinstance(value, str) and one_line(value) == value):
+                raise _Invalid
 
 
 def _terms(raw: Any) -> tuple[str, ...]:
-    """Tags or categories as the reader keeps them: one-line, non-empty, distinct ignoring case."""
+    """Tags or categories as the reader keeps them: one-line, non-empty, distinct ignoring case.
+
+    A folder has a few thousand distinct tag lists at most: each is checked once per load and
+    its articles share one tuple."""
     terms = tuple(_items(raw))
+    try:
+        known = _TERMS.get(terms)
+    except TypeError:  # an unhashable item (a list where a tag should be): not what the reader writes
+        raise _Invalid from None
+    if known is not None:
+        return known
     for term in terms:
         if not (isinstance(term, str) and term and one_line(term) == term):
             raise _Invalid
     if len({t.casefold() for t in terms}) != len(terms):
         raise _Invalid
+    if len(_TERMS) >= 65_536:
+        _TERMS.clear()  # bounded: a crafted cache cannot grow it without end
+    _TERMS[terms] = terms
     return terms
+
+
+#: Valid term tuples seen (each is its own value): see `_terms`.
+_TERMS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 #: URLs whose parse cannot fail or surprise: ASCII host, no brackets, spaces or control characters.
@@ -351,9 +448,21 @@ _PLAIN_WEB_URL = re.compile(r"(?i)https?://[a-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][!
 
 
 def _web(url: Any) -> bool:
-    """What the reader's `is_web_url` says, with the common case decided without urlsplit."""
+    """What the reader's `is_web_url` says, with the common case decided without urlsplit: a URL
+    whose origin (`https://host`) was seen whole in a plain URL before, then `/` and printable
+    ASCII, is a plain URL too (a folder's links share a handful of origins)."""
     if not isinstance(url, str):
         return False
+    cut = url.find("/", 8)
+    if cut > 0 and url[:cut] in _ORIGINS and url.isascii() and url.isprintable() and " " not in url:
+        return True
     if _PLAIN_WEB_URL.fullmatch(url):
+        if cut > 0 and len(_ORIGINS) < 1024 and _PLAIN_ORIGIN.fullmatch(url, 0, cut):
+            _ORIGINS.add(url[:cut])
         return True
     return is_web_url(url)
+
+
+_PLAIN_ORIGIN = re.compile(r"(?i)https?://[a-z0-9.-]+(?::[0-9]{1,5})?")
+#: Origins matched by _PLAIN_ORIGIN (bounded: a crafted cache cannot grow it without end).
+_ORIGINS: set[str] = set()

@@ -249,6 +249,34 @@ def test_cut_words_and_clean_excerpt():
     assert clean_excerpt("A finished sentence ...", 100) == "A finished sentence…"
 
 
+def test_files_are_read_in_path_order_cold_and_warm(tmp_path):
+    """The order decides which spelling wins a tie and which of two same-titled files counts: it is
+    `sorted(Path ...)`'s, files and folders interleaved by name ('a/b.md' before 'a-c.md'), with
+    hidden files and folders left out, whatever order the folder lists them in."""
+    folder = tmp_path / "content"
+    names = ["z/y/x.md", "a-c.md", "a/b.md", "ä.md", "a.md", "a/b/c.md", "a0.md", "A.md", "a b.md", "a!.md"]
+    for n, rel in enumerate([*names, "b/.hidden.md", ".git/x.md"]):
+        write_article(folder, rel, f"---\ntitle: T{n}\ndate: 2026-11-{n + 1:02d}\n---\n")
+    want = [p for p in sorted(folder.rglob("*.md")) if not any(x.startswith(".") for x in p.relative_to(folder).parts)]
+    assert len(want) == len(names)
+    config = make_config(tmp_path, content={"path": "content"})
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):  # no cache, writing it, from it
+        assert [a.path for a in load_articles(config, cache_dir=cache).articles] == want
+
+
+def test_a_folder_linked_back_up_the_tree_is_read_once(tmp_path):
+    # a symlink to an ancestor (a deploy script's `current -> ..`) must not be walked round and round
+    import os
+
+    folder = tmp_path / "content"
+    write_article(folder, "posts/a.md", "---\ntitle: Alpha\ndate: 2026-11-20\n---\n")
+    os.symlink(folder, folder / "posts" / "loop")
+    os.symlink(folder / "posts", folder / "also")  # not a loop: read there too, as before
+    index = load_articles(make_config(tmp_path, content={"path": "content"}))
+    assert [a.path.relative_to(folder).as_posix() for a in index.articles] == ["also/a.md"]
+    assert [p.message for p in index.problems] == [f"same title and date as {folder / 'also/a.md'}; counted once"]
+
+
 def test_content_cache_reuses_unchanged_files_and_rereads_changed_ones(tmp_path):
     folder = tmp_path / "content"
     cache = tmp_path / "state" / "cache"

@@ -255,3 +255,30 @@ def test_a_pickle_left_in_the_cache_folder_is_never_loaded_and_is_removed(warm, 
     assert snapshot(config, cache) == truth
     assert not marker.exists()
     assert not legacy.exists()
+
+
+def test_a_link_judged_by_an_origin_seen_before_is_judged_as_without_it() -> None:
+    """The cache checks 20,000 links on a warm start, most of them on a handful of origins: a link
+    on an origin already seen whole in a plain link skips the pattern. Whatever it skips, the
+    verdict is the reader's own (`is_web_url`), for any text after any origin, seen or not."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from digest import content_cache
+    from digest.fields import is_web_url
+
+    origins = ["https://a.example", "http://b.example:8080", "HTTPS://A.EXAMPLE", "https://a.example?", "https://"]
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.sampled_from(origins), st.sampled_from(["", "/", "?", "#", "//", " /", "@x/"]), st.text(max_size=12))
+    def check(origin: str, joint: str, rest: str) -> None:
+        url = origin + joint + rest
+        plain = bool(content_cache._PLAIN_WEB_URL.fullmatch(url)) or is_web_url(url)
+        assert content_cache._web(url) is plain  # the first time (an origin may be learnt) ...
+        assert content_cache._web(url) is plain  # ... and after
+        assert content_cache._web(origin + "/x") is (
+            bool(content_cache._PLAIN_WEB_URL.fullmatch(origin + "/x")) or is_web_url(origin + "/x")
+        )
+
+    check()
+    assert "https://a.example" in content_cache._ORIGINS  # the fast path was taken
