@@ -71,12 +71,14 @@ def scan(folder: Path, suffixes: frozenset[str]) -> list[FileStat]:
                     # into the folder now, the rest of this one after it
                     stack.append(_entries(entry.path, f"{prefix}{entry.name}/", walking))
                     break
-                if os.path.splitext(entry.name)[1].lower() not in suffixes or not entry.is_file():
+                name = entry.name
+                dot = name.rfind(".")  # os.path.splitext's suffix: hidden names never get here
+                if dot < 1 or name[dot:].lower() not in suffixes or not entry.is_file():
                     continue
                 st = entry.stat()
             except OSError:
                 continue
-            found.append(FileStat(entry.path, prefix + entry.name, st.st_size, st.st_mtime_ns))
+            found.append(FileStat(entry.path, prefix + name, st.st_size, st.st_mtime_ns))
         else:
             stack.pop()
             walking.pop()
@@ -266,13 +268,13 @@ def _encode(result: Article | Problem | Skipped) -> list[Any]:
 
 
 def _decode(raw: Any, file: FileStat, config: Config) -> Article | Problem | Skipped:
-    if isinstance(raw, list) and raw and raw[0] == "p":
-        return _problem(raw, file.path)
-    if isinstance(raw, list) and len(raw) == 3 and raw[0] == "s":
-        _one_line(raw[1])
-        _text(raw[2])
-        return Skipped(file.path, raw[1], raw[2])
-    if not isinstance(raw, list) or len(raw) != _ARTICLE_FIELDS + 1 or raw[0] != "a":
+    if not (type(raw) is list and len(raw) == _ARTICLE_FIELDS + 1 and raw[0] == "a"):
+        if isinstance(raw, list) and raw and raw[0] == "p":
+            return _problem(raw, file.path)
+        if isinstance(raw, list) and len(raw) == 3 and raw[0] == "s":
+            _one_line(raw[1])
+            _text(raw[2])
+            return Skipped(file.path, raw[1], raw[2])
         raise _Invalid
     (
         _,
@@ -308,7 +310,7 @@ def _decode(raw: Any, file: FileStat, config: Config) -> Article | Problem | Ski
         raise _Invalid from None
     if when.tzinfo is None:
         raise _Invalid
-    suffix = os.path.splitext(file.rel)[1]
+    rel = file.rel
     # Every field is given and each value was checked above as Article's own reader makes it, so the
     # dataclass's __init__ (17 frozen setattrs: a tenth of a warm start) is skipped; `_FIELDS`
     # is checked against the dataclass at import.
@@ -318,7 +320,7 @@ def _decode(raw: Any, file: FileStat, config: Config) -> Article | Problem | Ski
             _FIELDS,
             (
                 # the id is derived from where the file is, not from the cache
-                file.rel[: len(file.rel) - len(suffix)],
+                rel[: rel.rfind(".")],  # without its suffix (scan keeps only names with one)
                 _path(file.path),
                 title,
                 when,
