@@ -311,36 +311,14 @@ def _decode(raw: Any, file: FileStat, config: Config) -> Article | Problem | Ski
     if when.tzinfo is None:
         raise _Invalid
     rel = file.rel
-    # Every field is given and each value was checked above as Article's own reader makes it, so the
-    # dataclass's __init__ (17 frozen setattrs: a tenth of a warm start) is skipped; `_FIELDS`
-    # is checked against the dataclass at import.
+    # The entry holds Article's fields from `title` on, in order (see _encode), each checked above
+    # as the reader makes it: the dataclass's __init__ (17 frozen setattrs, a tenth of a warm
+    # start) is skipped. `_FIELDS` is checked against the dataclass at import.
+    fields = dict(zip(_FIELDS, (rel[: rel.rfind(".")], _path(file.path), *raw[1:]), strict=True))
+    # the id and path come from where the file is (the name without its suffix), never the cache
+    fields["date"], fields["tags"], fields["categories"] = when, _terms(tags), _terms(categories)
     article = object.__new__(Article)
-    article.__dict__.update(
-        zip(
-            _FIELDS,
-            (
-                # the id is derived from where the file is, not from the cache
-                rel[: rel.rfind(".")],  # without its suffix (scan keeps only names with one)
-                _path(file.path),
-                title,
-                when,
-                url,
-                slug,
-                author,
-                _terms(tags),
-                _terms(categories),
-                cover_url,
-                cover_alt,
-                draft,
-                summary,
-                head,
-                is_html,
-                chars,
-                words,
-            ),
-            strict=True,
-        )
-    )
+    article.__dict__.update(fields)
     return article
 
 
