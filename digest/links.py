@@ -2,8 +2,13 @@
 
 Each link holds a token naming the subscriber's opaque id (tokens.py), never the address. Ids live
 in the subscriber state; the first link a run makes fetches (and creates, where missing) the ids of
-every active subscriber in ONE call, one transaction, so a send to 100,000 people is one write and
+every active subscriber in ONE call, one transaction, so a build for 100,000 people is one write and
 not 100,000. Anyone else (a test recipient, an address asked for by hand) is fetched on its own.
+
+A send reads them lease by lease instead (`by_lease`, `prefetch`): the ids of the rows it is about
+to send, one read each through one open connection, making any that are missing. It never holds
+the whole list's ids (200 MB at a million subscribers), and a sender sharing an edition with others
+reads only the ids of what it sends.
 
 A run that must write nothing (a preview, `digest check`, a test send) reads existing ids only and
 gives a subscriber without one a throwaway id: the email looks exactly as it will be sent (same
@@ -14,8 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
+from typing import Any
 from urllib.parse import urljoin
 
 from digest.config import Config
@@ -46,7 +54,11 @@ class Links:
         self._persist = persist
         self._ids: dict[str, str] | None = None
         self._throwaway: dict[str, str] = {}  #: click ids of a run that writes nothing
+        self._unminted: dict[str, str] = {}  #: link ids of a run that writes nothing, for those without one
         self._lock = threading.Lock()
+        self._lease_state: Any = None  #: the state a send reads each lease's ids through (by_lease)
+        self._lease_thread = 0  #: the thread that opened it: a connection belongs to one thread
+        self._leases: deque[dict[str, str]] = deque(maxlen=4)  #: the ids of a send's last leases
 
     @cached_property
     def secret(self) -> bytes | None:
@@ -102,23 +114,62 @@ class Links:
 
     def token_id(self, subscriber_id: str) -> str:
         with self._lock:
+            for ids in self._leases:  # a send's last few leases (see prefetch), newest first
+                found = ids.get(subscriber_id)
+                if found is not None:
+                    return found
             if self._ids is None:
-                self._ids = self._fetch([s.id for s in self._recipients if s.active])
+                self._ids = {} if self._leases else self._fetch([s.id for s in self._recipients if s.active])
             found = self._ids.get(subscriber_id)
             if found is None:
-                found = self._ids[subscriber_id] = self._fetch([subscriber_id])[subscriber_id]
+                state = self._lease_state if self._lease_thread == threading.get_ident() else None
+                found = self._ids[subscriber_id] = self._fetch([subscriber_id], state)[subscriber_id]
             return found
 
-    def _fetch(self, subscriber_ids: list[str]) -> dict[str, str]:
+    @contextmanager
+    def by_lease(self) -> Iterator[None]:
+        """For the block (one sender's pass over its leases), `prefetch` reads through one open
+        state connection, opened and closed in this process (a forked worker opens its own)."""
+        state = open_state(self.config) if self._persist else open_existing_state(self.config)
+        if state is None:  # a run that writes nothing, before any state exists: throwaway ids
+            yield
+            return
+        with state:
+            self._lease_state, self._lease_thread = state, threading.get_ident()
+            try:
+                yield
+            finally:
+                self._lease_state, self._lease_thread = None, 0
+
+    def prefetch(self, subscriber_ids: Sequence[str]) -> None:
+        """The ids of just these subscribers (the rows a sender has leased, about to be sent), in
+        one read that makes any missing; the last few leases' ids are kept. From the first call
+        on, the whole list's ids are never fetched: a miss is fetched on its own."""
+        state = self._lease_state if self._lease_thread == threading.get_ident() else None
+        fetched = self._fetch(list(subscriber_ids), state)
+        with self._lock:
+            # Requests of earlier leases may still be in flight, their emails made by the sender
+            # threads: the last few leases stay (what one sender has in hand is two leases at most).
+            self._leases.appendleft(fetched)
+
+    def _fetch(self, subscriber_ids: list[str], state: Any = None) -> dict[str, str]:
         if self._persist:
-            with open_state(self.config) as state:
-                return state.token_ids(subscriber_ids)
-        existing = open_existing_state(self.config)
+            if state is not None:
+                return state.token_ids(subscriber_ids)  # type: ignore[no-any-return]
+            with open_state(self.config) as opened:
+                return opened.token_ids(subscriber_ids)
         found: dict[str, str] = {}
-        if existing is not None:
+        if state is not None:
+            found = state.token_ids(subscriber_ids, create=False)
+        elif (existing := open_existing_state(self.config)) is not None:
             with existing:
                 found = existing.token_ids(subscriber_ids, create=False)
-        return {s: found.get(s) or new_token_id() for s in subscriber_ids}
+        return {s: found.get(s) or self._throwaway_id(s) for s in subscriber_ids}
+
+    def _throwaway_id(self, subscriber_id: str) -> str:
+        """One throwaway id per subscriber for the whole run, however often it is fetched: a run
+        that writes nothing reads ids lease by lease, and one email's links must agree."""
+        return self._unminted.setdefault(subscriber_id, new_token_id())
 
 
 def edition_slug(edition_id: str) -> str:

@@ -370,45 +370,49 @@ def _drain(
     size = leases.rows(("", ""), 1)
     after, swept, first = ("", ""), False, True
     taken_by_me: set[str] = set()
-    try:
-        while True:
-            with timings.stage("ledger"):
-                taken = ledger.take(edition, run_id, size, after)
-            if not taken:
-                if swept:
-                    dispatcher.settle_all()
-                    return taken_by_me
+    # one state connection for the link ids of every lease (links.py)
+    with run.links.by_lease():
+        try:
+            while True:
                 with timings.stage("ledger"):
-                    free_dead_leases(ledger, edition)
-                # what is left is scattered (freed by runs that died): the plan's order says
-                # nothing about it any more
-                after, swept = ("", ""), True
-                size = transport.max_batch if scheduled else window * transport.max_batch
-                continue
-            chunks = _chunks([by_id[sub] for _, sub in taken], transport.max_batch)
-            if first and not scheduled and len(chunks) > 1:
-                # one request first (see above): the rest of the window goes back to the queue
-                keep = {s.subscriber.id for s in chunks[0]}
-                ledger.release(edition, run_id, [sub for _, sub in taken if sub not in keep])
-                taken, chunks = [t for t in taken if t[1] in keep], chunks[:1]
-            after = taken[-1]
-            leases.took(taken)
-            if not swept:
-                size = leases.rows(after, 1 if scheduled else None)
-            taken_by_me.update(sub for _, sub in taken)
-            if scheduled:
-                for chunk in chunks:
-                    _send_chunk(run, ledger, transport, run_id, chunk, options, now, tally)
-                    if progress is not None:
-                        progress(len(chunk))
-            else:
-                for chunk in chunks:
-                    dispatcher.submit(chunk)
-                if first:
-                    dispatcher.settle_all()
-            first = False
-    finally:
-        dispatcher.close()  # what is in flight is recorded; what never started stays leased
+                    taken = ledger.take(edition, run_id, size, after)
+                if not taken:
+                    if swept:
+                        dispatcher.settle_all()
+                        return taken_by_me
+                    with timings.stage("ledger"):
+                        free_dead_leases(ledger, edition)
+                    # what is left is scattered (freed by runs that died): the plan's order says
+                    # nothing about it any more
+                    after, swept = ("", ""), True
+                    size = transport.max_batch if scheduled else window * transport.max_batch
+                    continue
+                chunks = _chunks([by_id[sub] for _, sub in taken], transport.max_batch)
+                if first and not scheduled and len(chunks) > 1:
+                    # one request first (see above): the rest of the window goes back to the queue
+                    keep = {s.subscriber.id for s in chunks[0]}
+                    ledger.release(edition, run_id, [sub for _, sub in taken if sub not in keep])
+                    taken, chunks = [t for t in taken if t[1] in keep], chunks[:1]
+                with timings.stage("compose"):
+                    run.links.prefetch([sub for _, sub in taken])  # this lease's link ids, one read
+                after = taken[-1]
+                leases.took(taken)
+                if not swept:
+                    size = leases.rows(after, 1 if scheduled else None)
+                taken_by_me.update(sub for _, sub in taken)
+                if scheduled:
+                    for chunk in chunks:
+                        _send_chunk(run, ledger, transport, run_id, chunk, options, now, tally)
+                        if progress is not None:
+                            progress(len(chunk))
+                else:
+                    for chunk in chunks:
+                        dispatcher.submit(chunk)
+                    if first:
+                        dispatcher.settle_all()
+                first = False
+        finally:
+            dispatcher.close()  # what is in flight is recorded; what never started stays leased
 
 
 def _chunks(taken: list[tuple[str, Selection]], size: int) -> list[list[Selection]]:
@@ -485,6 +489,7 @@ def send_edition(
         # What fails on our side for every email (a template, a missing DIGEST_SECRET) fails
         # here, before the ledger holds anything of this run.
         run.content_for(selections[0])
+        run.links.prefetch([selections[0].subscriber.id])  # a send reads link ids lease by lease
         recipient(run, selections[0])
         also_from: tuple[State, ...] = ("ambiguous",) if options.on_ambiguous == "resend" else ()
         # From here on the edition's objects (articles, subscribers, plan) are done growing: no
@@ -493,6 +498,7 @@ def send_edition(
             with timings.stage("ledger"):
                 items, by_id = _queue_items(run, plan)
                 ledger.enqueue(edition, items, also_from=also_from)
+                del items  # what is queued is in by_id too: at a million rows, 80 MB less to hold
             tally = Tally()
             if options.workers > 1:
                 from digest.workers import send_in_workers
@@ -511,7 +517,7 @@ def send_edition(
 
                 mine = send_in_workers(
                     edition,
-                    [i.subscriber for i in items],
+                    list(by_id),
                     ledger,
                     transport,
                     run_id,
@@ -532,7 +538,9 @@ def send_edition(
                         )
                 finally:
                     ledger.release(edition, run_id)
-        others = _by_others(ledger, edition, [i for i in items if i.subscriber not in mine])
+        others = _by_others(
+            ledger, edition, [(sub, s.subscriber.email) for sub, (_, s) in by_id.items() if sub not in mine]
+        )
         return _replace(
             planned,
             dry_run=False,
@@ -561,8 +569,9 @@ def _fast_path_notes(run: Run, plan: _Plan, *, check: bool = True) -> list[str]:
     return [f"{FAST_PATH_OFF}: {why}" for v in variants.values() for why in v.prepared.fast_path_off]
 
 
-def _by_others(ledger: Ledger, edition: str, items: list[ClaimItem]) -> list[tuple[str, str]]:
-    """Why planned rows this run never took were not its to send: another sender had them."""
+def _by_others(ledger: Ledger, edition: str, items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Why planned rows this run never took, as (subscriber, email), were not its to send:
+    another sender had them."""
     if not items:
         return []
     states = ledger.row_states(edition)
@@ -574,10 +583,9 @@ def _by_others(ledger: Ledger, edition: str, items: list[ClaimItem]) -> list[tup
         "failed": "failed in another run",
         "cancelled": "cancelled in another run",
     }
-    found = {i.subscriber: states.get(i.subscriber) for i in items}
     return [
-        (i.email, why.get(row.state if row else "", "no longer in the ledger"))
-        for i, row in zip(items, found.values(), strict=True)
+        (email, why.get(row.state if (row := states.get(sub)) else "", "no longer in the ledger"))
+        for sub, email in items
     ]
 
 

@@ -195,3 +195,34 @@ def _path(url: str) -> str:
 
 #: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
 pytestmark = pytest.mark.usefixtures("engine")
+
+
+def test_a_send_reads_link_ids_lease_by_lease_never_the_whole_list(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send reads the opaque ids of the rows it has leased, one read per lease (making those
+    missing on a first send), so it never holds the whole list's ids (200 MB at a million
+    readers), and every email still names its own reader's id."""
+    from digest.store.state_sql import SqlSubscriberState
+
+    readers = [f"reader{n:03d}@example.com" for n in range(130)]
+    lines = ["email,name,tags"] + [f"{a},Reader {n},{'python' if n % 2 else ''}" for n, a in enumerate(readers)]
+    (config.source.parent / "subscribers" / "subscribers.csv").write_text("\n".join(lines) + "\n")
+    reads: list[int] = []
+    real = SqlSubscriberState.token_ids
+
+    def counted(self: SqlSubscriberState, subscribers: list[str], *, create: bool = True) -> dict[str, str]:
+        reads.append(len(subscribers))
+        return real(self, subscribers, create=create)
+
+    monkeypatch.setattr(SqlSubscriberState, "token_ids", counted)
+    cli(config, "send", "--yes", "--at", AT)  # the outbox: one reader a request, 50 rows a lease
+    assert max(reads) <= 50 < len(readers)  # never the whole list at once
+    assert sum(reads) == len(readers) + 1  # each lease's rows once, and the first reader checked first
+    ids = ids_in_state(config)
+    assert sorted(ids.values()) == readers  # made on this first send, one each
+    for eml in (config.source.parent / "outbox").glob("*.eml"):
+        address = eml.name.removesuffix(".eml")
+        text = eml.read_bytes().decode()
+        named = {unquote(t).split(".")[1] for t in TOKEN.findall(text.replace("=\n", "").replace("=3D", "="))}
+        assert named and {ids[i] for i in named} == {address}
