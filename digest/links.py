@@ -23,12 +23,12 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any
 from urllib.parse import urljoin
 
 from digest.config import Config
 from digest.models import Subscriber
 from digest.store import open_existing_state, open_state
+from digest.suppressions import SubscriberState
 from digest.tokens import Signer, new_token_id, secret_from_env
 
 
@@ -56,7 +56,7 @@ class Links:
         self._throwaway: dict[str, str] = {}  #: click ids of a run that writes nothing
         self._unminted: dict[str, str] = {}  #: link ids of a run that writes nothing, for those without one
         self._lock = threading.Lock()
-        self._lease_state: Any = None  #: the state a send reads each lease's ids through (by_lease)
+        self._lease_state: SubscriberState | None = None  #: the state a send reads each lease's ids through (by_lease)
         self._lease_thread = 0  #: the thread that opened it: a connection belongs to one thread
         self._leases: deque[dict[str, str]] = deque(maxlen=4)  #: the ids of a send's last leases
 
@@ -152,10 +152,10 @@ class Links:
             # threads: the last few leases stay (what one sender has in hand is two leases at most).
             self._leases.appendleft(fetched)
 
-    def _fetch(self, subscriber_ids: list[str], state: Any = None) -> dict[str, str]:
+    def _fetch(self, subscriber_ids: list[str], state: SubscriberState | None = None) -> dict[str, str]:
         if self._persist:
             if state is not None:
-                return state.token_ids(subscriber_ids)  # type: ignore[no-any-return]
+                return state.token_ids(subscriber_ids)
             with open_state(self.config) as opened:
                 return opened.token_ids(subscriber_ids)
         found: dict[str, str] = {}
