@@ -285,6 +285,16 @@ def test_a_recipient_field_used_as_an_attribute_name_is_refused(sample):
     assert personalize.NONCE not in str(caught.value)
 
 
+def test_mjml_that_does_not_compile_is_named_with_mjmls_reason(sample):
+    # a closing tag lost in an edit: mjml-python's own words, after the template's name, one line
+    tpl = sample.parent / "templates" / "digest.mjml.j2"
+    tpl.write_text(tpl.read_text().replace("</mjml>", ""))
+    run = open_run(load_config(sample), SAMPLE_AT)
+    with pytest.raises(TemplateError) as caught:
+        run.prepared  # noqa: B018
+    assert str(caught.value) == "digest.mjml.j2: MJML does not compile: unexpected end of stream in root template"
+
+
 def test_missing_markers_are_explained(sample):
     tpl = sample.parent / "templates" / "digest.mjml.j2"
     tpl.write_text(tpl.read_text().replace("{{ article_start }}", ""))

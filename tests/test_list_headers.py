@@ -93,6 +93,18 @@ def test_what_an_smtp_peer_receives_has_the_one_click_header_on_one_raw_line(
         assert b"\r\nList-Id: <weekly.circuit.example.com>\r\n" in data
 
 
+def test_a_configured_mailto_without_an_endpoint_is_the_list_unsubscribe(tmp_path: Path) -> None:
+    # `unsubscribe_mailto` and no HTTPS endpoint: mail apps get that mailbox, and no one-click header
+    config = copy_sample(tmp_path, '[sending]\nunsubscribe_mailto = "leave@circuit.example.com"\n')
+    code, out = invoke(config, "send", "--yes", "--at", AT)
+    assert code == 0, out
+    raw = (tmp_path / "outbox" / "2026-W49" / "ada@example.com.eml").read_bytes()
+    assert header_lines(raw, b"List-Unsubscribe") == [
+        b"List-Unsubscribe: <mailto:leave@circuit.example.com?subject=unsubscribe>"
+    ]
+    assert header_lines(raw, b"List-Unsubscribe-Post") == []
+
+
 def test_without_an_endpoint_the_outbox_eml_has_the_footers_mailto_as_list_unsubscribe(sample: Path) -> None:
     code, out = invoke(sample, "send", "--yes", "--at", AT)
     assert code == 0, out

@@ -296,3 +296,35 @@ def test_serve_without_the_secret_is_one_line_naming_the_variable(config: Config
 
 #: Every test here runs on both engines (SQLite files, then PostgreSQL): see the `engine` fixture.
 pytestmark = pytest.mark.usefixtures("engine")
+
+
+def test_a_one_click_body_that_is_not_utf8_still_unsubscribes(config: Config, client: TestClient) -> None:
+    # RFC 8058: the signed link is the proof, whatever a mail client's POST body holds
+    response = client.post(
+        f"/unsubscribe?token={token(config, 'ada@example.com')}",
+        content=b"List-Unsubscribe=One-Click\xff\xfe",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    (row,) = read_overlay(config).optouts["ada@example.com"]
+    assert row.source == "one-click"
+
+
+@pytest.mark.sqlite_only
+def test_an_internal_error_is_one_plain_page_and_one_log_line(config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    """A state that cannot be read (here a file that is no database) mid-service: the reader is
+    told nothing was recorded, and neither the page nor the log holds a traceback or a token."""
+    app = create_public_app(PublicSettings(config, SECRET.encode(), None))
+    client = TestClient(app, base_url=BASE_URL, raise_server_exceptions=False)
+    link = f"/unsubscribe?token={token(config, 'ada@example.com')}"
+    state = config.state.path / STATE_NAME
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_bytes(b"this is not a database\n" * 200)
+    with caplog.at_level("INFO", logger="digest"):
+        response = client.post(link, content=b"List-Unsubscribe=One-Click")
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text and "Your request was not recorded." in response.text
+    assert "Traceback" not in response.text and link.split("=", 1)[1] not in response.text
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith("internal error: ")
+    assert "\n" not in errors[0] and "token" not in errors[0]
