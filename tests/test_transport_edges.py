@@ -188,3 +188,92 @@ def test_closing_after_the_relay_went_away_is_quiet(tmp_path: Path) -> None:
     # the peer is gone: QUIT cannot be answered, and closing must not raise
     smtp.close()
     assert smtp._conn is None and len(inbox.messages) == 1
+
+
+# ---------------------------------------------------------------- answers the fake never gives
+
+
+class Scripted:
+    """A plain HTTP server on 127.0.0.1 answering each request with the next (status, headers, body)."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
+        import http.server
+        import threading
+
+        self.answers = list(answers)
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.paths.append(f"{self.command} {self.path}")
+                status, headers, body = outer.answers.pop(0)
+                self.send_response(status)
+                for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer  # noqa: N815
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_refusal_that_is_not_json_is_shown_as_sent(tmp_path: Path) -> None:
+    server = Scripted([(400, {"Content-Type": "text/plain"}, b"Bad Request: no such thing")])
+    try:
+        cfg = load(copy_sample(tmp_path, sendgrid_toml(server.url)))
+        t = transport(cfg)
+        outcome = t.send(ada_batch(cfg))
+        t.close()
+    finally:
+        server.close()
+    assert (outcome.kind, outcome.error) == ("failed", "HTTP 400: Bad Request: no such thing")
+
+
+def test_a_429_with_an_unreadable_reset_backs_off_with_jitter(tmp_path: Path) -> None:
+    import random
+
+    server = Scripted(
+        [(429, {"X-RateLimit-Reset": "soon"}, b""), (202, {"X-Message-Id": "m-1"}, b"")],
+    )
+    try:
+        cfg = load(copy_sample(tmp_path, sendgrid_toml(server.url)))
+        sleeps = Sleeps()
+        t = transport(cfg, sleep=sleeps, rng=random.Random(5))
+        outcome = t.send(ada_batch(cfg))
+        t.close()
+    finally:
+        server.close()
+    assert (outcome.kind, outcome.message_id) == ("accepted", "m-1")
+    assert sleeps == [random.Random(5).uniform(0, 0.5)]
+
+
+def test_a_cancel_refused_reads_a_status_answered_as_one_object(tmp_path: Path) -> None:
+    """SendGrid may answer GET scheduled_sends/<id> with one object rather than a list."""
+    server = Scripted(
+        [
+            (400, {}, b'{"errors": [{"message": "batch id already has a status"}]}'),
+            (200, {"Content-Type": "application/json"}, b'{"batch_id": "b1", "status": "cancel"}'),
+        ]
+    )
+    try:
+        cfg = load(copy_sample(tmp_path, sendgrid_toml(server.url)))
+        t = transport(cfg)
+        assert t.cancel("b1") is True
+        t.close()
+    finally:
+        server.close()
+    assert server.paths == ["POST /v3/user/scheduled_sends", "GET /v3/user/scheduled_sends/b1"]
