@@ -431,43 +431,6 @@ def test_extra_columns_follow_the_list_s_own_and_attributes_come_last():
     ]
 
 
-def test_a_written_list_reads_back_as_the_same_subscribers(tmp_path: Path) -> None:
-    # `digest subscribers export` then an edit then a load: nothing a row says may change on the way
-    subscribers = [
-        Subscriber(
-            email="Ann@example.com",
-            name="Ann Lee",
-            tags=("ai", "Space"),
-            categories=("Science", "Robotics"),
-            external_id="42",
-            subscribed_at=datetime(2025, 6, 3, 18, 57, 8, tzinfo=UTC),
-            frequency="monthly",
-            attributes={"company": "Acme", "plan": "pro"},
-        ),
-        Subscriber(email="bo@example.com", status="unsubscribed", attributes={"plan": "free"}),
-    ]
-    path = tmp_path / "subs.csv"
-    with path.open("w", encoding="utf-8", newline="") as out:
-        write_list(subscribers, out)
-    result = load_subscribers(path)
-    assert not result.problems
-
-    def fields(s: Subscriber) -> tuple[object, ...]:
-        return (
-            s.email,
-            s.name,
-            s.tags,
-            s.categories,
-            s.status,
-            dict(s.attributes),
-            s.external_id,
-            s.subscribed_at,
-            s.frequency,
-        )
-
-    assert [fields(s) for s in result.subscribers] == [fields(s) for s in subscribers]
-
-
 def test_what_is_kept_of_a_list_to_share_repeated_cells_stays_bounded(tmp_path: Path) -> None:
     # repeated cells are shared between rows (a million rows name the same few topics), but a
     # long-running `digest serve` reads lists and strangers' topics again and again: whatever it is
