@@ -149,6 +149,22 @@ def test_an_opt_out_date_written_as_an_object_counts_and_a_lookalike_holding_one
     assert problem.severity == "error" and "field 'optedOutAt' looks like a subscription flag" in problem.message
 
 
+def test_a_flag_holding_an_object_or_a_list_refuses_that_row_and_the_list_goes_on(tmp_path):
+    path = json_list(
+        tmp_path,
+        {"email": "a@example.com", "status": {"code": "active"}},
+        {"email": "b@example.com", "isActive": [True]},
+        {"email": "c@example.com", "isActive": True},
+    )
+    result = load_subscribers(path)
+    assert [s.email for s in result.subscribers] == ["c@example.com"]
+    assert [(p.line, p.severity, p.message.split(" (")[0]) for p in result.problems] == [
+        (2, "error", "unknown status {'code': 'active'}"),
+        (8, "error", "isActive [True] is not a yes/no value"),
+    ]
+    assert all(p.message.endswith("this row is not mailed") for p in result.problems)
+
+
 def test_an_opt_out_wins_when_signals_disagree(tmp_path):
     path = csv_list(
         tmp_path,
