@@ -7,12 +7,21 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from digest import subscribers
 from digest.models import Subscriber
 from digest.subscribers import is_valid_email, load_subscribers, split_terms, write_list
+
+
+@pytest.fixture(autouse=True)
+def fresh_memos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test reads its cells afresh: the memos of repeated cells (digest.subscribers keeps
+    them for the life of the process) would otherwise answer with what an earlier test (or an
+    earlier version of the code, in a forked mutation run) made of the same cell."""
+    for memo in ("_CELLS", "_TERMS", "_VALUES"):
+        monkeypatch.setattr(subscribers, memo, {})
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -230,6 +239,15 @@ def test_every_problem_names_the_file_and_line_of_its_row(tmp_path):
     assert str(problem) == f"{path}:3: error: invalid email address 'broken'"
 
 
+def test_where_a_json_list_stops_is_named_by_file_and_line(tmp_path):
+    path = write(tmp_path, "subs.json", '[\n  {"email": "a@example.com"},\n  {"email": "b@example.com",}\n]')
+    (problem,) = load_subscribers(path).problems
+    assert str(problem).startswith(f"{path}:3: error: not valid JSON: ")
+    deep = write(tmp_path, "deep.json", '[\n {"email": "a@example.com"},\n {"x": ' + "[" * 100_000 + "]}]")
+    (problem,) = load_subscribers(deep).problems
+    assert str(problem) == f"{deep}:3: error: not valid JSON: nested too deeply; the list stops here"
+
+
 def test_a_duplicate_in_any_case_keeps_the_first_row(tmp_path):
     path = write(tmp_path, "subs.csv", "email,name\nAnn@Example.com,First\nann@example.com,Second\n")
     result = load_subscribers(path)
@@ -435,18 +453,8 @@ def test_what_is_kept_of_a_list_to_share_repeated_cells_stays_bounded(tmp_path: 
     # repeated cells are shared between rows (a million rows name the same few topics), but a
     # long-running `digest serve` reads lists and strangers' topics again and again: whatever it is
     # fed, it keeps at most 100,000 of each kind, and every row still reads as written
-    from digest import subscribers as module
-
-    memos: tuple[dict[Any, Any], ...] = (module._CELLS, module._TERMS, module._VALUES)
-    saved = [dict(m) for m in memos]
     rows = "".join(f"r{i}@example.com,topic {i},company {i}\n" for i in range(100_050))
-    path = write(tmp_path, "subs.csv", "email,tags,company\n" + rows)
-    try:
-        result = load_subscribers(path)
-        last = result.subscribers[-1]
-        assert (last.tags, dict(last.attributes)) == (("topic 100049",), {"company": "company 100049"})
-        assert all(len(m) <= 100_000 for m in memos)
-    finally:
-        for memo, entries in zip(memos, saved, strict=True):
-            memo.clear()
-            memo.update(entries)
+    result = load_subscribers(write(tmp_path, "subs.csv", "email,tags,company\n" + rows))
+    last = result.subscribers[-1]
+    assert (last.tags, dict(last.attributes)) == (("topic 100049",), {"company": "company 100049"})
+    assert all(len(memo) <= 100_000 for memo in (subscribers._CELLS, subscribers._TERMS, subscribers._VALUES))
