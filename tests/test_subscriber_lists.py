@@ -414,6 +414,19 @@ def test_a_flag_inside_a_list_of_objects_or_four_objects_down_is_refused_by_its_
     ]
 
 
+def test_a_flag_in_a_list_of_objects_inside_an_object_is_refused_by_its_path(tmp_path):
+    # a CRM export keeps each list a reader is on, with its status, under the reader's record
+    path = write(
+        tmp_path,
+        "subs.json",
+        '[{"email": "a@example.com", "crm": {"lists": [{"id": 1}, {"id": 2, "status": "unsubscribed"}]}},\n'
+        ' {"email": "b@example.com", "crm": {"lists": [], "labels": ["vip", "beta"]}}]',
+    )
+    result = load_subscribers(path)
+    assert [s.email for s in result.subscribers] == ["b@example.com"]
+    assert [(p.line, p.message.split(" looks like")[0]) for p in result.problems] == [(1, "field 'crm.lists.1.status'")]
+
+
 # ---------------------------------------------------------------- writing
 
 
