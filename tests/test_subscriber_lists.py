@@ -108,6 +108,8 @@ def test_a_json_file_that_is_not_utf8_is_one_problem(tmp_path):
     ((line, severity, message),) = problems(path)
     assert (line, severity) == (None, "error") and message.startswith("cannot read: ")
     assert "utf-8" in message
+    (problem,) = load_subscribers(path).problems
+    assert str(problem).startswith(f"{path}: error: cannot read: ")  # names the file, no line
 
 
 def test_a_json_file_with_a_byte_order_mark_is_read(tmp_path):
