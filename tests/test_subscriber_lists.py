@@ -241,13 +241,29 @@ def test_every_problem_names_the_file_and_line_of_its_row(tmp_path):
     assert str(problem) == f"{path}:3: error: invalid email address 'broken'"
 
 
-def test_where_a_json_list_stops_is_named_by_file_and_line(tmp_path):
-    path = write(tmp_path, "subs.json", '[\n  {"email": "a@example.com"},\n  {"email": "b@example.com",}\n]')
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("", 1, "empty subscriber list"),
+        ("42", 1, "expected a JSON list of subscriber objects"),
+        ('{"subscribers": 5}', 1, "expected a JSON list of subscriber objects"),
+        ('{"subscribers": [\n  {"email": "a@example.com"}\n  {"email": "b"}\n]}\n', 3, "not valid JSON: "),
+        (
+            '{"subscribers": [{"x": ' + "[" * 100_000 + "]}]}",
+            1,
+            "not valid JSON: nested too deeply; the list stops here",
+        ),
+        ('[\n  {"email": "a@example.com"},\n  {"email": "b@example.com",}\n]', 3, "not valid JSON: "),
+        ('[\n {"email": "a@example.com"},\n {"x": ' + "[" * 100_000 + "]}]", 3, "not valid JSON: nested too deeply"),
+        ('[{"email": "a@example.com"}\n {"email": "b@example.com"}]', 2, "not valid JSON: expected ',' or ']'"),
+        ('[\n  "a@example.com"\n]', 2, "expected an object"),
+        ('[\n{"email": "a@example.com", "note": "' + "x" * 65_536 + '"}]', 2, "object longer than 65,536 characters"),
+    ],
+)
+def test_each_problem_of_a_json_list_names_its_file_and_line(tmp_path, text, line, message):
+    path = write(tmp_path, "subs.json", text)
     (problem,) = load_subscribers(path).problems
-    assert str(problem).startswith(f"{path}:3: error: not valid JSON: ")
-    deep = write(tmp_path, "deep.json", '[\n {"email": "a@example.com"},\n {"x": ' + "[" * 100_000 + "]}]")
-    (problem,) = load_subscribers(deep).problems
-    assert str(problem) == f"{deep}:3: error: not valid JSON: nested too deeply; the list stops here"
+    assert str(problem).startswith(f"{path}:{line}: error: {message}")
 
 
 def test_a_duplicate_in_any_case_keeps_the_first_row(tmp_path):
