@@ -247,13 +247,21 @@ def test_every_problem_names_the_file_and_line_of_its_row(tmp_path):
         ("", 1, "empty subscriber list"),
         ("42", 1, "expected a JSON list of subscriber objects"),
         ('{"subscribers": 5}', 1, "expected a JSON list of subscriber objects"),
-        ('{"subscribers": [\n  {"email": "a@example.com"}\n  {"email": "b"}\n]}\n', 3, "not valid JSON: "),
+        (
+            '{"subscribers": [\n  {"email": "a@example.com"}\n  {"email": "b"}\n]}\n',
+            3,
+            "not valid JSON: Expecting ',' delimiter; the list stops here",
+        ),
         (
             '{"subscribers": [{"x": ' + "[" * 100_000 + "]}]}",
             1,
             "not valid JSON: nested too deeply; the list stops here",
         ),
-        ('[\n  {"email": "a@example.com"},\n  {"email": "b@example.com",}\n]', 3, "not valid JSON: "),
+        (
+            '[\n  {"email": "a@example.com"},\n  {"email" "b@example.com"}\n]',
+            3,
+            "not valid JSON: Expecting ':' delimiter; the list stops here",
+        ),
         ('[\n {"email": "a@example.com"},\n {"x": ' + "[" * 100_000 + "]}]", 3, "not valid JSON: nested too deeply"),
         ('[{"email": "a@example.com"}\n {"email": "b@example.com"}]', 2, "not valid JSON: expected ',' or ']'"),
         ('[\n  "a@example.com"\n]', 2, "expected an object"),
