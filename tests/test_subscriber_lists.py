@@ -17,11 +17,12 @@ from digest.subscribers import is_valid_email, load_subscribers, split_terms, wr
 
 @pytest.fixture(autouse=True)
 def fresh_memos(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test reads its cells afresh: the memos of repeated cells (digest.subscribers keeps
-    them for the life of the process) would otherwise answer with what an earlier test (or an
-    earlier version of the code, in a forked mutation run) made of the same cell."""
+    """Each test reads its header and cells afresh: the memos of repeated headers and cells
+    (digest.subscribers keeps them for the life of the process) would otherwise answer with what
+    an earlier test (or an earlier version of the code, in a forked mutation run) made of them."""
     for memo in ("_CELLS", "_TERMS", "_VALUES"):
         monkeypatch.setattr(subscribers, memo, {})
+    subscribers._plan.cache_clear()
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
