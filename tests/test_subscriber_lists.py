@@ -66,6 +66,24 @@ def test_a_header_naming_columns_twice_names_each_once_in_order(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty subscriber list"),
+        ("\n", "empty subscriber list"),
+        ("mail,name\na@example.com,Ann\n", "no 'email' column in the header"),
+        (
+            "email,name,name\na@example.com,Ann,Bo\n",
+            "column(s) 'name' appear more than once in the header; the list is not read",
+        ),
+    ],
+)
+def test_each_problem_of_a_csv_header_names_its_file_and_line(tmp_path, text, message):
+    path = write(tmp_path, "subs.csv", text)
+    (problem,) = load_subscribers(path).problems
+    assert str(problem) == f"{path}:1: error: {message}"
+
+
 def test_a_list_named_in_capitals_json_is_read_as_json(tmp_path):
     path = write(tmp_path, "SUBS.JSON", '[{"email": "a@example.com", "preferences": {"tags": ["ai"]}}]')
     result = load_subscribers(path)
@@ -273,6 +291,27 @@ def test_each_problem_of_a_json_list_names_its_file_and_line(tmp_path, text, lin
     path = write(tmp_path, "subs.json", text)
     (problem,) = load_subscribers(path).problems
     assert str(problem).startswith(f"{path}:{line}: error: {message}")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("email\na@example.com\nA@example.com\n", "3: error: duplicate address A@example.com (first on line 2)"),
+        (
+            "email,status,unsubscribed\na@example.com,active,true\n",
+            "2: warning: subscription fields disagree (status says active",
+        ),
+        (
+            "email,subscribed_at\na@example.com,soon\n",
+            "2: warning: subscribed_at 'soon' is not a date and time (ISO 8601 expected); ignored",
+        ),
+        ("email,opted_out\na@example.com,yes\n", "2: error: field 'opted_out' looks like a subscription flag"),
+    ],
+)
+def test_each_problem_of_a_row_names_its_file_and_line(tmp_path, text, problem):
+    path = write(tmp_path, "subs.csv", text)
+    (found,) = load_subscribers(path).problems
+    assert str(found).startswith(f"{path}:{problem}")
 
 
 def test_a_duplicate_in_any_case_keeps_the_first_row(tmp_path):
