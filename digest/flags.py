@@ -169,9 +169,17 @@ class Consent:
     warning: str = ""
 
 
-@lru_cache(maxsize=4096)  # a list's rows carry a handful of distinct flag combinations
 def consent_of(fields: tuple[tuple[str, Any], ...]) -> Consent:
-    """`consent` for hashable (name, value) pairs, remembered."""
+    """`consent` for (name, value) pairs, remembered when they are hashable: a flag of a JSON list
+    that holds an object or a list is judged alone (and refused), never a crash of the whole list."""
+    try:
+        return _consent_of(fields)
+    except TypeError:  # unhashable: lru_cache cannot key it
+        return consent(iter(fields))
+
+
+@lru_cache(maxsize=4096)  # a list's rows carry a handful of distinct flag combinations
+def _consent_of(fields: tuple[tuple[str, Any], ...]) -> Consent:
     return consent(iter(fields))
 
 

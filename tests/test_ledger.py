@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -200,3 +201,46 @@ def test_the_window_starts_at_the_newest_accepted_edition_whatever_order_they_we
         assert history["a"].last_delivery == w48 and history["a"].sent_article_ids == {"w46", "w47", "w48"}
         assert history["b"].last_delivery == w48 and history["b"].sent_article_ids == {"w46", "w47", "w48"}
         assert history["a"] is history["b"]
+
+
+def test_subscribers_who_may_have_the_same_articles_keep_their_own_windows(new_ledger) -> None:
+    # b's last edition may not have arrived (ambiguous): its articles are never resent, but b's
+    # window still starts at the last edition that surely reached b, not at a's
+    w47, w48 = datetime(2026, 11, 23, 9, tzinfo=UTC), datetime(2026, 11, 30, 9, tzinfo=UTC)
+    with new_ledger() as ledger:
+        for edition, at in (("w47", w47), ("w48", w48)):
+            ledger.claim(edition, "r", [item("a", (edition,), at), item("b", (edition,), at)], transport="outbox")
+            ledger.settle(edition, ["a"], "accepted", run_id="r")
+        ledger.settle("w47", ["b"], "accepted", run_id="r")
+        ledger.settle("w48", ["b"], "ambiguous", run_id="r")
+        history = ledger.histories("w49")
+        assert history["a"].sent_article_ids == history["b"].sent_article_ids == {"w47", "w48"}
+        assert (history["a"].last_delivery, history["b"].last_delivery) == (w48, w47)
+
+
+@pytest.fixture
+def machine_zone(monkeypatch):
+    """Set this process's local time zone (TZ), as a sender on a machine elsewhere has it."""
+
+    def move(name: str) -> None:
+        monkeypatch.setenv("TZ", name)
+        time.tzset()
+
+    yield move
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_horizon_means_the_same_instant_on_a_machine_in_another_time_zone(new_ledger, machine_zone) -> None:
+    # senders on several machines share one ledger: rows written in UTC by one are read from a
+    # horizon by another set to Tokyo time; the delivery five hours after the horizon is inside it
+    machine_zone("UTC")
+    sent = datetime(2026, 11, 23, 5, 0, 0, 41, tzinfo=UTC)
+    horizon = datetime(2026, 11, 23, 0, 0, 0, 41, tzinfo=UTC)
+    with new_ledger() as ledger:
+        ledger.claim("w47", "r", [item("a", ("x",), sent)], transport="outbox")
+        ledger.settle("w47", ["a"], "accepted", run_id="r")
+        machine_zone("Asia/Tokyo")
+        history = ledger.histories("w48", since=horizon)
+        assert history["a"].last_delivery == sent and history["a"].sent_article_ids == {"x"}
+        assert ledger.oldest_last_delivery("w48", since=horizon) == sent

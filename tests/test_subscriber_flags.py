@@ -131,6 +131,40 @@ def test_a_flag_nested_in_json_is_refused(tmp_path):
     ]
 
 
+def test_an_opt_out_date_written_as_an_object_counts_and_a_lookalike_holding_one_is_refused(tmp_path):
+    # a MongoDB export writes its dates as {"$date": ...}: that there is one is all that counts
+    date = {"$date": "2025-06-03T18:57:08Z"}
+    path = json_list(
+        tmp_path,
+        {"email": "a@example.com", "unsubscribedAt": date},
+        {"email": "b@example.com", "unsubscribedAt": {}},
+        {"email": "c@example.com", "optedOutAt": date},
+    )
+    result = load_subscribers(path)
+    assert [(s.email, s.status) for s in result.subscribers] == [
+        ("a@example.com", "unsubscribed"),
+        ("b@example.com", "active"),
+    ]
+    (problem,) = result.problems
+    assert problem.severity == "error" and "field 'optedOutAt' looks like a subscription flag" in problem.message
+
+
+def test_a_flag_holding_an_object_or_a_list_refuses_that_row_and_the_list_goes_on(tmp_path):
+    path = json_list(
+        tmp_path,
+        {"email": "a@example.com", "status": {"code": "active"}},
+        {"email": "b@example.com", "isActive": [True]},
+        {"email": "c@example.com", "isActive": True},
+    )
+    result = load_subscribers(path)
+    assert [s.email for s in result.subscribers] == ["c@example.com"]
+    assert [(p.line, p.severity, p.message.split(" (")[0]) for p in result.problems] == [
+        (2, "error", "unknown status {'code': 'active'}"),
+        (8, "error", "isActive [True] is not a yes/no value"),
+    ]
+    assert all(p.message.endswith("this row is not mailed") for p in result.problems)
+
+
 def test_an_opt_out_wins_when_signals_disagree(tmp_path):
     path = csv_list(
         tmp_path,
@@ -181,7 +215,7 @@ def test_the_list_writer_round_trips_every_field(tmp_path):
             email="=cmd|'/Ccalc'!A0@example.com",
             name="-Minus +Plus",
             tags=("ai", "@home"),
-            categories=("Science",),
+            categories=("Science", "Space"),
             status="unsubscribed",
             attributes={"company": '=HYPERLINK("http://x")', "phone": "+44 20 7946 0000"},
             external_id="mbgvrk1r15166symjkm",

@@ -10,8 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from digest import subscribers
 from digest.models import Subscriber
 from digest.subscribers import is_valid_email, load_subscribers, split_terms, write_list
+
+
+@pytest.fixture(autouse=True)
+def fresh_memos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test reads its header and cells afresh: the memos of repeated headers and cells
+    (digest.subscribers keeps them for the life of the process) would otherwise answer with what
+    an earlier test (or an earlier version of the code, in a forked mutation run) made of them."""
+    for memo in ("_CELLS", "_TERMS", "_VALUES"):
+        monkeypatch.setattr(subscribers, memo, {})
+    subscribers._plan.cache_clear()
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -53,6 +64,24 @@ def test_a_header_naming_columns_twice_names_each_once_in_order(tmp_path):
     assert problems(path) == [
         (1, "error", "column(s) 'name', 'tags' appear more than once in the header; the list is not read")
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty subscriber list"),
+        ("\n", "empty subscriber list"),
+        ("mail,name\na@example.com,Ann\n", "no 'email' column in the header"),
+        (
+            "email,name,name\na@example.com,Ann,Bo\n",
+            "column(s) 'name' appear more than once in the header; the list is not read",
+        ),
+    ],
+)
+def test_each_problem_of_a_csv_header_names_its_file_and_line(tmp_path, text, message):
+    path = write(tmp_path, "subs.csv", text)
+    (problem,) = load_subscribers(path).problems
+    assert str(problem) == f"{path}:1: error: {message}"
 
 
 def test_a_list_named_in_capitals_json_is_read_as_json(tmp_path):
@@ -98,6 +127,8 @@ def test_a_json_file_that_is_not_utf8_is_one_problem(tmp_path):
     ((line, severity, message),) = problems(path)
     assert (line, severity) == (None, "error") and message.startswith("cannot read: ")
     assert "utf-8" in message
+    (problem,) = load_subscribers(path).problems
+    assert str(problem).startswith(f"{path}: error: cannot read: ")  # names the file, no line
 
 
 def test_a_json_file_with_a_byte_order_mark_is_read(tmp_path):
@@ -227,6 +258,60 @@ def test_every_problem_names_the_file_and_line_of_its_row(tmp_path):
     path = write(tmp_path, "subs.csv", "email\na@example.com\nbroken\n")
     (problem,) = load_subscribers(path).problems
     assert str(problem) == f"{path}:3: error: invalid email address 'broken'"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("", 1, "empty subscriber list"),
+        ("42", 1, "expected a JSON list of subscriber objects"),
+        ('{"subscribers": 5}', 1, "expected a JSON list of subscriber objects"),
+        (
+            '{"subscribers": [\n  {"email": "a@example.com"}\n  {"email": "b"}\n]}\n',
+            3,
+            "not valid JSON: Expecting ',' delimiter; the list stops here",
+        ),
+        (
+            '{"subscribers": [{"x": ' + "[" * 100_000 + "]}]}",
+            1,
+            "not valid JSON: nested too deeply; the list stops here",
+        ),
+        (
+            '[\n  {"email": "a@example.com"},\n  {"email" "b@example.com"}\n]',
+            3,
+            "not valid JSON: Expecting ':' delimiter; the list stops here",
+        ),
+        ('[\n {"email": "a@example.com"},\n {"x": ' + "[" * 100_000 + "]}]", 3, "not valid JSON: nested too deeply"),
+        ('[{"email": "a@example.com"}\n {"email": "b@example.com"}]', 2, "not valid JSON: expected ',' or ']'"),
+        ('[\n  "a@example.com"\n]', 2, "expected an object"),
+        ('[\n{"email": "a@example.com", "note": "' + "x" * 65_536 + '"}]', 2, "object longer than 65,536 characters"),
+    ],
+)
+def test_each_problem_of_a_json_list_names_its_file_and_line(tmp_path, text, line, message):
+    path = write(tmp_path, "subs.json", text)
+    (problem,) = load_subscribers(path).problems
+    assert str(problem).startswith(f"{path}:{line}: error: {message}")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("email\na@example.com\nA@example.com\n", "3: error: duplicate address A@example.com (first on line 2)"),
+        (
+            "email,status,unsubscribed\na@example.com,active,true\n",
+            "2: warning: subscription fields disagree (status says active",
+        ),
+        (
+            "email,subscribed_at\na@example.com,soon\n",
+            "2: warning: subscribed_at 'soon' is not a date and time (ISO 8601 expected); ignored",
+        ),
+        ("email,opted_out\na@example.com,yes\n", "2: error: field 'opted_out' looks like a subscription flag"),
+    ],
+)
+def test_each_problem_of_a_row_names_its_file_and_line(tmp_path, text, problem):
+    path = write(tmp_path, "subs.csv", text)
+    (found,) = load_subscribers(path).problems
+    assert str(found).startswith(f"{path}:{problem}")
 
 
 def test_a_duplicate_in_any_case_keeps_the_first_row(tmp_path):
@@ -395,6 +480,19 @@ def test_a_flag_inside_a_list_of_objects_or_four_objects_down_is_refused_by_its_
     ]
 
 
+def test_a_flag_in_a_list_of_objects_inside_an_object_is_refused_by_its_path(tmp_path):
+    # a CRM export keeps each list a reader is on, with its status, under the reader's record
+    path = write(
+        tmp_path,
+        "subs.json",
+        '[{"email": "a@example.com", "crm": {"lists": [{"id": 1}, {"id": 2, "status": "unsubscribed"}]}},\n'
+        ' {"email": "b@example.com", "crm": {"lists": [], "labels": ["vip", "beta"]}}]',
+    )
+    result = load_subscribers(path)
+    assert [s.email for s in result.subscribers] == ["b@example.com"]
+    assert [(p.line, p.message.split(" looks like")[0]) for p in result.problems] == [(1, "field 'crm.lists.1.status'")]
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -428,3 +526,14 @@ def test_extra_columns_follow_the_list_s_own_and_attributes_come_last():
         "A@example.com,,,,active,2025-01-01,form,,pro,",
         "b@example.com,,,,active,,,,,red",
     ]
+
+
+def test_what_is_kept_of_a_list_to_share_repeated_cells_stays_bounded(tmp_path: Path) -> None:
+    # repeated cells are shared between rows (a million rows name the same few topics), but a
+    # long-running `digest serve` reads lists and strangers' topics again and again: whatever it is
+    # fed, it keeps at most 100,000 of each kind, and every row still reads as written
+    rows = "".join(f"r{i}@example.com,topic {i},company {i}\n" for i in range(100_050))
+    result = load_subscribers(write(tmp_path, "subs.csv", "email,tags,company\n" + rows))
+    last = result.subscribers[-1]
+    assert (last.tags, dict(last.attributes)) == (("topic 100049",), {"company": "company 100049"})
+    assert all(len(memo) <= 100_000 for memo in (subscribers._CELLS, subscribers._TERMS, subscribers._VALUES))
