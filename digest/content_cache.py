@@ -62,14 +62,14 @@ def scan(folder: Path, suffixes: frozenset[str]) -> list[FileStat]:
     # a reference cycle, which kept every FileStat alive until the next garbage collection. A
     # folder that is its own ancestor (a symlink back up the tree) is not walked again.
     walking: list[tuple[int, int]] = []
-    stack = [_entries(str(folder), "", walking)]
+    stack = [(_entries(str(folder), walking), "")]
     while stack:
         entries, prefix = stack[-1]
         for entry in entries:
             try:
                 if entry.is_dir():
                     # into the folder now, the rest of this one after it
-                    stack.append(_entries(entry.path, f"{prefix}{entry.name}/", walking))
+                    stack.append((_entries(entry.path, walking), f"{prefix}{entry.name}/"))
                     break
                 name = entry.name
                 dot = name.rfind(".")  # os.path.splitext's suffix: hidden names never get here
@@ -85,9 +85,9 @@ def scan(folder: Path, suffixes: frozenset[str]) -> list[FileStat]:
     return found
 
 
-def _entries(directory: str, prefix: str, walking: list[tuple[int, int]]) -> tuple[Iterator[os.DirEntry[str]], str]:
-    """A folder's entries sorted by name, hidden ones left out, and its prefix; none for a folder
-    that cannot be read or is already being walked. Pushes the folder's identity on `walking`."""
+def _entries(directory: str, walking: list[tuple[int, int]]) -> Iterator[os.DirEntry[str]]:
+    """A folder's entries sorted by name, hidden ones left out; none for a folder that cannot be
+    read or is already being walked. Pushes the folder's identity on `walking`."""
     entries: list[os.DirEntry[str]] = []
     key = (-1, -1)
     try:
@@ -99,7 +99,7 @@ def _entries(directory: str, prefix: str, walking: list[tuple[int, int]]) -> tup
     except OSError:
         pass
     walking.append(key)
-    return iter(entries), prefix
+    return iter(entries)
 
 
 def _name(entry: os.DirEntry[str]) -> str:
@@ -390,10 +390,8 @@ def _text(*values: Any) -> None:
 
 def _one_line(*values: Any) -> None:
     for value in values:
-        # one_line's own test for text it keeps as it is, inlined: four fields of every article
-        if not (isinstance(value, str) and value.isprintable() and "  " not in value and value == value.strip()):
-            if not (isinstance(value, str) and one_line(value) == value):
-                raise _Invalid
+        if not (isinstance(value, str) and one_line(value) == value):
+            raise _Invalid
 
 
 def _terms(raw: Any) -> tuple[str, ...]:

@@ -122,8 +122,7 @@ class Links:
                 self._ids = {} if self._leases else self._fetch([s.id for s in self._recipients if s.active])
             found = self._ids.get(subscriber_id)
             if found is None:
-                state = self._lease_state if self._lease_thread == threading.get_ident() else None
-                found = self._ids[subscriber_id] = self._fetch([subscriber_id], state)[subscriber_id]
+                found = self._ids[subscriber_id] = self._fetch([subscriber_id], self._state_here())[subscriber_id]
             return found
 
     @contextmanager
@@ -145,12 +144,15 @@ class Links:
         """The ids of just these subscribers (the rows a sender has leased, about to be sent), in
         one read that makes any missing; the last few leases' ids are kept. From the first call
         on, the whole list's ids are never fetched: a miss is fetched on its own."""
-        state = self._lease_state if self._lease_thread == threading.get_ident() else None
-        fetched = self._fetch(list(subscriber_ids), state)
+        fetched = self._fetch(list(subscriber_ids), self._state_here())
         with self._lock:
             # Requests of earlier leases may still be in flight, their emails made by the sender
             # threads: the last few leases stay (what one sender has in hand is two leases at most).
             self._leases.appendleft(fetched)
+
+    def _state_here(self) -> SubscriberState | None:
+        """The lease state when this thread opened it (a connection belongs to one thread), else None."""
+        return self._lease_state if self._lease_thread == threading.get_ident() else None
 
     def _fetch(self, subscriber_ids: list[str], state: SubscriberState | None = None) -> dict[str, str]:
         if self._persist:
