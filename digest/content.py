@@ -13,7 +13,6 @@ site or no cover, and reported as a warning naming the file and field.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import tomllib
 from collections import Counter
@@ -82,14 +81,9 @@ class ArticleProblem(Exception):
 
 
 def iter_article_files(folder: Path) -> Iterator[Path]:
-    """Article files under `folder`, sorted for a stable order; hidden files and folders are skipped."""
-    paths: list[Path] = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        paths.extend(
-            Path(root, f) for f in files if not f.startswith(".") and os.path.splitext(f)[1].lower() in ARTICLE_SUFFIXES
-        )
-    yield from sorted(paths)
+    """Article files under `folder`, sorted for a stable order; hidden files and folders are
+    skipped, and so are symlinks that lead out of `folder` (the same walk as loading: `scan`)."""
+    yield from (Path(f.path) for f in scan(folder, ARTICLE_SUFFIXES))
 
 
 def load_articles(config: Config, cache_dir: Path | None = None, *, save: bool = True) -> ContentIndex:
@@ -139,10 +133,14 @@ def load_folder(config: Config, cache_dir: Path | None = None, *, save: bool = T
 
 
 def _load_folder(config: Config, folder: Path, cache_dir: Path | None, save: bool) -> ContentIndex:
-    files = scan(folder, ARTICLE_SUFFIXES)
+    links_out: list[tuple[str, str]] = []
+    files = scan(folder, ARTICLE_SUFFIXES, links_out)
     cache = ContentCache.open(cache_dir, config, files=len(files)) if cache_dir is not None else None
     articles: list[Article] = []
-    problems: list[Problem] = []
+    problems: list[Problem] = [
+        Problem(link, f"symlink to {target}, outside the content folder: not followed", severity="warning")
+        for link, target in links_out
+    ]
     skipped: list[Skipped] = []
     seen: dict[tuple[str, datetime], str] = {}
     for file in files:

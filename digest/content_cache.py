@@ -50,9 +50,14 @@ class FileStat(NamedTuple):
     mtime_ns: int
 
 
-def scan(folder: Path, suffixes: frozenset[str]) -> list[FileStat]:
+def scan(folder: Path, suffixes: frozenset[str], links_out: list[tuple[str, str]] | None = None) -> list[FileStat]:
     """Article files under `folder` (hidden files and folders skipped), in the order
     `sorted(Path...)` gives: by path components, so 'a/b.md' comes before 'a-c.md'.
+
+    A symlink (file or folder) is followed only when it resolves inside `folder`, as Jekyll's safe
+    mode does: content is untrusted, and a link to `/` or to a home folder would otherwise walk the
+    whole disk or read files nobody meant to publish. Each link left out is appended to
+    `links_out` as (link, where it points).
 
     That order is a walk that takes each folder's entries sorted by name, files and folders
     alike, and goes into a folder where its name comes: sorting names per folder costs less than
@@ -62,11 +67,20 @@ def scan(folder: Path, suffixes: frozenset[str]) -> list[FileStat]:
     # a reference cycle, which kept every FileStat alive until the next garbage collection. A
     # folder that is its own ancestor (a symlink back up the tree) is not walked again.
     walking: list[tuple[int, int]] = []
+    root = os.path.realpath(folder)
+    inside = root.rstrip(os.sep) + os.sep
     stack = [(_entries(str(folder), walking), "")]
     while stack:
         entries, prefix = stack[-1]
         for entry in entries:
             try:
+                # d_type says which entries are links: only those pay for a realpath
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if target != root and not target.startswith(inside):
+                        if links_out is not None:
+                            links_out.append((entry.path, target))
+                        continue
                 if entry.is_dir():
                     # into the folder now, the rest of this one after it
                     stack.append((_entries(entry.path, walking), f"{prefix}{entry.name}/"))

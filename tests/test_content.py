@@ -277,6 +277,34 @@ def test_a_folder_linked_back_up_the_tree_is_read_once(tmp_path):
     assert [p.message for p in index.problems] == [f"same title and date as {folder / 'also/a.md'}; counted once"]
 
 
+def test_links_out_of_the_content_folder_are_reported_and_not_followed(tmp_path):
+    # Content is untrusted: a link to / would walk the whole disk, a link to a home folder would
+    # publish whatever .md files sit there. Links inside the folder are still followed.
+    import os
+
+    folder = tmp_path / "content"
+    write_article(folder, "posts/a.md", "---\ntitle: Alpha\ndate: 2026-11-20\n---\n")
+    secret = write_article(tmp_path / "home", "notes/private.md", "---\ntitle: Private\ndate: 2026-11-21\n---\n")
+    os.symlink("/", folder / "root")
+    os.symlink(secret.parent, folder / "notes")
+    os.symlink(secret, folder / "posts" / "private.md")
+    os.symlink(folder / "posts" / "a.md", folder / "alias.md")  # inside: read (and counted once)
+    config = make_config(tmp_path, content={"path": "content"})
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):
+        index = load_articles(config, cache_dir=cache)
+        assert [a.title for a in index.articles] == ["Alpha"]
+        outside = {p.source: p.message for p in index.problems if "outside" in p.message}
+        assert outside == {
+            str(folder / "notes"): f"symlink to {secret.parent}, outside the content folder: not followed",
+            str(folder / "posts" / "private.md"): f"symlink to {secret}, outside the content folder: not followed",
+            str(folder / "root"): "symlink to /, outside the content folder: not followed",
+        }
+        assert all(p.severity == "warning" for p in index.problems)
+    from digest.content import iter_article_files
+
+    assert [p.relative_to(folder).as_posix() for p in iter_article_files(folder)] == ["alias.md", "posts/a.md"]
+
+
 def test_content_cache_reuses_unchanged_files_and_rereads_changed_ones(tmp_path):
     folder = tmp_path / "content"
     cache = tmp_path / "state" / "cache"
