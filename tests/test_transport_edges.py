@@ -277,3 +277,78 @@ def test_a_cancel_refused_reads_a_status_answered_as_one_object(tmp_path: Path) 
     finally:
         server.close()
     assert server.paths == ["POST /v3/user/scheduled_sends", "GET /v3/user/scheduled_sends/b1"]
+
+
+# ---------------------------------------------------------------- suppression lists that do not read
+
+
+JSON = {"Content-Type": "application/json"}
+UNSUBSCRIBES = "/v3/suppression/unsubscribes"
+
+
+def sync_against(tmp_path: Path, answers: list[tuple[int, dict[str, str], bytes]], **sendgrid: object) -> str:
+    """`digest sync` against a server giving `answers`: the one-line error it stops with."""
+    from digest.sync import sync
+
+    server = Scripted(answers)
+    try:
+        cfg = load(copy_sample(tmp_path, sendgrid_toml(server.url, **sendgrid)))
+        with pytest.raises(SendError) as info:
+            sync(cfg)
+    finally:
+        server.close()
+    assert not (cfg.state.path / "subscribers.sqlite3").exists()  # nothing half-synced
+    return str(info.value)
+
+
+@pytest.fixture
+def sendgrid_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.secret-key-never-shown")
+
+
+@pytest.mark.usefixtures("sendgrid_key")
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (
+            (403, {"Content-Type": "text/plain"}, b"access forbidden"),
+            f"sync: SendGrid answered HTTP 403 for {UNSUBSCRIBES} (is the API key allowed to read suppressions?):"
+            " access forbidden",
+        ),
+        ((500, {}, b""), f"sync: SendGrid answered HTTP 500 for {UNSUBSCRIBES}"),
+        ((503, {}, b"x" * 300), f"sync: SendGrid answered HTTP 503 for {UNSUBSCRIBES}: {'x' * 200}"),
+        (
+            (200, JSON, b"<html>maintenance</html>"),
+            f"sync: SendGrid answered {UNSUBSCRIBES} with something that is not JSON",
+        ),
+        ((200, JSON, b'{"errors": []}'), f"sync: SendGrid answered {UNSUBSCRIBES} with something that is not a list"),
+    ],
+    ids=["403-hint", "500-empty", "503-cut-at-200", "not-json", "not-a-list"],
+)
+def test_a_suppression_list_that_cannot_be_read_is_one_line_naming_it(
+    tmp_path: Path, answer: tuple[int, dict[str, str], bytes], message: str
+) -> None:
+    error = sync_against(tmp_path, [answer])
+    assert error == message
+    assert "SG.secret" not in error
+
+
+@pytest.mark.usefixtures("sendgrid_key")
+def test_a_suppression_list_that_never_ends_stops_after_max_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.transports.sendgrid import suppressions
+
+    monkeypatch.setattr(suppressions, "MAX_PAGES", 3)
+    page = (200, JSON, b'[{"email": "same@example.com", "created": 1}]')
+    assert sync_against(tmp_path, [page] * 3) == f"sync: {UNSUBSCRIBES} did not end after 3 pages"
+
+
+@pytest.mark.usefixtures("sendgrid_key")
+def test_an_asm_group_answered_with_an_object_is_one_line_naming_the_group(tmp_path: Path) -> None:
+    empty = (200, JSON, b"[]")
+    answers = [empty] * 4 + [(200, JSON, b'{"recipient_emails": ["a@example.com"]}')]
+    assert (
+        sync_against(tmp_path, answers, asm_group_id=42)
+        == "sync: SendGrid answered /v3/asm/groups/42/suppressions with something that is not a list"
+    )
