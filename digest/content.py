@@ -60,6 +60,9 @@ LIST_LAYOUT = re.compile(
 )
 #: Repository files that sit in content folders without front matter.
 _REPO_FILES = frozenset({"readme", "license", "licence", "changelog", "contributing", "code_of_conduct"})
+#: An article file larger than this is reported, not read: real posts (even HTML with inline
+#: images) are a few MB, and a stray database dump or video named .md must not take the memory.
+MAX_ARTICLE_BYTES = 64 * 1024 * 1024
 
 
 class NotAnArticle(Exception):
@@ -183,9 +186,12 @@ def read_article(path: Path, folder: Path, config: Config, warnings: list[Proble
     that is not an article on purpose (a list page, a draft) raises `NotAnArticle`."""
     classify_path(path.relative_to(folder))
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_ARTICLE_BYTES + 1)  # a bound, not a stat: the file may grow meanwhile
     except OSError as exc:
         raise ArticleProblem(f"cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_ARTICLE_BYTES:
+        raise ArticleProblem(f"larger than {MAX_ARTICLE_BYTES // (1024 * 1024)} MB: not read as an article")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

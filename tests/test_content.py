@@ -242,6 +242,22 @@ def test_one_unreadable_file_does_not_stop_the_rest(tmp_path):
     assert messages[0].startswith("date: cannot read 'someday'") and "UTF-8" in messages[1]
 
 
+def test_a_file_too_large_to_be_an_article_is_named_and_not_read_whole(tmp_path):
+    from digest.content import MAX_ARTICLE_BYTES
+
+    folder = tmp_path / "content"
+    write_article(folder, "good.md", "---\ntitle: Good\ndate: 2026-11-20\n---\n")
+    dump = write_article(folder, "dump.md", "---\ntitle: Dump\ndate: 2026-11-20\n---\n")
+    with dump.open("r+b") as f:  # sparse: no disk used, but every byte reads back
+        f.truncate(MAX_ARTICLE_BYTES + 1)
+    edge = write_article(folder, "edge.md", "---\ntitle: Edge\ndate: 2026-11-21\n---\n")
+    with edge.open("r+b") as f:
+        f.truncate(MAX_ARTICLE_BYTES)  # exactly the limit: still read (NULs after the front matter)
+    index = load_articles(make_config(tmp_path, content={"path": "content"}))
+    assert sorted(a.title for a in index.articles) == ["Edge", "Good"]
+    assert [str(p) for p in index.problems] == [f"{dump}: error: larger than 64 MB: not read as an article"]
+
+
 def test_cut_words_and_clean_excerpt():
     assert cut_words("one two three four", 100) == "one two three four"
     assert cut_words("alpha beta gamma delta", 12) == "alpha beta…"
