@@ -293,7 +293,7 @@ def _json_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | Problem]]:
         try:
             whole = json.loads(text)
         except (json.JSONDecodeError, RecursionError) as exc:
-            yield from _json_error(source, text, exc)
+            yield from _json_error(source, exc)
             return
         found = re.search(r'"subscribers"\s*:\s*\[', text)
         if not isinstance(whole, dict) or not isinstance(whole.get("subscribers"), list) or found is None:
@@ -317,7 +317,7 @@ def _json_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | Problem]]:
         try:
             item, end = decoder.raw_decode(text, pos)
         except (json.JSONDecodeError, RecursionError) as exc:
-            yield from _json_error(source, text, exc, line)
+            yield from _json_error(source, exc, line)
             return
         if end - pos > MAX_ROW_CHARS:
             yield line, Problem(source, f"object longer than {MAX_ROW_CHARS:,} characters; skipped", line=line)
@@ -341,7 +341,7 @@ def _skip_space(text: str, pos: int) -> int:
 _SPACE = re.compile(r"[ \t\r\n]*")
 
 
-def _json_error(source: str, text: str, exc: Exception, line: int = 1) -> Iterator[tuple[int, Problem]]:
+def _json_error(source: str, exc: Exception, line: int = 1) -> Iterator[tuple[int, Problem]]:
     if isinstance(exc, json.JSONDecodeError):
         yield exc.lineno, Problem(source, f"not valid JSON: {exc.msg}; the list stops here", line=exc.lineno)
     else:
