@@ -254,3 +254,53 @@ def test_a_token_is_only_ever_made_for_an_opaque_id() -> None:
     for bad in ("ada@example.com", "A" * 16, _flip_spare_bits(good)):
         with pytest.raises(AssertionError):
             make_token(bad, GOLDEN_SECRET)
+
+
+def _signed(key: bytes, prefix: bytes, payload: bytes) -> str:
+    """base64url of an 18-byte HMAC-SHA256, as the token formats write their MACs."""
+    import hashlib
+    import hmac
+
+    return base64.urlsafe_b64encode(hmac.new(key, prefix + payload, hashlib.sha256).digest()[:18]).rstrip(b"=").decode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_click_link_is_read_only_as_we_spell_and_sign_it() -> None:
+    """A first-party click link (`/r/<token>`) names an edition and an article; only our spelling,
+    our MAC and exactly those two parts are accepted, under the current or a previous secret."""
+    from digest.tokens import make_link_token, read_link_token
+
+    old, new = GOLDEN_SECRET, b"the-current-secret-0123456789"
+    good = make_link_token("2026-W49", "robot", old)
+    link = b"l1\x00link\x00"  # what a click link's MAC starts with
+    # the format in inboxes, built here independently: l1.<edition NUL article>.<MAC>
+    assert (
+        good == f"l1.{_b64(b'2026-W49' + bytes(1) + b'robot')}.{_signed(old, link, b'2026-W49' + bytes(1) + b'robot')}"
+    )
+    assert read_link_token(good, [new, old]) == ("2026-W49", "robot")  # signed before a rotation
+    assert read_link_token(good, [new]) is None
+    _, payload, mac = good.split(".")
+    assert len(payload) % 4  # the last character carries spare bits
+    assert read_link_token(f"l1.{_flip_spare_bits(payload)}.{mac}", [old]) is None
+    assert read_link_token(f"l1.{payload}.{'B' if mac[0] == 'A' else 'A'}{mac[1:]}", [old]) is None  # tampered
+    assert read_link_token(f"l2.{payload}.{mac}", [old]) is None
+    # correctly signed, but not one edition and one article: refused, never half-read
+    for bad in (b"2026-W49", b"2026-W49\x00robot\x00extra", b"\xff\xfe\x00robot"):
+        forged = f"l1.{_b64(bad)}.{_signed(old, link, bad)}"
+        assert read_link_token(forged, [old]) is None, bad
+    # and the MAC input is what the format says: the same bytes signed as above read back
+    ok = b"2026-W49\x00robot"
+    assert read_link_token(f"l1.{_b64(ok)}.{_signed(old, link, ok)}", [old]) == ("2026-W49", "robot")
+
+
+def test_an_address_link_whose_address_is_not_utf8_is_refused_even_when_signed() -> None:
+    payload, unsubscribe = b"\xffada@example.com", b"unsubscribe\x00"
+    forged = f"{_b64(payload)}.{_signed(GOLDEN_SECRET, unsubscribe, payload)}"
+    assert read_token(forged, [GOLDEN_SECRET]) is None
+    well_formed = b"ada@example.com"  # the same construction with UTF-8 is accepted: the test is live
+    signed = f"{_b64(well_formed)}.{_signed(GOLDEN_SECRET, unsubscribe, well_formed)}"
+    claim = read_token(signed, [GOLDEN_SECRET])
+    assert claim is not None and (claim.kind, claim.value) == ("address", "ada@example.com")
