@@ -559,3 +559,45 @@ def test_a_ledger_failing_in_every_sender_thread_stops_the_run_instead_of_hangin
         assert len(list(cfg.output.path.rglob("*.eml"))) == 1
     finally:
         ledger.real.close()
+
+
+# ---------------------------------------------------------------- an interrupt mid-request
+
+
+def test_an_interrupt_while_a_scheduled_request_is_in_flight_leaves_it_ambiguous(
+    tmp_path: Path, fake: FakeSendGrid
+) -> None:
+    """Ctrl+C (a real SIGINT) while SendGrid holds the request: it may have been queued, so its row
+    is ambiguous, never failed (a failed row is sent again), and the interrupt still stops the run.
+    In scheduled mode the next run then cancels that request's batch and sends once."""
+    import signal
+    import threading
+
+    cfg = setup(tmp_path, fake)
+    fake.script(["slow:30"])  # accepted, answered only when the fake stops
+    in_flight = threading.Event()
+
+    def interrupt_once_in_flight() -> None:
+        for _ in range(500):
+            if any(r.path == "/v3/mail/send" for r in fake.requests):
+                in_flight.set()
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=interrupt_once_in_flight)
+    watcher.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_send(cfg, transport(cfg), only=("ada@example.com",), scheduled=True)
+    finally:
+        watcher.join()
+    assert in_flight.is_set()
+    with ledger_for(cfg) as ledger:
+        (row,) = ledger.rows(EDITION).values()
+    assert (row.email, row.state, row.error) == ("ada@example.com", "ambiguous", "interrupted: KeyboardInterrupt")
+    # scheduled mode can settle it: the next run cancels the interrupted request's batch before
+    # its send time, then sends once; the reader gets exactly one email
+    report = run_send(cfg, transport(cfg), only=("ada@example.com",), scheduled=True)
+    assert report.accepted == ("ada@example.com",) and (mail_sends(fake), cancels(fake)) == (2, 1)
+    assert fake.delivered_to() == {"ada@example.com": 1} and len(fake.cancelled) == 1
