@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -417,30 +418,40 @@ def public_settings(config: Config) -> PublicSettings:
 
 def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the public app until Ctrl+C (behind a reverse proxy that terminates TLS)."""
-    import uvicorn
-
-    from digest.web.preview import bind, url_for
-
     if not logging.getLogger("digest").handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logging.getLogger("digest").addHandler(handler)
         logging.getLogger("digest").setLevel(logging.INFO)
+    server, sock = public_server(config, host=host, port=port)
+    server.run(sockets=[sock])
+
+
+def public_server(config: Config, *, host: str = "127.0.0.1", port: int = 8080) -> tuple[Any, socket.socket]:
+    """The uvicorn server of `digest serve` and its bound socket, ready to `run(sockets=[sock])`.
+
+    Whatever can be wrong is found here, before the first subscriber's click: a missing secret, an
+    unreadable or unmigrated state, a list that does not read; the signup worker is started."""
+    import uvicorn
+
+    from digest.web.preview import bind, url_for
+
     settings = public_settings(config)
     read_overlay(config)  # an unreadable (or unmigrated) state fails now, not on the first unsubscribe
     app = create_public_app(settings)
     app.state.views.index.refresh()  # read the list now, not on the first subscriber's click
     if app.state.signup is not None:
         app.state.signup.topics.get()  # the form's topics now, not on the first visitor's
+    sock = bind(host, port)  # a busy port stops us before the signup worker starts
+    if app.state.signup is not None:
         app.state.signup.worker.start()
-    sock = bind(host, port)
     if settings.webhook_key is None:
         log.warning(
             "webhook disabled: set %s to SendGrid's verification key to accept events", config.sendgrid.webhook_key_env
         )
     what = "signups, unsubscribe, preferences" if config.signup.enabled else "unsubscribe, preferences"
     log.info("serving %s and webhooks at %s (Ctrl+C to stop)", what, url_for(sock))
-    uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
+    return uvicorn.Server(uvicorn_config(app)), sock
 
 
 def uvicorn_config(app: Starlette) -> Any:
