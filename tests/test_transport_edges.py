@@ -8,6 +8,7 @@ Real parts only: the real sendgrid client against FakeSendGrid, aiosmtpd on 127.
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -352,3 +353,57 @@ def test_an_asm_group_answered_with_an_object_is_one_line_naming_the_group(tmp_p
         sync_against(tmp_path, answers, asm_group_id=42)
         == "sync: SendGrid answered /v3/asm/groups/42/suppressions with something that is not a list"
     )
+
+
+# ---------------------------------------------------------------- SMTP connections that go away
+
+
+class HangsUpOnData(Inbox):
+    """Receives the whole message, then drops the line before answering: it may have queued it."""
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802, ANN001, ANN201
+        await super().handle_DATA(server, session, envelope)
+        server.transport.close()
+        return "250 never sent"
+
+
+def test_a_connection_lost_before_the_data_reply_is_ambiguous_and_the_next_message_reconnects(
+    tmp_path: Path,
+) -> None:
+    cfg = load(copy_sample(tmp_path))
+    inbox = HangsUpOnData()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        smtp = SmtpTransport("127.0.0.1", port, date=AT_DT, security="none", timeout=5, retries=1, sleep=Sleeps())
+        first = smtp.send(ada_batch(cfg))
+        assert smtp._conn is None  # the dead connection is not kept for the next recipient
+        second = smtp.send(ada_batch(cfg))
+        smtp.close()
+    finally:
+        controller.stop()
+    assert first.kind == second.kind == "ambiguous"  # never "retry": the relay may have queued it
+    assert first.error.startswith("connection lost while sending: ")
+    assert len(inbox.messages) == 2  # the second message went over a new connection
+
+
+def test_a_kept_connection_the_relay_closed_while_idle_is_replaced_not_ambiguous(tmp_path: Path) -> None:
+    """Relays drop idle clients (aiosmtpd after `timeout` seconds): the next message must notice
+    before sending, reconnect and be accepted, not be reported as possibly lost."""
+    cfg = load(copy_sample(tmp_path))
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, timeout=0.3)
+    controller.start()
+    try:
+        smtp = SmtpTransport("127.0.0.1", port, date=AT_DT, security="none", timeout=5, retries=0)
+        assert smtp.send(ada_batch(cfg)).kind == "accepted"
+        kept = smtp._conn
+        time.sleep(1.0)  # the relay hangs up on the idle connection
+        outcome = smtp.send(ada_batch(cfg))
+        assert outcome.kind == "accepted" and smtp._conn is not kept
+        smtp.close()
+    finally:
+        controller.stop()
+    assert len(inbox.messages) == 2
