@@ -286,7 +286,7 @@ class Dispatcher:
             r for s, r in zip(request.selections, request.recipients, strict=True) if s.subscriber.id in claimed
         )
         run = self.run
-        batch = Batch(run.edition.id, request.content, kept, lambda r: run.email(r.selection), None)
+        batch = Batch(run.edition.id, request.content, kept, lambda r: run.email(r.selection, r.values), None)
         try:
             request.outcome = self.transport.send(batch)
         except NotSentError as exc:

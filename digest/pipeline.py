@@ -166,8 +166,12 @@ class Run:
         histories = ledger.histories(edition, since=since)
         return self.reaching_back(ledger.oldest_last_delivery(edition, since=since)), histories
 
-    def email(self, selection: Selection) -> Email:
-        return self.variant(selection.subscriber).prepared.email(selection, self.values(selection.subscriber))
+    def email(self, selection: Selection, values: Mapping[str, str] | None = None) -> Email:
+        """The subscriber's email; `values`: their fields if already computed (a send has them in
+        each `Recipient`: signing their links again would double the per-recipient cost)."""
+        if values is None:
+            values = self.values(selection.subscriber)
+        return self.variant(selection.subscriber).prepared.email(selection, values)
 
     def content_for(self, selection: Selection) -> Content:
         """The content shared by everyone with this selection's articles and segment overrides."""

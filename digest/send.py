@@ -216,7 +216,7 @@ def _send_chunk(
         if not claimed:
             return
         recipients = tuple(ready[sid] for sid in claimed)
-        batch = Batch(edition, content, recipients, lambda r: run.email(r.selection), schedule)
+        batch = Batch(edition, content, recipients, lambda r: run.email(r.selection, r.values), schedule)
         tally.requests += 1
         try:
             outcome = transport.send(batch)
