@@ -72,3 +72,26 @@ def test_the_run_and_its_score_are_documented() -> None:
     assert "docs/mutation.md" in (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
     assert "mutation.md" in (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     assert "\nmutation:\n" in (ROOT / "Makefile").read_text(encoding="utf-8")
+
+
+def test_a_full_run_leaves_out_equivalents_listed_by_name_while_their_diff_matches() -> None:
+    """Each equivalent mutant would run every test that reaches it (minutes) for a verdict already
+    written down; once the code under it changes (its diff no longer matches) it is tested again."""
+    script = _script()
+    known, _ = script.equivalents()
+    listed = next(name for name in known if name.startswith("digest.tokens."))
+    found = {listed: None, "digest.tokens.x_other__mutmut_1": 1, "digest.selection.x_select__mutmut_1": None}
+
+    def show(diff_line: str):
+        return lambda mutant: f"--- digest/tokens.py\n+++ digest/tokens.py\n{diff_line}\n"
+
+    assert script.to_run(["tokens"], found, show(known[listed]["diff"])) == (["digest.tokens.x_other__mutmut_1"], 1)
+    # the code changed under the entry: the mutant is tested like any other
+    assert script.to_run(["tokens"], found, show("+    something else")) == (
+        sorted([listed, "digest.tokens.x_other__mutmut_1"]),
+        0,
+    )
+    assert script.to_run(["selection", "tokens"], found, show(known[listed]["diff"]))[0] == [
+        "digest.selection.x_select__mutmut_1",
+        "digest.tokens.x_other__mutmut_1",
+    ]
