@@ -96,7 +96,13 @@ def real_server(app: Starlette) -> Iterator[tuple[str, int]]:
     """`app` under real uvicorn, configured as `digest serve` configures it, on 127.0.0.1 and a
     free port; yields (host, port)."""
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn_config(app))
+    with serving(uvicorn.Server(uvicorn_config(app)), sock) as address:
+        yield address
+
+
+@contextmanager
+def serving(server: uvicorn.Server, sock: socket.socket) -> Iterator[tuple[str, int]]:
+    """Run a uvicorn `server` on `sock` in a thread until the block ends; yields (host, port)."""
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

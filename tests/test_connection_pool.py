@@ -8,9 +8,7 @@ run exactly as they do against api.sendgrid.com, only with a different trusted r
 
 from __future__ import annotations
 
-import datetime
 import http.server
-import ipaddress
 import select
 import socket
 import ssl
@@ -21,37 +19,9 @@ from pathlib import Path
 from urllib.error import URLError
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tls_support import make_certificate
 
 from digest.transports.sendgrid.pool import ConnectionPool, pooled
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (and its key), valid for a day."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 class Server:
@@ -142,7 +112,7 @@ class TunnelProxy:
 
 @pytest.fixture
 def cert(tmp_path: Path) -> tuple[Path, Path]:
-    return self_signed(tmp_path)
+    return make_certificate(tmp_path)
 
 
 @pytest.fixture

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-from public_support import PUBLIC, SECRET, Signer, public_config, raw_request, token
+from public_support import PUBLIC, SECRET, Signer, public_config, raw_request, serving, token
 from signup_support import SIGNUP
 
 from digest.config import Config
@@ -24,22 +20,6 @@ from digest.errors import ConfigError, DigestError
 from digest.web.public import public_server
 
 KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
-
-
-@contextmanager
-def running(server: Any, sock: Any) -> Iterator[tuple[str, int]]:
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the public server did not start"
-        time.sleep(0.02)
-    try:
-        yield sock.getsockname()[:2]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def get(address: tuple[str, int], path: str) -> bytes:
@@ -67,7 +47,7 @@ def test_serve_says_where_it_listens_warns_without_a_webhook_key_and_answers(
         ("INFO", f"serving unsubscribe, preferences and webhooks at http://127.0.0.1:{port}/ (Ctrl+C to stop)"),
     ]
     assert not any(SECRET in r.getMessage() for r in caplog.records)
-    with running(server, sock) as address:
+    with serving(server, sock) as address:
         page = get(address, f"/unsubscribe?token={token(config, 'ada@example.com')}")
         assert page.startswith(b"HTTP/1.1 200 ") and b'<form method="post"' in page
         assert get(address, "/unsubscribe?token=v2.forged").startswith(b"HTTP/1.1 403 ")
@@ -86,7 +66,7 @@ def test_serve_with_a_webhook_key_and_signups_says_so_and_serves_the_form(
         "subscriber list read: 10 subscribers",
         f"serving signups, unsubscribe, preferences and webhooks at http://127.0.0.1:{port}/ (Ctrl+C to stop)",
     ]
-    with running(server, sock) as address:
+    with serving(server, sock) as address:
         form = get(address, "/subscribe")
         assert form.startswith(b"HTTP/1.1 200 ") and b'name="email"' in form
 

@@ -10,6 +10,7 @@ from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from send_support import AT, ONE_CLICK_TOML, SAMPLE_RECIPIENTS, copy_sample, ledger_for, load
 from smtp_support import Inbox, free_port, smtp_config, smtp_peer
+from tls_support import make_certificate
 
 from digest.cli import main
 
@@ -73,39 +74,6 @@ def test_no_server_means_not_sent_and_retryable(tmp_path: Path) -> None:
 
 
 # ---- TLS and login: STARTTLS and implicit TLS against aiosmtpd with a certificate made here
-
-
-def make_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (cert.pem, key.pem)."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN201
