@@ -109,3 +109,23 @@ def unreadable_state(config: Config) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"this is not an SQLite database" * 100)
     return path
+
+
+def test_serve_logs_one_message_a_line_on_stderr_unless_logging_is_set_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from digest.web.public import log_to_terminal
+
+    logger = logging.getLogger("digest")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+    log_to_terminal()
+    log_to_terminal()  # a second call adds no second handler (no line printed twice)
+    logging.getLogger("digest.public").info("serving at http://127.0.0.1:8080/")
+    logging.getLogger("digest.public").debug("not shown")
+    assert capsys.readouterr().err == "serving at http://127.0.0.1:8080/\n"
+    # a program that set up digest's logging itself keeps exactly its own
+    own = logging.NullHandler()
+    monkeypatch.setattr(logger, "handlers", [own])
+    log_to_terminal()
+    assert logger.handlers == [own]

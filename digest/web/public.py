@@ -418,13 +418,21 @@ def public_settings(config: Config) -> PublicSettings:
 
 def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the public app until Ctrl+C (behind a reverse proxy that terminates TLS)."""
-    if not logging.getLogger("digest").handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logging.getLogger("digest").addHandler(handler)
-        logging.getLogger("digest").setLevel(logging.INFO)
+    log_to_terminal()
     server, sock = public_server(config, host=host, port=port)
     server.run(sockets=[sock])
+
+
+def log_to_terminal() -> None:
+    """digest's log lines on stderr, one message a line (what an operator or journald reads), from
+    INFO up; unless the embedding program set up digest's logging itself."""
+    logger = logging.getLogger("digest")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def public_server(config: Config, *, host: str = "127.0.0.1", port: int = 8080) -> tuple[Any, socket.socket]:
