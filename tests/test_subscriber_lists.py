@@ -131,6 +131,36 @@ def test_a_json_file_that_is_not_utf8_is_one_problem(tmp_path):
     assert str(problem).startswith(f"{path}: error: cannot read: ")  # names the file, no line
 
 
+def test_an_unpaired_surrogate_in_a_json_list_is_replaced_with_a_warning_and_the_reader_still_mailed(tmp_path):
+    """JSON may spell half a surrogate pair ("\ud800"): UTF-8 cannot encode it, so that reader's
+    email failed at every send. It reads as U+FFFD, with a warning naming the line and field; a
+    pair spelt as two escapes is one character and no problem."""
+    path = tmp_path / "subs.json"
+    path.write_text(
+        "[\n"
+        '{"email": "ada@example.com", "name": "Ada \\ud800", "tags": ["ai", "x\\udfff"]},\n'
+        '{"email": "bob@example.com", "name": "Bob \\ud83d\\ude00", "company": "Acme"},\n'
+        '{"email": "eve@example.com", "preferences": {"tags": ["\\udc00"]}, "meta": {"note\\ud800": "\\udbff!"}, "x\\udc00": 1}\n'
+        "]\n",
+        encoding="utf-8",
+    )
+    result = load_subscribers(path)
+    ada, bob, eve = result.subscribers
+    assert (ada.name, ada.tags) == ("Ada \ufffd", ("ai", "x\ufffd"))
+    assert bob.name == "Bob \U0001f600" and eve.tags == ("\ufffd",)
+    assert [(p.line, p.severity, p.message) for p in result.problems] == [
+        (2, "warning", "name, tags: an unpaired UTF-16 surrogate (\\uD800-\\uDFFF), shown as U+FFFD"),
+        (
+            4,
+            "warning",
+            "preferences.tags, meta, meta.note\ufffd, a field name: an unpaired UTF-16 surrogate (\\uD800-\\uDFFF), shown as U+FFFD",
+        ),
+    ]
+    for s in result.subscribers:  # every field now encodes, as an email's headers and body must
+        for value in (s.name, *s.tags, *s.attributes.values()):
+            value.encode("utf-8")
+
+
 def test_a_json_file_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "subs.json"
     path.write_bytes(b'\xef\xbb\xbf[{"email": "a@example.com"}]')
