@@ -38,7 +38,7 @@ from digest.errors import FeedError
 from digest.fetch import fetch
 from digest.fields import is_web_url, normalise_terms, parse_date
 from digest.models import Article, ContentIndex, Problem
-from digest.text import body_to_text, clean_excerpt, cut_words, one_line
+from digest.text import SURROGATE_ESCAPE, body_to_text, clean_excerpt, cut_words, one_line, without_lone_surrogates
 from digest.version import __version__
 
 USER_AGENT = f"newsletter-digest/{__version__} (feed reader)"
@@ -229,9 +229,12 @@ def _parse_json_feed(body: bytes, url: str) -> Parsed:
     """JSON Feed 1.0/1.1 (https://jsonfeed.org/version/1.1): `items` with id, url, title,
     content_html/content_text, summary, image, date_published, authors/author, tags."""
     try:
-        doc = json.loads(body.decode("utf-8-sig"))
+        text = body.decode("utf-8-sig")
+        doc = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         return Parsed((), f"not valid JSON ({type(exc).__name__})")
+    if SURROGATE_ESCAPE.search(text):  # half a surrogate pair would crash hashing its id, or its email
+        doc, _ = without_lone_surrogates(doc)
     if not isinstance(doc, dict) or not str(doc.get("version", "")).startswith("https://jsonfeed.org/version/"):
         return Parsed((), "not a JSON Feed (no jsonfeed.org version)")
     items = doc.get("items")

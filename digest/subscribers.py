@@ -30,7 +30,7 @@ from digest import flags
 from digest.csvfile import MAX_ROW_CHARS, Header, read_rows
 from digest.csvfile import writer as csv_writer
 from digest.models import Problem, Subscriber
-from digest.text import one_line
+from digest.text import SURROGATE_ESCAPE, one_line, without_lone_surrogates
 
 STATUSES = flags.STATUSES
 #: Columns (and JSON keys) with a meaning of their own; everything else that is not a subscription
@@ -311,7 +311,7 @@ def _json_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | Problem]]:
     # JSON may spell a lone half of a surrogate pair (`"\ud800"`); no email can carry it (UTF-8
     # cannot encode it), so it would fail that reader's email at every send. One scan of the
     # text, and only the objects that spell one are looked at.
-    escaped_surrogates = _SURROGATE_ESCAPE.search(text) is not None
+    escaped_surrogates = SURROGATE_ESCAPE.search(text) is not None
     while True:
         pos = _skip_space(text, pos)
         if text.startswith("]", pos):
@@ -328,8 +328,8 @@ def _json_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | Problem]]:
         elif not isinstance(item, dict):
             yield line, Problem(source, "expected an object", line=line)
         else:
-            if escaped_surrogates and _SURROGATE_ESCAPE.search(text, pos, end):
-                item, fields = _without_lone_surrogates(item)
+            if escaped_surrogates and SURROGATE_ESCAPE.search(text, pos, end):
+                item, fields = without_lone_surrogates(item, depth=_NESTING)
                 if fields:
                     message = f"{', '.join(fields)}: an unpaired UTF-16 surrogate (\\uD800-\\uDFFF), shown as U+FFFD"
                     yield line, Problem(source, message, line=line, severity="warning")
@@ -341,37 +341,6 @@ def _json_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | Problem]]:
             line += text.count("\n", counted, pos)
             yield line, Problem(source, "not valid JSON: expected ',' or ']' after an object", line=line)
             return
-
-
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _without_lone_surrogates(item: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """`item` with each unpaired surrogate replaced by U+FFFD, and the fields that had one (a pair
-    spelt as two escapes is one character by now, and left alone)."""
-    fields: list[str] = []
-
-    def clean(value: Any, name: str, depth: int = 0) -> Any:
-        if isinstance(value, str):
-            if _LONE_SURROGATE.search(value):
-                fields.append(name)
-                return _LONE_SURROGATE.sub("\ufffd", value)
-            return value
-        if depth > _NESTING:  # deeper than anything digest reads: left as it is, never recursed into
-            return value
-        if isinstance(value, list):
-            return [clean(v, name, depth + 1) for v in value]
-        if isinstance(value, dict):
-            return {clean(k, name): clean(v, f"{name}.{_shown(k)}", depth + 1) for k, v in value.items()}
-        return value
-
-    cleaned = {clean(k, "a field name"): clean(v, _shown(k)) for k, v in item.items()}
-    return cleaned, list(dict.fromkeys(fields))
-
-
-def _shown(name: str) -> str:
-    return _LONE_SURROGATE.sub("\ufffd", name)
 
 
 def _skip_space(text: str, pos: int) -> int:

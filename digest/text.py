@@ -9,6 +9,7 @@ import re
 import textwrap
 from collections.abc import Iterable
 from html.parser import HTMLParser
+from typing import Any
 
 
 class _TextExtractor(HTMLParser):
@@ -159,3 +160,42 @@ def wrap(text: str, width: int = TEXT_WIDTH) -> str:
         line if len(line) <= width else textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
         for line in str(text).split("\n")
     )
+
+
+#: JSON spelling half a UTF-16 surrogate pair: `\ud800` .. `\udfff` (a lone one survives decoding).
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any, name: str = "", *, depth: int = 4) -> tuple[Any, list[str]]:
+    """Decoded JSON with each unpaired surrogate replaced by U+FFFD, and the dotted names of the
+    fields that had one (a key with one is reported as its parent's name, or "a field name").
+
+    JSON may spell half a surrogate pair (`"\\ud800"`): the decoder keeps it, and UTF-8 cannot
+    encode it, so it fails whatever email or hash it reaches. A pair spelt as two escapes is one
+    character by then, and left alone. Containers deeper than `depth` are left as they are."""
+    fields: list[str] = []
+
+    def clean(value: Any, name: str, level: int) -> Any:
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                fields.append(name or "a field name")
+                return _LONE_SURROGATE.sub("\ufffd", value)
+            return value
+        if level > depth:
+            return value
+        if isinstance(value, list):
+            return [clean(v, name, level + 1) for v in value]
+        if isinstance(value, dict):
+            return {
+                clean(k, name, level): clean(v, f"{name}.{_shown(k)}" if name else _shown(k), level + 1)
+                for k, v in value.items()
+            }
+        return value
+
+    cleaned = clean(value, name, 0)
+    return cleaned, list(dict.fromkeys(fields))
+
+
+def _shown(key: Any) -> str:
+    return _LONE_SURROGATE.sub("\ufffd", key) if isinstance(key, str) else str(key)

@@ -347,3 +347,28 @@ def test_a_feed_url_alone_makes_a_digest(server, tmp_path):
     run = open_run(load_config(config_path), SAMPLE_AT)
     assert {a.title for a in run.pool} >= {"Planting garlic before the frost", "Winter birding, week one"}
     assert (tmp_path / "state" / "cache" / "feeds").is_dir()  # responses kept in the state folder
+
+
+def test_a_json_feed_spelling_half_a_surrogate_pair_loads_with_replacement_characters(server, tmp_path):
+    """`"\\ud800"` is valid JSON; the decoder keeps it, and it crashed hashing the entry's id (and
+    would fail every email showing it). It reads as U+FFFD; a pair spelt as two escapes is kept."""
+    items = [
+        {
+            "id": "\\ud800",
+            "url": "/a",
+            "title": "Robots \\udfff rule",
+            "date_published": "2026-11-28T10:00:00Z",
+            "tags": ["ai\\udc00"],
+            "authors": [{"name": "Ada \\ud800"}],
+        },
+        {"id": "2", "url": "/b", "title": "Smile \\ud83d\\ude00", "date_published": "2026-11-28T11:00:00Z"},
+    ]
+    body = json.dumps(
+        {"version": "https://jsonfeed.org/version/1.1", "title": "T", "home_page_url": "https://x.org/", "items": items}
+    ).replace("\\\\u", "\\u")  # json.dumps escaped our backslashes: these are JSON's own escapes
+    server.routes["/surrogates.json"] = Route(body.encode(), content_type="application/feed+json")
+    index = load(feed_config(tmp_path, server.url("/surrogates.json")), tmp_path)
+    robots, smile = sorted(index.articles, key=lambda a: a.url)
+    assert (robots.title, robots.tags, robots.author) == ("Robots \ufffd rule", ("ai\ufffd",), "Ada \ufffd")
+    assert smile.title == "Smile \U0001f600" and not index.problems
+    assert robots.id != smile.id and robots.url == "https://x.org/a"

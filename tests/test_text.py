@@ -234,3 +234,36 @@ def test_plain_text_lines_of_79_columns_are_folded() -> None:
 def test_a_url_longer_than_a_line_gets_a_line_of_its_own_unbroken() -> None:
     url = "https://example.com/" + "a" * 100
     assert wrap(f"Read it at {url} today") == f"Read it at\n{url}\ntoday"
+
+
+def test_lone_surrogates_in_decoded_json_are_replaced_and_their_fields_named() -> None:
+    from digest.text import SURROGATE_ESCAPE, without_lone_surrogates
+
+    doc = {
+        "name": "Ada \ud800",
+        "tags": ["ok", "x\udfff"],
+        "emoji": "\U0001f600",  # a pair, decoded: not a surrogate any more
+        "k\udc00": 1,
+        "prefs": {"deep": {"er": {"still": "\udbff", "list": [["\ud800"]]}}},
+        "n": 3,
+    }
+    cleaned, fields = without_lone_surrogates(doc, depth=3)
+    assert cleaned == {
+        "name": "Ada \ufffd",
+        "tags": ["ok", "x\ufffd"],
+        "emoji": "\U0001f600",
+        "k\ufffd": 1,
+        "prefs": {"deep": {"er": {"still": "\ufffd", "list": [["\ud800"]]}}},  # past the depth: as it was
+        "n": 3,
+    }
+    assert fields == ["name", "tags", "a field name", "prefs.deep.er.still"]
+    assert without_lone_surrogates("plain") == ("plain", [])
+    assert without_lone_surrogates(["\ud800"], "list") == (["\ufffd"], ["list"])
+    assert without_lone_surrogates({1: "\ud800"}) == ({1: "\ufffd"}, ["1"])
+    # what a JSON text must contain for a decoded value to hold one: an escape from \ud800 to \udfff
+    assert [bool(SURROGATE_ESCAPE.search(t)) for t in ('"\\ud800"', '"\\uDFFF"', '"\\ud7ff"', '"\\ue000"')] == [
+        True,
+        True,
+        False,
+        False,
+    ]
