@@ -4,6 +4,7 @@ abuse limits, and the same answer for every address."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -408,6 +409,27 @@ def test_signups_are_off_unless_enabled(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the JSON API
+
+
+def test_the_json_api_reads_half_a_surrogate_pair_as_a_replacement_character(config, client, clock) -> None:
+    """`"\\ud800"` is valid JSON, and no email can carry it: the confirmation would have failed at
+    every try. It reads as U+FFFD, and the signup goes through."""
+    origin = "https://circuit.example.com"
+    started = client.get("/api/subscribe", headers={"Origin": origin}).json()["started"]
+    clock.advance(10)
+    fields = {"email": NEW, "name": "Zo<h>e", "consent": True, "started": started, "tags": ["climate<l>"]}
+    # JSON's own escapes for half a pair, as a hostile or buggy client writes them
+    body = json.dumps({**fields, "consent_text": "Yes <l>"}).replace("<h>", "\\ud800").replace("<l>", "\\udfff")
+    answer = client.post(
+        "/api/subscribe", content=body.encode(), headers={"Origin": origin, "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 202, answer.text
+    drain(client)
+    [(_, msg)] = outbox_messages(config, "confirm")
+    assert "Zo\ufffde" in str(msg["To"]) or "Zo\ufffde" in text_of(msg)
+    with open_signups(config) as store:
+        [consent] = store.consents_for(NEW)
+    assert "\ufffd" in consent.consent_text
 
 
 def test_the_json_api_for_the_sites_own_form(config, client, clock) -> None:

@@ -55,7 +55,7 @@ from digest.signup.form import (
 )
 from digest.signup.store import SignupRequest
 from digest.signup.worker import SignupWorker
-from digest.text import one_line
+from digest.text import one_line, without_lone_surrogates
 from digest.tokens import make_stamp, read_stamp, read_token
 from digest.web.guards import (
     SECURITY_HEADERS,
@@ -442,6 +442,8 @@ class SignupViews:
             data = None
         if not isinstance(data, dict):
             return self._json({"error": "expected a JSON object"}, 400, request)
+        # "\ud800" is valid JSON but no email can carry it: the confirmation would fail at every try
+        data, _ = without_lone_surrogates(data)
         checked = await self._check(request, submission_from_json(data, self.captcha_field), "api")
         if checked.kind == "again":
             return self._json(
