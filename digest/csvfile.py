@@ -86,6 +86,7 @@ class _Lines:
         self._read = 0  # lines read from the file so far
         self._pending: deque[tuple[int, str]] = deque()
         self.email_column: int | None = None
+        self.delimiter = ","
         self.taken: list[tuple[int, str]] = []  # the lines of the row being read
         self.refused: tuple[int, str] = (0, "")  # the line a _RunsOn stopped at
         self.size = 0
@@ -140,7 +141,7 @@ class _Lines:
     def _looks_like_a_row(self, line: str) -> bool:
         if self.email_column is None:
             return False
-        cells = line.rstrip("\r\n").split(",")
+        cells = line.rstrip("\r\n").split(self.delimiter)
         if len(cells) <= self.email_column:
             return False
         return bool(_EMAILISH.match(cells[self.email_column].strip().strip('"')))
@@ -180,7 +181,7 @@ def read_rows(
                     raise _RunsOn(0)
             except (_RowTooLong, _RunsOn, csv.Error) as exc:
                 yield _unreadable(source, exc, lines)
-                reader = csv.reader(lines)  # a fresh parser: the old one stopped mid-row
+                reader = csv.reader(lines, delimiter=lines.delimiter)  # a fresh parser: the old one stopped mid-row
                 continue
             if cells is None:
                 if header is None:
@@ -188,6 +189,18 @@ def read_rows(
                 return
             line = lines.taken[0][0]
             if header is None:
+                first = "".join(cells)
+                if "\x00" in first or first.startswith(("\udcff\udcfe", "\udcfe\udcff")):
+                    message = 'the file is UTF-16, not UTF-8 (Excel\'s "Unicode Text"): save it as "CSV UTF-8"'
+                    yield line, Problem(source, message, line=line)
+                    return
+                delimiter = _delimiter(cells)
+                if delimiter != ",":
+                    # Excel saves "CSV" with semicolons where the decimal mark is a comma, and
+                    # "Text" with tabs: the header, one cell as read with commas, says which
+                    cells = next(csv.reader(["".join(text for _, text in lines.taken)], delimiter=delimiter))
+                    lines.delimiter = delimiter
+                    reader = csv.reader(lines, delimiter=delimiter)
                 header = [(c.strip().lower() if normalise else c.strip()) for c in cells]
                 wanted = {e.lower() for e in email_columns}
                 lines.email_column = next((i for i, h in enumerate(header) if h.lower() in wanted), None)
@@ -206,6 +219,16 @@ def read_rows(
             for name in header[len(cells) :]:
                 row[name] = None
             yield line, row
+
+
+def _delimiter(header: list[str]) -> str:
+    """`;` or a tab when the header, read with commas, is one cell holding more of them than of
+    anything else (a one-column list, `email`, stays comma-separated)."""
+    if len(header) != 1:
+        return ","
+    counts = {d: header[0].count(d) for d in (";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
 
 
 def _unreadable(source: str, exc: Exception, lines: _Lines) -> tuple[int, Problem]:

@@ -84,6 +84,40 @@ def test_each_problem_of_a_csv_header_names_its_file_and_line(tmp_path, text, me
     assert str(problem) == f"{path}:1: error: {message}"
 
 
+def test_a_csv_list_saved_with_semicolons_or_tabs_is_read_by_its_header(tmp_path):
+    """Excel saves "CSV" with semicolons where the decimal mark is a comma (Germany, France ...),
+    and "Text" with tabs; the header says which. A quoted cell keeps its own separators."""
+    semi = write(tmp_path, "de.csv", 'Email;Name;Tags\nann@example.com;Ann;"ai; space"\nbob@example.com;"B;ob";x\n')
+    tabs = write(tmp_path, "tabs.csv", "email\tname\ncat@example.com\tCat\n")
+    one = write(tmp_path, "one.csv", "email\ndan@example.com\n")  # one column: nothing to tell
+    read = {path.name: load_subscribers(path) for path in (semi, tabs, one)}
+    assert [(s.email, s.name, s.tags) for s in read["de.csv"].subscribers] == [
+        ("ann@example.com", "Ann", ("ai", "space")),
+        ("bob@example.com", "B;ob", ("x",)),
+    ]
+    assert [(s.email, s.name) for s in read["tabs.csv"].subscribers] == [("cat@example.com", "Cat")]
+    assert [s.email for s in read["one.csv"].subscribers] == ["dan@example.com"]
+    assert not any(r.problems for r in read.values())
+
+
+def test_an_unbalanced_quote_in_a_semicolon_list_does_not_swallow_the_next_row(tmp_path):
+    path = write(tmp_path, "de.csv", 'email;name\nann@example.com;"Ann\nbob@example.com;Bob\n')
+    result = load_subscribers(path)
+    assert [s.email for s in result.subscribers] == ["bob@example.com"]
+    assert [(p.line, p.message.split(":")[0]) for p in result.problems] == [(2, "unbalanced quote")]
+
+
+@pytest.mark.parametrize("bom", [b"\xff\xfe", b"\xfe\xff", b""])
+def test_a_utf16_list_says_so_and_how_to_save_it(tmp_path, bom):
+    """Excel's "Unicode Text" is UTF-16: read as UTF-8 it has no email column, which misleads."""
+    path = tmp_path / "unicode.txt.csv"
+    text = "email\tname\nann@example.com\tAnn\n"
+    path.write_bytes(bom + text.encode("utf-16-be" if bom == b"\xfe\xff" else "utf-16-le"))
+    assert problems(path) == [
+        (1, "error", 'the file is UTF-16, not UTF-8 (Excel\'s "Unicode Text"): save it as "CSV UTF-8"')
+    ]
+
+
 def test_a_list_named_in_capitals_json_is_read_as_json(tmp_path):
     path = write(tmp_path, "SUBS.JSON", '[{"email": "a@example.com", "preferences": {"tags": ["ai"]}}]')
     result = load_subscribers(path)
