@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import time as _time
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -205,3 +206,16 @@ def module_engine(request):
             yield "postgresql"
         finally:
             pg.close_pools()
+
+
+@pytest.fixture
+def machine_zone(monkeypatch):
+    """Set this process's local time zone (TZ), as a machine elsewhere has it; put back after."""
+
+    def move(name: str) -> None:
+        monkeypatch.setenv("TZ", name)
+        _time.tzset()
+
+    yield move
+    monkeypatch.undo()
+    _time.tzset()

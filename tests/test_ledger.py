@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -216,19 +215,6 @@ def test_subscribers_who_may_have_the_same_articles_keep_their_own_windows(new_l
         history = ledger.histories("w49")
         assert history["a"].sent_article_ids == history["b"].sent_article_ids == {"w47", "w48"}
         assert (history["a"].last_delivery, history["b"].last_delivery) == (w48, w47)
-
-
-@pytest.fixture
-def machine_zone(monkeypatch):
-    """Set this process's local time zone (TZ), as a sender on a machine elsewhere has it."""
-
-    def move(name: str) -> None:
-        monkeypatch.setenv("TZ", name)
-        time.tzset()
-
-    yield move
-    monkeypatch.undo()
-    time.tzset()
 
 
 def test_a_horizon_means_the_same_instant_on_a_machine_in_another_time_zone(new_ledger, machine_zone) -> None:

@@ -389,6 +389,35 @@ def test_the_preferences_page_lets_an_unsubscribed_reader_back_in_but_not_a_boun
     assert status_of(config, "ada@example.com") == "bounced"
 
 
+def test_a_reader_the_list_itself_marks_unsubscribed_can_come_back_from_the_preferences_page(
+    config, client, clock, machine_zone
+) -> None:
+    """pat.former's row in the list says unsubscribed (they left in the site's own system). Coming
+    back from the preferences page records what the row said, so the row no longer wins; the
+    consent is stamped with the app's clock as an instant, whatever zone the server is set to."""
+    from public_support import token
+
+    machine_zone("Asia/Tokyo")  # a server not on UTC: a local wall time would be 9 h off
+    assert status_of(config, "pat.former@example.com") == "unsubscribed"
+    clock.advance(3600)
+    t = token(config, "pat.former@example.com", "preferences")
+    before = clock()
+    back = client.post(f"/preferences?token={t}", data={"action": "resubscribe"})
+    after = clock()
+    assert back.status_code == 200
+    assert '<p class="notice" id="saved">Welcome back: digests are on again.</p>' in back.text
+    assert status_of(config, "pat.former@example.com") == "active"
+    with open_signups(config) as store:
+        [consent] = store.consents_for("pat.former@example.com")
+    assert consent.confirmed_at is not None and int(before) <= consent.confirmed_at.timestamp() <= after
+    # and a bounced row is refused, saying why in the page
+    b = token(config, "bo.unce@example.org", "preferences")
+    refused = client.post(f"/preferences?token={b}", data={"action": "resubscribe"})
+    assert refused.status_code == 403
+    assert ">This address cannot be subscribed again from here.<" in refused.text
+    assert status_of(config, "bo.unce@example.org") == "bounced"
+
+
 def test_signup_subscribers_use_the_preferences_page_like_anyone(config, client, clock) -> None:
     subscribe(client, clock, NEW, tag=["Climate"])
     [(_, msg)] = outbox_messages(config, "confirm")

@@ -435,7 +435,7 @@ def log_to_terminal() -> None:
     logger.setLevel(logging.INFO)
 
 
-def public_server(config: Config, *, host: str = "127.0.0.1", port: int = 8080) -> tuple[Any, socket.socket]:
+def public_server(config: Config, *, host: str, port: int) -> tuple[Any, socket.socket]:
     """The uvicorn server of `digest serve` and its bound socket, ready to `run(sockets=[sock])`.
 
     Whatever can be wrong is found here, before the first subscriber's click: a missing secret, an
