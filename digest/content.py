@@ -39,7 +39,7 @@ from digest.fields import (
     parse_date,
 )
 from digest.models import Article, ContentIndex, Problem, Skipped
-from digest.text import BODY_HEAD_CHARS, clean_excerpt, one_line, word_count
+from digest.text import BODY_HEAD_CHARS, clean_excerpt, cut_words, one_line, word_count
 from digest.timings import gc_paused
 
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".html", ".htm"})
@@ -60,6 +60,8 @@ LIST_LAYOUT = re.compile(
 )
 #: Repository files that sit in content folders without front matter.
 _REPO_FILES = frozenset({"readme", "license", "licence", "changelog", "contributing", "code_of_conduct"})
+#: The longest title kept (a feed's titles are cut at the same length).
+MAX_TITLE_CHARS = 2000
 #: An article file larger than this is reported, not read: real posts (even HTML with inline
 #: images) are a few MB, and a stray database dump or video named .md must not take the memory.
 MAX_ARTICLE_BYTES = 64 * 1024 * 1024
@@ -324,7 +326,13 @@ def build_article(
     title = meta.get("title")
     if title is None or not str(title).strip():
         raise ArticleProblem("no title", field="title")
+    if isinstance(title, list | dict | bytes):  # `title: [a, b]` would read "['a', 'b']"
+        raise ArticleProblem(f"title: expected text, not {_kind(title)}", field="title")
     title = one_line(str(title))
+    if len(title) > MAX_TITLE_CHARS:
+        # every email that shows it carries it (subject, heading, alt texts): cut, as feeds are
+        warn(Problem(str(path), f"title: longer than {MAX_TITLE_CHARS:,} characters; cut", severity="warning"))
+        title = cut_words(title, MAX_TITLE_CHARS)
 
     rel = path.relative_to(folder)
     stem = rel.stem
@@ -504,3 +512,8 @@ def _article_url(meta: dict[str, Any], config: Config, slug: str, published: dat
     if own_key is not None:
         return urljoin(site, meta[own_key].strip()), own_key
     return urljoin(site, slug), "slug"
+
+
+def _kind(value: object) -> str:
+    kinds: dict[type, str] = {list: "a list", dict: "a mapping", bytes: "binary data"}
+    return kinds.get(type(value), type(value).__name__)

@@ -47,8 +47,13 @@ def parse_date(value: Any, tz: ZoneInfo) -> datetime | None:
     elif isinstance(value, date):
         dt = datetime.combine(value, time())
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        # epoch seconds, as some importers write
-        return datetime.fromtimestamp(value, UTC) if value > 10**8 else None
+        # epoch seconds, as some importers write, or milliseconds (JavaScript's Date.now(), as
+        # headless CMS exports write): 10**11 seconds is the year 5138, 10**11 ms is 1973
+        seconds = value / 1000 if value > 10**11 else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC) if value > 10**8 else None
+        except (OverflowError, ValueError, OSError):  # past the year 9999, or inf
+            return None
     elif isinstance(value, str):
         parsed = _parse_date_string(value.strip())
         if parsed is None:

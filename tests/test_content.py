@@ -258,6 +258,29 @@ def test_a_file_too_large_to_be_an_article_is_named_and_not_read_whole(tmp_path)
     assert [str(p) for p in index.problems] == [f"{dump}: error: larger than 64 MB: not read as an article"]
 
 
+def test_a_title_that_is_not_text_is_an_error_and_a_huge_one_is_cut(tmp_path):
+    from digest.content import MAX_TITLE_CHARS
+
+    folder = tmp_path / "content"
+    write_article(folder, "list.md", "---\ntitle: [Robots, rule]\ndate: 2026-11-20\n---\n")
+    write_article(folder, "map.md", "---\ntitle: {en: Robots}\ndate: 2026-11-20\n---\n")
+    write_article(folder, "bin.md", "---\ntitle: !!binary aGVsbG8=\ndate: 2026-11-20\n---\n")
+    write_article(folder, "year.md", "---\ntitle: 2026\ndate: 2026-11-20\n---\n")  # a number reads as text
+    write_article(folder, "long.md", f"---\ntitle: {'word ' * 1000}\ndate: 2026-11-21\n---\n")
+    index = load_articles(make_config(tmp_path, content={"path": "content"}))
+    assert sorted((a.title[:10], len(a.title)) for a in index.articles) == [
+        ("2026", 4),
+        ("word word ", MAX_TITLE_CHARS),  # cut after the last whole word that fits, then "…"
+    ]
+    assert max(a.title for a in index.articles).endswith("word…")
+    assert sorted((Path(p.source).name, p.severity, p.field, p.message) for p in index.problems) == [
+        ("bin.md", "error", "title", "title: expected text, not binary data"),
+        ("list.md", "error", "title", "title: expected text, not a list"),
+        ("long.md", "warning", None, "title: longer than 2,000 characters; cut"),
+        ("map.md", "error", "title", "title: expected text, not a mapping"),
+    ]
+
+
 def test_cut_words_and_clean_excerpt():
     assert cut_words("one two three four", 100) == "one two three four"
     assert cut_words("alpha beta gamma delta", 12) == "alpha beta…"

@@ -65,6 +65,26 @@ def test_incomplete_ambiguous_or_bogus_dates_are_refused(text):
     assert parse_date(text, LONDON) is None
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1764500000, utc(2025, 11, 30, 10, 53, 20)),  # epoch seconds
+        (1764500000.5, datetime(2025, 11, 30, 10, 53, 20, 500000, tzinfo=UTC)),
+        (1764500000000, utc(2025, 11, 30, 10, 53, 20)),  # milliseconds (JavaScript's Date.now())
+        (10**8, None),  # too small to be a real post's date: a number that is something else
+        (10**8 + 1, utc(1973, 3, 3, 9, 46, 41)),
+        (10**11, datetime.fromtimestamp(10**11, UTC)),  # seconds: the year 5138, as written
+        (10**11 + 1000, datetime.fromtimestamp(10**8 + 1, UTC)),  # beyond: milliseconds
+        (10**20, None),  # past the year 9999 either way: refused, not a crash
+        (float("inf"), None),
+        (float("nan"), None),
+        (True, None),
+    ],
+)
+def test_epoch_numbers_in_seconds_or_milliseconds(value, expected):
+    assert parse_date(value, LONDON) == expected
+
+
 def test_strict_forms_still_come_first():
     # fromisoformat reads this; dateutil would too, but the strict reader decides
     assert parse_date("2023-12-25 00:00:00 +0000", LONDON) == utc(2023, 12, 25)
