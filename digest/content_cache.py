@@ -33,7 +33,7 @@ NAME = "content-index.json"
 #: Cache files of earlier versions: removed when a new cache is written (a pickle is a liability).
 LEGACY_NAMES = ("content-index.pickle",)
 FORMAT = "newsletter-digest content index"
-VERSION = 4  #: 4: articles carry a word count; a file may be a Skipped page
+VERSION = 5  #: 5: titles checked and cut, epoch milliseconds, files over 64 MB refused (4: word counts, Skipped pages)
 #: Bytes a cache entry may take, on average, before the whole file is thought implausible.
 MAX_ENTRY_BYTES = 64 * 1024
 
