@@ -146,7 +146,8 @@ def parse_frequency(field: str, value: Any) -> str | None:
 
 def parse_time(value: Any) -> datetime | None:
     """An ISO 8601 date or time (`2025-06-03T18:57:08.415Z`, `2018-02-12 10:54:27`) or a Unix
-    time in seconds or milliseconds; aware, UTC when it had no zone. None when it is none of these."""
+    time in seconds or milliseconds; in UTC (read as UTC when it had no zone). None when it is none
+    of these, or when it lies outside the years 1 to 9999 in UTC."""
     if isinstance(value, bool):
         return None
     try:
@@ -154,8 +155,14 @@ def parse_time(value: Any) -> datetime | None:
             seconds = value / 1000 if value > 1e11 else value
             return datetime.fromtimestamp(seconds, UTC)
         if isinstance(value, str):
+            text = value.strip()
+            # a Unix time in a CSV cell; eight digits or fewer are a date (20250603) or a year
+            if len(text) > 8 and text.isascii() and text.isdigit():
+                return parse_time(int(text))
             parsed = datetime.fromisoformat(value.strip())
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            # as an instant in UTC: 9999-12-31T23:59-23:00 is past the end of time there, and
+            # would stop whatever converts it later (`digest subscribers show`, a report)
+            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except (ValueError, OverflowError, OSError):
         return None
     return None

@@ -209,6 +209,27 @@ def test_csv_keeps_id_subscription_time_and_cadence(tmp_path):
     assert problems[4].severity == "error" and "frequency 'hourly'" in problems[4].message
 
 
+def test_subscription_times_are_instants_in_utc_and_the_end_of_time_is_refused(tmp_path):
+    path = csv_list(
+        tmp_path,
+        "email,subscribed_at",
+        "a@example.com,2025-06-03T20:57:08+02:00",
+        "b@example.com,1749000000000",  # milliseconds, as JavaScript writes them
+        "c@example.com,9999-12-31T23:59:59-23:00",  # past the year 9999 in UTC
+        "d@example.com,0001-01-01T00:00:00+01:00",  # before the year 1 in UTC
+        "e@example.com,20250603",  # eight digits: ISO 8601's basic date, not seconds since 1970
+        "f@example.com,2025",  # a year alone is no time (and no Unix time either)
+    )
+    result = load_subscribers(path)
+    a, b, c, d, e, f = result.subscribers
+    assert e.subscribed_at == datetime(2025, 6, 3, tzinfo=UTC) and f.subscribed_at is None
+    assert a.subscribed_at == datetime(2025, 6, 3, 18, 57, 8, tzinfo=UTC) and a.subscribed_at.tzinfo is UTC
+    assert b.subscribed_at == datetime.fromtimestamp(1749000000, UTC)
+    assert c.subscribed_at is None and d.subscribed_at is None
+    # c's time, kept with its offset, stopped `digest subscribers show` (OverflowError converting it)
+    assert [(p.line, p.severity) for p in result.problems] == [(4, "warning"), (5, "warning"), (7, "warning")]
+
+
 def test_the_list_writer_round_trips_every_field(tmp_path):
     subscribers = [
         Subscriber(
