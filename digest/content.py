@@ -197,6 +197,8 @@ def read_article(path: Path, folder: Path, config: Config, warnings: list[Proble
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # what Windows editors call "Unicode"
+            raise ArticleProblem("UTF-16, not UTF-8: save it as UTF-8") from None
         raise ArticleProblem(f"not UTF-8 (byte {exc.start})") from None
     meta, body = parse_front_matter(text.replace("\r\n", "\n").replace("\r", "\n"))
     if not meta:

@@ -239,7 +239,23 @@ def test_one_unreadable_file_does_not_stop_the_rest(tmp_path):
     index = load_articles(make_config(tmp_path, content={"path": "content"}))
     assert [a.title for a in index.articles] == ["Good"]
     messages = sorted(p.message for p in index.problems)
-    assert messages[0].startswith("date: cannot read 'someday'") and "UTF-8" in messages[1]
+    assert (
+        messages[0].startswith("date: cannot read 'someday'") and messages[1] == "not UTF-8 (byte 14)"
+    )  # the é of "caf\\xe9"
+
+
+def test_a_utf16_article_says_so(tmp_path):
+    folder = tmp_path / "content"
+    folder.mkdir()
+    text = "---\ntitle: Wide\ndate: 2026-11-20\n---\n"
+    (folder / "le.md").write_bytes(b"\xff\xfe" + text.encode("utf-16-le"))
+    (folder / "be.md").write_bytes(b"\xfe\xff" + text.encode("utf-16-be"))
+    index = load_articles(make_config(tmp_path, content={"path": "content"}))
+    assert not index.articles
+    assert sorted(str(p) for p in index.problems) == [
+        f"{folder / 'be.md'}: error: UTF-16, not UTF-8: save it as UTF-8",
+        f"{folder / 'le.md'}: error: UTF-16, not UTF-8: save it as UTF-8",
+    ]
 
 
 def test_a_file_too_large_to_be_an_article_is_named_and_not_read_whole(tmp_path):
