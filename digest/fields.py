@@ -63,7 +63,10 @@ def parse_date(value: Any, tz: ZoneInfo) -> datetime | None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=tz)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it: no such instant in UTC
+        return None
 
 
 def _parse_date_string(text: str) -> datetime | None:

@@ -85,6 +85,15 @@ def test_epoch_numbers_in_seconds_or_milliseconds(value, expected):
     assert parse_date(value, LONDON) == expected
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["9999-12-31T23:59:59-23:00", "0001-01-01T00:00:00+05:00", "Fri, 31 Dec 9999 23:59:59 -2300", "0001-01-01"],
+)
+def test_a_date_with_no_instant_in_utc_is_refused_not_a_crash(value):
+    # "0001-01-01" is midnight in the newsletter's zone, here east of UTC: the year 0 in UTC
+    assert parse_date(value, ZoneInfo("Asia/Tokyo")) is None
+
+
 def test_strict_forms_still_come_first():
     # fromisoformat reads this; dateutil would too, but the strict reader decides
     assert parse_date("2023-12-25 00:00:00 +0000", LONDON) == utc(2023, 12, 25)
