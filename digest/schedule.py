@@ -38,7 +38,15 @@ def parse_at(text: str | None, tz: ZoneInfo, *, now: datetime | None = None) -> 
         value = datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(f"--at {text!r} is not an ISO date or date-time (e.g. 2026-11-30T09:00)") from None
+    if not AT_YEARS[0] <= value.year <= AT_YEARS[1]:
+        # windows and schedules reach days and months either side: near the year 1 or 9999 that
+        # is past the end of the calendar
+        raise UsageError(f"--at {text!r} is out of range: use a year from {AT_YEARS[0]} to {AT_YEARS[1]}")
     return value if value.tzinfo else value.replace(tzinfo=tz)
+
+
+#: The years `--at` may name.
+AT_YEARS = (1900, 9000)
 
 
 def edition_for(at: datetime, tz: ZoneInfo, edition_id: str | None = None) -> Edition:

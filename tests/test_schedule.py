@@ -330,3 +330,16 @@ def test_a_bad_at_is_one_line_with_an_example() -> None:
     with pytest.raises(UsageError) as info:
         parse_at("next monday", LONDON)
     assert str(info.value) == "--at 'next monday' is not an ISO date or date-time (e.g. 2026-11-30T09:00)"
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-23:00", "0001-01-01T00:00+05:00", "1899-12-31", "9001-01-01"])
+def test_an_at_near_the_ends_of_the_calendar_is_one_line_not_an_internal_error(text: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_at(text, LONDON)
+    assert str(info.value) == f"--at {text!r} is out of range: use a year from 1900 to 9000"
+
+
+@pytest.mark.parametrize("text", ["1900-01-01", "9000-12-31T23:59"])
+def test_the_first_and_last_years_at_takes_plan_an_edition(text: str) -> None:
+    at = parse_at(text, LONDON)
+    assert at.year in (1900, 9000) and edition_for(at, LONDON).id.startswith(str(at.year)[:3])
