@@ -17,7 +17,7 @@ import re
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -350,6 +350,9 @@ def build_article(
                 if isinstance(value, str) and is_ambiguous_date(value)
                 else ""
             )
+            if isinstance(value, date):  # YAML read it as a date, but it has no instant in UTC
+                hint = " (no such moment in UTC: before the year 1 or after 9999)"
+                value = value.isoformat()
             raise ArticleProblem(f"{date_key}: cannot read {value!r} as a date{hint}", field=date_key)
     else:
         published = date_from_filename(stem, tz)
