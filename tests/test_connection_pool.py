@@ -28,8 +28,9 @@ class Server:
     """A keep-alive HTTP/1.1 server on 127.0.0.1 (TLS when given a certificate) that answers 200
     with what it was sent: `seen` holds (request line, headers, body) of each request."""
 
-    def __init__(self, tls: tuple[Path, Path] | None = None, delay: float = 0.0) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None, together: int = 1) -> None:
         self.seen: list[tuple[str, Message, bytes]] = []  # headers: case-insensitive
+        barrier = threading.Barrier(together, timeout=10)
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -38,8 +39,8 @@ class Server:
             def _answer(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 outer.seen.append((self.requestline, self.headers, body))
-                if delay:
-                    threading.Event().wait(delay)
+                if together > 1:  # answer only once `together` requests are in flight at once
+                    barrier.wait()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", "2")
@@ -197,7 +198,7 @@ def test_plain_http_goes_to_the_http_proxy_with_the_whole_url(no_proxy_env: pyte
 def test_at_most_keep_idle_connections_are_kept(keep: int, opened: int) -> None:
     """Two requests in flight open two connections; with keep=1 one is closed when both are done,
     so the next two in flight need a new one."""
-    server = Server(delay=0.3)  # long enough for both requests to be in flight together
+    server = Server(together=2)  # both requests of a round are in flight at once
     pool = ConnectionPool(keep=keep)
     try:
         for _ in range(2):
