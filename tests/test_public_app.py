@@ -205,6 +205,35 @@ def test_pause_resume_and_unsubscribe_from_the_preferences_page(config: Config, 
     assert client.post(f"/preferences?token={t}", data={"action": "drop tables"}).status_code == 400
 
 
+def test_each_refusal_of_the_preferences_form_says_exactly_why_and_changes_nothing(
+    config: Config, client: TestClient
+) -> None:
+    t = token(config, "grace@example.org", "preferences")
+    url = f"/preferences?token={t}"
+    unknown = client.post(url, data={"action": "explode"})
+    assert unknown.status_code == 400 and "<p>Unknown action.</p>" in unknown.text
+    # the sample has one schedule: no cadence to choose, so any is unknown
+    cadence = client.post(url, data={"action": "save", "tags": "space", "frequency": "daily"})
+    assert cadence.status_code == 400 and "<p>Unknown cadence.</p>" in cadence.text
+    gone = token(config, "left@example.com", "preferences")  # signed, but no longer on the list
+    missing = client.post(f"/preferences?token={gone}", data={"action": "save", "tags": "space"})
+    assert missing.status_code == 404 and "<p>This address is not on the list any more.</p>" in missing.text
+    assert nothing_written(config)
+    # a cadence is read only with Save: a stray one beside Pause does not stop the pause
+    paused = client.post(url, data={"action": "pause", "frequency": "hourly"})
+    assert paused.status_code == 200 and status_of(config, "grace@example.org") == "paused"
+
+
+def test_saving_without_a_tags_field_clears_the_tags_and_keeps_the_categories_sent(
+    config: Config, client: TestClient
+) -> None:
+    t = token(config, "chloe.dubois@example.net", "preferences")
+    saved = client.post(f"/preferences?token={t}", data={"action": "save", "categories": "Science"})
+    assert saved.status_code == 200
+    chloe = next(s for s in load_effective(config).subscribers if s.email == "chloe.dubois@example.net")
+    assert (chloe.tags, chloe.categories) == ((), ("Science",))
+
+
 def test_everything_shown_is_escaped(config: Config, client: TestClient) -> None:
     page = client.get(f"/preferences?token={token(config, 'eve@example.com', 'preferences')}").text
     assert "<script>alert" not in page and "<img src=x" not in page and "<b>x</b>" not in page
