@@ -260,7 +260,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | Problem]]:
                 yield line, Problem(source, "empty subscriber list", line=line)
                 return
             if "email" not in item.names:
-                yield line, Problem(source, "no 'email' column in the header", line=line)
+                yield line, Problem(source, "no 'email' column in the header" + _import_hint(item.names), line=line)
                 return
             doubled = sorted({n for n in item.names if n and item.names.count(n) > 1})
             if doubled:
@@ -273,6 +273,22 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | Problem]]:
             yield line, Problem(source, "empty subscriber list", line=line)
             return
         yield line, item
+
+
+#: Address columns other tools export under (read lower-cased): their files are exports to import,
+#: never lists to read as they are (a Mailchimp "unsubscribed" export has no status column).
+_EXPORT_EMAIL_COLUMNS = frozenset({"email address", "email_address", "e-mail", "e-mail address"})
+
+
+def _import_hint(names: tuple[str, ...]) -> str:
+    found = next((n for n in names if n in _EXPORT_EMAIL_COLUMNS), None)
+    if found is None:
+        return ""
+    return (
+        f" ({found!r} looks like another tool's export: for Mailchimp, Substack, Buttondown, listmonk"
+        " or Ghost, bring it in with `digest subscribers import --from TOOL FILE`; otherwise rename the"
+        " column to 'email')"
+    )
 
 
 def _json_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | Problem]]:

@@ -59,6 +59,22 @@ def test_a_csv_list_without_an_address_column_is_not_read(tmp_path):
     assert problems(path) == [(1, "error", "no 'email' column in the header")]
 
 
+@pytest.mark.parametrize("column", ["Email Address", "email_address", "E-mail"])
+def test_another_tools_export_read_as_a_list_says_how_to_import_it(tmp_path, column):
+    """Never read as it is: a Mailchimp "unsubscribed" export has no status column, so its rows
+    would read as active."""
+    path = write(tmp_path, "export.csv", f"{column},First Name\nann@example.com,Ann\n")
+    assert problems(path) == [
+        (
+            1,
+            "error",
+            f"no 'email' column in the header ({column.lower()!r} looks like another tool's export: for"
+            " Mailchimp, Substack, Buttondown, listmonk or Ghost, bring it in with `digest subscribers import"
+            " --from TOOL FILE`; otherwise rename the column to 'email')",
+        )
+    ]
+
+
 def test_a_header_naming_columns_twice_names_each_once_in_order(tmp_path):
     path = write(tmp_path, "subs.csv", "name,email,tags,name,tags,tags\nAnn,a@example.com,ai,Bo,x,y\n")
     assert problems(path) == [
