@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from public_support import PUBLIC, SECRET, Signer, public_config, raw_request, serving, token
@@ -129,3 +131,43 @@ def test_serve_logs_one_message_a_line_on_stderr_unless_logging_is_set_up(
     monkeypatch.setattr(logger, "handlers", [own])
     log_to_terminal()
     assert logger.handlers == [own]
+
+
+def test_serve_logs_to_the_terminal_listens_where_told_and_answers_until_stopped(
+    tmp_path: Path, env: pytest.MonkeyPatch
+) -> None:
+    """`serve` itself, in a thread: the server it runs is caught on its way out of public_server
+    (the real one, unchanged) so the test can stop it, as Ctrl+C would."""
+    from digest.web import public
+    from digest.web.preview import bind
+
+    config = public_config(tmp_path)
+    logger = logging.getLogger("digest")
+    env.setattr(logger, "handlers", [])
+    caught: list[Any] = []
+
+    def keep(config: Config, *, host: str, port: int) -> tuple[Any, Any]:
+        server, sock = real(config, host=host, port=port)
+        caught.append((server, sock, host, port))
+        return server, sock
+
+    real = public.public_server
+    env.setattr(public, "public_server", keep)
+    probe = bind("127.0.0.1", 0)
+    port = probe.getsockname()[1]
+    probe.close()
+    thread = threading.Thread(target=public.serve, args=(config,), kwargs={"host": "127.0.0.1", "port": port})
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not (caught and caught[0][0].started):
+        assert thread.is_alive() and time.monotonic() < deadline, "serve did not start"
+        time.sleep(0.02)
+    server, sock, host, given = caught[0]
+    try:
+        assert (host, given, sock.getsockname()[1]) == ("127.0.0.1", port, port)
+        assert len(logger.handlers) == 1 and isinstance(logger.handlers[0], logging.StreamHandler)
+        assert get(("127.0.0.1", port), "/unsubscribe?token=v2.forged").startswith(b"HTTP/1.1 403 ")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert not thread.is_alive()
