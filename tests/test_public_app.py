@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from digest.audience import load_effective, read_overlay
 from digest.config import Config, load_config
+from digest.signup.form import consent_text
 from digest.subscribers import load_subscribers
 from digest.suppressions import STATE_NAME
 from digest.web.public import PublicSettings, create_public_app
@@ -234,6 +235,31 @@ def test_saving_without_a_tags_field_clears_the_tags_and_keeps_the_categories_se
     assert (chloe.tags, chloe.categories) == ((), ("Science",))
 
 
+def test_every_page_names_the_newsletter_and_each_change_says_exactly_what_was_done(
+    config: Config, client: TestClient
+) -> None:
+    t = token(config, "grace@example.org", "preferences")
+    url = f"/preferences?token={t}"
+    page = client.get(url).text
+    assert "<title>Your preferences · The Weekly Circuit</title>" in page
+    assert "<h1>Your The Weekly Circuit preferences</h1>" in page and 'id="saved"' not in page  # nothing saved yet
+    notices = {
+        "save": "Your topics are saved.",
+        "pause": "Digests are paused until you resume them.",
+        "resume": "Digests are on again.",
+        "unsubscribe": "You are unsubscribed.",
+    }
+    for action, notice in notices.items():
+        answer = client.post(url, data={"action": action, "tags": "python"})
+        assert f'<p class="notice" id="saved">{notice}</p>' in answer.text, action
+    # unsubscribed now: the way back shows the words they would agree to again
+    assert f'<p class="muted">{consent_text(config)}</p>' in client.get(url).text
+    one_click = client.post(
+        f"/unsubscribe?token={token(config, 'ada@example.com')}", content=b"List-Unsubscribe=One-Click"
+    )
+    assert "<title>You are unsubscribed · The Weekly Circuit</title>" in one_click.text
+
+
 def test_everything_shown_is_escaped(config: Config, client: TestClient) -> None:
     page = client.get(f"/preferences?token={token(config, 'eve@example.com', 'preferences')}").text
     assert "<script>alert" not in page and "<img src=x" not in page and "<b>x</b>" not in page
@@ -270,7 +296,8 @@ def test_a_valid_token_for_an_address_not_on_the_list(config: Config, client: Te
     gone = token(config, "left@example.com")
     assert client.post(f"/unsubscribe?token={gone}", content=b"List-Unsubscribe=One-Click").status_code == 200
     assert "left@example.com" in read_overlay(config).optouts
-    assert client.get(f"/preferences?token={token(config, 'left@example.com', 'preferences')}").status_code == 404
+    page = client.get(f"/preferences?token={token(config, 'left@example.com', 'preferences')}")
+    assert page.status_code == 404 and "<p>This address is not on the list any more.</p>" in page.text
 
 
 @pytest.mark.slow  # a real digest serve process
