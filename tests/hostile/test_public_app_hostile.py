@@ -406,6 +406,18 @@ def test_digest_serve_counts_clients_as_its_proxy_setting_says(tmp_path: Path, t
     assert spoofed == [429]  # uvicorn takes the last address, the one the trusted proxy appended
 
 
+def test_each_client_behind_the_proxy_has_its_own_bucket_in_process(tmp_path: Path) -> None:
+    """The same as above through real uvicorn in this process (the proxy is 127.0.0.1, trusted by
+    default): one client's flood never limits another."""
+    config = public_config(tmp_path, "[serve]\nrate_limit = 1\nrate_burst = 2\n")
+    t = token(config, "ada@example.com")
+    with real_server(app_for(config)) as (host, port):
+        url = f"http://{host}:{port}"
+        first = _posts(url, t, "203.0.113.7", 3)
+        second = _posts(url, t, "198.51.100.20", 2)
+    assert (first, second) == ([200, 200, 429], [200, 200])
+
+
 def _request_from(host: str) -> Request:
     return Request({"type": "http", "method": "POST", "path": "/", "headers": [], "client": (host, 5000)})
 
