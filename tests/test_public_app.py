@@ -260,6 +260,15 @@ def test_every_page_names_the_newsletter_and_each_change_says_exactly_what_was_d
     assert "<title>You are unsubscribed · The Weekly Circuit</title>" in one_click.text
 
 
+def test_a_signed_link_naming_nobody_we_know_is_not_valid_rather_than_expired(client: TestClient) -> None:
+    from digest.tokens import make_token, new_token_id
+
+    stranger = make_token(new_token_id(), SECRET.encode(), "preferences")  # our signature, an id never given
+    page = client.get(f"/preferences?token={stranger}")
+    assert page.status_code == 403
+    assert "<p>This link is not valid. Use the link from your most recent email.</p>" in page.text
+
+
 def test_everything_shown_is_escaped(config: Config, client: TestClient) -> None:
     page = client.get(f"/preferences?token={token(config, 'eve@example.com', 'preferences')}").text
     assert "<script>alert" not in page and "<img src=x" not in page and "<b>x</b>" not in page
