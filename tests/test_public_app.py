@@ -243,6 +243,7 @@ def test_every_page_names_the_newsletter_and_each_change_says_exactly_what_was_d
     page = client.get(url).text
     assert "<title>Your preferences · The Weekly Circuit</title>" in page
     assert "<h1>Your The Weekly Circuit preferences</h1>" in page and 'id="saved"' not in page  # nothing saved yet
+    assert 'id="cadence"' not in page  # one schedule: no cadence to show or choose
     notices = {
         "save": "Your topics are saved.",
         "pause": "Digests are paused until you resume them.",
@@ -267,6 +268,13 @@ def test_a_signed_link_naming_nobody_we_know_is_not_valid_rather_than_expired(cl
     page = client.get(f"/preferences?token={stranger}")
     assert page.status_code == 403
     assert "<p>This link is not valid. Use the link from your most recent email.</p>" in page.text
+
+
+def test_a_reader_the_list_marks_pending_is_offered_the_way_in(config: Config, client: TestClient) -> None:
+    with config.subscribers.path.open("a", encoding="utf-8") as fh:
+        fh.write("pen@example.com,Pen,,,pending,UTC,\n")
+    page = client.get(f"/preferences?token={token(config, 'pen@example.com', 'preferences')}").text
+    assert '<strong id="status">pending</strong>' in page and 'value="resubscribe"' in page
 
 
 def test_everything_shown_is_escaped(config: Config, client: TestClient) -> None:
