@@ -127,7 +127,8 @@ def test_recipient_fields_are_escaped_in_html_and_raw_in_text(sample_config):
 
 
 def test_fast_path_is_byte_identical_to_direct_compile(run):
-    """The per-article compile-once path equals rendering each subscriber from scratch."""
+    """The per-article compile-once path equals rendering each subscriber from scratch, down to
+    the articles each email is recorded as carrying."""
     assert run.prepared.fast
     for sub in run.subscribers.subscribers:
         selection = run.select(sub)
@@ -142,6 +143,8 @@ def test_fast_path_is_byte_identical_to_direct_compile(run):
             direct.subject,
             direct.preheader,
         ), sub.email
+        # the whole email: addresses, headers and the articles the ledger records as sent
+        assert fast == direct and direct.article_ids == selection.content_key, sub.email
 
 
 def test_covers_as_mj_image_give_head_variants_and_stay_on_the_fast_path(sample):
@@ -412,3 +415,29 @@ def test_blank_topics_read_as_all_topics():
     assert recipient_values(blank, default_name="there", unsubscribe_url="u")["preferences"] == "all topics"
     mixed = Subscriber(email="a@example.com", tags=(" AI ", " "), categories=("Climate",))
     assert recipient_values(mixed, default_name="there", unsubscribe_url="u")["preferences"] == "AI, Climate"
+
+
+def test_a_notice_text_keeps_the_authors_indents_and_one_blank_line_per_gap(tmp_path):
+    """A signup confirmation's plain text as the newsletter's own template lays it out: indented
+    lines keep their indent, trailing spaces go, and the blank lines an empty block leaves behind
+    fold into one (the packaged theme fills the HTML part)."""
+    from digest.models import Subscriber
+    from digest.signup.notices import Notices
+
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "confirm.txt.j2").write_text(
+        "{{ newsletter.name }}   \n\n\n  1. Confirm:\n     {{ confirm_url }}\n"
+        "{% if topics %}\nTopics: {{ topics | join(', ') }}\n{% endif %}\n\n  2. Or cancel:  \n     {{ cancel_url }}\n",
+        encoding="utf-8",
+    )
+    config = make_config(tmp_path, templates={"path": str(templates)})
+    email = Notices(config).confirmation(
+        Subscriber(email="ada@example.com"),
+        confirm_url="https://x.example/c",
+        cancel_url="https://x.example/x",
+        consent_text="I agree.",
+    )
+    assert email.text == (
+        "Test Weekly\n\n  1. Confirm:\n     https://x.example/c\n\n  2. Or cancel:\n     https://x.example/x\n"
+    )
