@@ -441,3 +441,13 @@ def test_a_notice_text_keeps_the_authors_indents_and_one_blank_line_per_gap(tmp_
     assert email.text == (
         "Test Weekly\n\n  1. Confirm:\n     https://x.example/c\n\n  2. Or cancel:\n     https://x.example/x\n"
     )
+
+
+def test_replies_go_to_the_newsletters_reply_to_address(run):
+    """`reply_to` in [newsletter]: a reader's reply reaches the editors, not the sending address
+    (the message as SMTP sends it and `digest build` writes it)."""
+    from digest.message import to_mime
+
+    msg = to_mime(run.email(selection_for(run, "ada@example.com")), date=SAMPLE_AT)
+    assert msg["Reply-To"] == "editors@circuit.example.com"
+    assert msg["From"] == "The Weekly Circuit <weekly@circuit.example.com>"
