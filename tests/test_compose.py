@@ -451,3 +451,23 @@ def test_replies_go_to_the_newsletters_reply_to_address(run):
     msg = to_mime(run.email(selection_for(run, "ada@example.com")), date=SAMPLE_AT)
     assert msg["Reply-To"] == "editors@circuit.example.com"
     assert msg["From"] == "The Weekly Circuit <weekly@circuit.example.com>"
+
+
+@pytest.mark.parametrize(
+    ("minimum", "stories", "listed"),
+    [(3, 2, False), (3, 3, True), (1, 1, True), (0, 10, False)],
+    ids=["under", "exactly", "one-is-enough", "never"],
+)
+def test_a_digest_of_at_least_contents_min_articles_stories_opens_with_a_contents_list(
+    sample, minimum, stories, listed
+):
+    """`contents_min_articles`: a digest with at least that many stories opens with "In this
+    issue" (HTML and text alike); 1 lists even a single story; 0 never lists."""
+    from dataclasses import replace
+
+    sample.write_text(sample.read_text() + f"\n[templates]\ncontents_min_articles = {minimum}\n")
+    run = open_run(load_config(sample), SAMPLE_AT)
+    ten = selection_for(run, "ada@example.com")
+    email = run.email(replace(ten, choices=ten.choices[:stories]))
+    assert len(email.article_ids) == stories
+    assert ("In this issue" in email.html, "In this issue:" in email.text) == (listed, listed)
