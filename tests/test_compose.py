@@ -471,3 +471,17 @@ def test_a_digest_of_at_least_contents_min_articles_stories_opens_with_a_content
     email = run.email(replace(ten, choices=ten.choices[:stories]))
     assert len(email.article_ids) == stories
     assert ("In this issue" in email.html, "In this issue:" in email.text) == (listed, listed)
+
+
+def test_a_plain_text_partial_prints_values_as_written(sample):
+    """A `.txt` file included by the text template is plain text like it: `&` and `<` stay as
+    they are (only markup templates escape), while the HTML part escapes the same name."""
+    sample.write_text(sample.read_text().replace('name = "The Weekly Circuit"', 'name = "Circuit & <Co>"', 1))
+    templates = sample.parent / "templates"
+    (templates / "sign-off.txt").write_text("Thanks for reading {{ newsletter.name }}.", encoding="utf-8")
+    text_template = templates / "digest.txt.j2"
+    text_template.write_text(text_template.read_text() + '\n{% include "sign-off.txt" %}\n', encoding="utf-8")
+    run = open_run(load_config(sample), SAMPLE_AT)
+    email = run.email(selection_for(run, "ada@example.com"))
+    assert email.text.endswith("\nThanks for reading Circuit & <Co>.\n")
+    assert "Circuit &amp; &lt;Co&gt;" in email.html and "Circuit & <Co>" not in email.html
