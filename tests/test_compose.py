@@ -485,3 +485,16 @@ def test_a_plain_text_partial_prints_values_as_written(sample):
     email = run.email(selection_for(run, "ada@example.com"))
     assert email.text.endswith("\nThanks for reading Circuit & <Co>.\n")
     assert "Circuit &amp; &lt;Co&gt;" in email.html and "Circuit & <Co>" not in email.html
+
+
+def test_the_text_part_keeps_the_authors_indents_and_drops_trailing_spaces(sample):
+    """A text template's indented lines (a quote, a list) keep their indent; spaces at a line's end
+    (left by a block or a value) go, so no line ends in blanks."""
+    text_template = sample.parent / "templates" / "digest.txt.j2"
+    text_template.write_text(
+        text_template.read_text() + "\n\n    Indented sign-off   \n  - a list item \n", encoding="utf-8"
+    )
+    run = open_run(load_config(sample), SAMPLE_AT)
+    email = run.email(selection_for(run, "ada@example.com"))
+    assert email.text.endswith("\n\n    Indented sign-off\n  - a list item\n")
+    assert not any(line.endswith(" ") for line in email.text.splitlines())
