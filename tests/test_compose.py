@@ -127,7 +127,8 @@ def test_recipient_fields_are_escaped_in_html_and_raw_in_text(sample_config):
 
 
 def test_fast_path_is_byte_identical_to_direct_compile(run):
-    """The per-article compile-once path equals rendering each subscriber from scratch."""
+    """The per-article compile-once path equals rendering each subscriber from scratch, down to
+    the articles each email is recorded as carrying."""
     assert run.prepared.fast
     for sub in run.subscribers.subscribers:
         selection = run.select(sub)
@@ -142,6 +143,8 @@ def test_fast_path_is_byte_identical_to_direct_compile(run):
             direct.subject,
             direct.preheader,
         ), sub.email
+        # the whole email: addresses, headers and the articles the ledger records as sent
+        assert fast == direct and direct.article_ids == selection.content_key, sub.email
 
 
 def test_covers_as_mj_image_give_head_variants_and_stay_on_the_fast_path(sample):
@@ -412,3 +415,86 @@ def test_blank_topics_read_as_all_topics():
     assert recipient_values(blank, default_name="there", unsubscribe_url="u")["preferences"] == "all topics"
     mixed = Subscriber(email="a@example.com", tags=(" AI ", " "), categories=("Climate",))
     assert recipient_values(mixed, default_name="there", unsubscribe_url="u")["preferences"] == "AI, Climate"
+
+
+def test_a_notice_text_keeps_the_authors_indents_and_one_blank_line_per_gap(tmp_path):
+    """A signup confirmation's plain text as the newsletter's own template lays it out: indented
+    lines keep their indent, trailing spaces go, and the blank lines an empty block leaves behind
+    fold into one (the packaged theme fills the HTML part)."""
+    from digest.models import Subscriber
+    from digest.signup.notices import Notices
+
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "confirm.txt.j2").write_text(
+        "{{ newsletter.name }}   \n\n\n  1. Confirm:\n     {{ confirm_url }}\n"
+        "{% if topics %}\nTopics: {{ topics | join(', ') }}\n{% endif %}\n\n  2. Or cancel:  \n     {{ cancel_url }}\n",
+        encoding="utf-8",
+    )
+    config = make_config(tmp_path, templates={"path": str(templates)})
+    email = Notices(config).confirmation(
+        Subscriber(email="ada@example.com"),
+        confirm_url="https://x.example/c",
+        cancel_url="https://x.example/x",
+        consent_text="I agree.",
+    )
+    assert email.text == (
+        "Test Weekly\n\n  1. Confirm:\n     https://x.example/c\n\n  2. Or cancel:\n     https://x.example/x\n"
+    )
+
+
+def test_replies_go_to_the_newsletters_reply_to_address(run):
+    """`reply_to` in [newsletter]: a reader's reply reaches the editors, not the sending address
+    (the message as SMTP sends it and `digest build` writes it)."""
+    from digest.message import to_mime
+
+    msg = to_mime(run.email(selection_for(run, "ada@example.com")), date=SAMPLE_AT)
+    assert msg["Reply-To"] == "editors@circuit.example.com"
+    assert msg["From"] == "The Weekly Circuit <weekly@circuit.example.com>"
+
+
+@pytest.mark.parametrize(
+    ("minimum", "stories", "listed"),
+    [(3, 2, False), (3, 3, True), (1, 1, True), (0, 10, False)],
+    ids=["under", "exactly", "one-is-enough", "never"],
+)
+def test_a_digest_of_at_least_contents_min_articles_stories_opens_with_a_contents_list(
+    sample, minimum, stories, listed
+):
+    """`contents_min_articles`: a digest with at least that many stories opens with "In this
+    issue" (HTML and text alike); 1 lists even a single story; 0 never lists."""
+    from dataclasses import replace
+
+    sample.write_text(sample.read_text() + f"\n[templates]\ncontents_min_articles = {minimum}\n")
+    run = open_run(load_config(sample), SAMPLE_AT)
+    ten = selection_for(run, "ada@example.com")
+    email = run.email(replace(ten, choices=ten.choices[:stories]))
+    assert len(email.article_ids) == stories
+    assert ("In this issue" in email.html, "In this issue:" in email.text) == (listed, listed)
+
+
+def test_a_plain_text_partial_prints_values_as_written(sample):
+    """A `.txt` file included by the text template is plain text like it: `&` and `<` stay as
+    they are (only markup templates escape), while the HTML part escapes the same name."""
+    sample.write_text(sample.read_text().replace('name = "The Weekly Circuit"', 'name = "Circuit & <Co>"', 1))
+    templates = sample.parent / "templates"
+    (templates / "sign-off.txt").write_text("Thanks for reading {{ newsletter.name }}.", encoding="utf-8")
+    text_template = templates / "digest.txt.j2"
+    text_template.write_text(text_template.read_text() + '\n{% include "sign-off.txt" %}\n', encoding="utf-8")
+    run = open_run(load_config(sample), SAMPLE_AT)
+    email = run.email(selection_for(run, "ada@example.com"))
+    assert email.text.endswith("\nThanks for reading Circuit & <Co>.\n")
+    assert "Circuit &amp; &lt;Co&gt;" in email.html and "Circuit & <Co>" not in email.html
+
+
+def test_the_text_part_keeps_the_authors_indents_and_drops_trailing_spaces(sample):
+    """A text template's indented lines (a quote, a list) keep their indent; spaces at a line's end
+    (left by a block or a value) go, so no line ends in blanks."""
+    text_template = sample.parent / "templates" / "digest.txt.j2"
+    text_template.write_text(
+        text_template.read_text() + "\n\n    Indented sign-off   \n  - a list item \n", encoding="utf-8"
+    )
+    run = open_run(load_config(sample), SAMPLE_AT)
+    email = run.email(selection_for(run, "ada@example.com"))
+    assert email.text.endswith("\n\n    Indented sign-off\n  - a list item\n")
+    assert not any(line.endswith(" ") for line in email.text.splitlines())
