@@ -416,7 +416,7 @@ def public_settings(config: Config) -> PublicSettings:
     )
 
 
-def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(config: Config, *, host: str, port: int) -> None:
     """Run the public app until Ctrl+C (behind a reverse proxy that terminates TLS)."""
     log_to_terminal()
     server, sock = public_server(config, host=host, port=port)
