@@ -161,6 +161,7 @@ def test_a_confirmation_link_expires(config, client, clock) -> None:
     assert client.get(link(msg)).status_code == 410
     gone = client.post(link(msg))
     assert gone.status_code == 410 and "expired" in gone.text
+    assert "<title>Link expired · The Weekly Circuit</title>" in gone.text
     assert status_of(config, NEW) is None
 
 
@@ -527,7 +528,7 @@ def test_a_full_worker_queue_refuses_everyone_alike(config, client, clock) -> No
         pass
     answer = client.post("/subscribe", data=form(client, clock, NEW))
     gate.open()
-    assert answer.status_code == 503
+    assert answer.status_code == 503 and "<title>Busy · The Weekly Circuit</title>" in answer.text
 
 
 # ---------------------------------------------------------------- cadences
