@@ -13,8 +13,6 @@ new connection also costs round trips. Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import datetime
-import ipaddress
 import os
 import ssl
 import subprocess
@@ -72,29 +70,11 @@ def serve(folder: Path, tls: bool) -> None:
 
 
 def certificate(folder: Path) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """cert.pem and key.pem for 127.0.0.1 in `folder`: the tests' own certificate maker."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tls_support import make_certificate  # type: ignore[import-not-found]
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    make_certificate(folder)
 
 
 def run(host: str, pooled: bool, requests: int, threads: int, body: dict[str, object]) -> float:
