@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from dateutil import parser as dateutil_parser
 from dateutil.tz import tzoffset
 
+from digest.flags import from_epoch
 from digest.text import one_line
 
 FILENAME_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[-_](.*))?$")
@@ -47,13 +48,9 @@ def parse_date(value: Any, tz: ZoneInfo) -> datetime | None:
     elif isinstance(value, date):
         dt = datetime.combine(value, time())
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        # epoch seconds, as some importers write, or milliseconds (JavaScript's Date.now(), as
-        # headless CMS exports write): 10**11 seconds is the year 5138, 10**11 ms is 1973
-        seconds = value / 1000 if value > 10**11 else value
-        try:
-            return datetime.fromtimestamp(seconds, UTC) if value > 10**8 else None
-        except (OverflowError, ValueError, OSError):  # past the year 9999, or inf
-            return None
+        # epoch seconds, as some importers write, or milliseconds, as headless CMS exports do;
+        # a number below 10**8 (1973) is something else
+        return from_epoch(value) if value > 10**8 else None
     elif isinstance(value, str):
         parsed = _parse_date_string(value.strip())
         if parsed is None:

@@ -144,22 +144,31 @@ def parse_frequency(field: str, value: Any) -> str | None:
     return text
 
 
+def from_epoch(value: float) -> datetime | None:
+    """A Unix time in UTC: seconds, or milliseconds above 10**11 (JavaScript's Date.now(); 10**11
+    seconds is the year 5138, 10**11 ms is 1973). None past the year 9999, or for inf and nan."""
+    seconds = value / 1000 if value > 10**11 else value
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
 def parse_time(value: Any) -> datetime | None:
     """An ISO 8601 date or time (`2025-06-03T18:57:08.415Z`, `2018-02-12 10:54:27`) or a Unix
     time in seconds or milliseconds; in UTC (read as UTC when it had no zone). None when it is none
     of these, or when it lies outside the years 1 to 9999 in UTC."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, int | float):
+        return from_epoch(value)
     try:
-        if isinstance(value, int | float):
-            seconds = value / 1000 if value > 1e11 else value
-            return datetime.fromtimestamp(seconds, UTC)
         if isinstance(value, str):
             text = value.strip()
             # a Unix time in a CSV cell; eight digits or fewer are a date (20250603) or a year
             if len(text) > 8 and text.isascii() and text.isdigit():
-                return parse_time(int(text))
-            parsed = datetime.fromisoformat(value.strip())
+                return from_epoch(int(text))
+            parsed = datetime.fromisoformat(text)
             # as an instant in UTC: 9999-12-31T23:59-23:00 is past the end of time there, and
             # would stop whatever converts it later (`digest subscribers show`, a report)
             return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
